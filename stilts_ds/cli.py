@@ -1,0 +1,206 @@
+"""The ``stilts-ds`` command: a thin click group; each command parses options and calls one stage.
+
+    stilts-ds tasks [--json]
+    stilts-ds prepare --task all --tokenizer bundled --cache-dir runs/cache
+    stilts-ds score --task xquad --lang de --predictions preds.json --references xquad.de.json
+    stilts-ds pipeline --config configs/quickstart.yaml     # train, finetune, evaluate
+    stilts-ds demo                                          # the quick start (make demo)
+
+Bad input (unknown task, missing split, malformed file) prints ``error: ...`` naming the
+file/option and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from stilts_ds.errors import StiltsError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except StiltsError as e:
+            click.secho(f"error: {e}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="stilts-ds")
+def main():
+    """stilts-ds: English intermediate-task training for zero-shot cross-lingual transfer."""
+
+
+# ----------------------------------------------------------------------------- tasks
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of task objects instead of a table.")
+@click.option("--kind", type=click.Choice(["all", "intermediate", "xtreme"]), default="all", show_default=True)
+def tasks(as_json: bool, kind: str):
+    """List every task of the study: format, metric, languages, data sources."""
+    from stilts_ds.tasks.catalog import task_rows, task_table
+
+    rows = [r for r in task_rows() if kind == "all" or r["kind"] == kind]
+    click.echo(json.dumps(rows, ensure_ascii=False, indent=2) if as_json else task_table(rows))
+
+
+# ----------------------------------------------------------------------------- prepare
+@main.command()
+@click.option("--task", "task_names", multiple=True, default=["all"], show_default=True,
+              help="Task name, or all / intermediate / xtreme. Repeatable.")
+@click.option("--split", "splits", multiple=True, help="Only these splits (default: all the task has). Repeatable.")
+@click.option("--lang", "langs", multiple=True, help="Only these languages (default: all). Repeatable.")
+@click.option("--tokenizer", default="bundled", show_default=True,
+              help="Hub id or local directory of a fast tokenizer; 'bundled' is the offline fixture tokenizer.")
+@click.option("--max-length", type=click.IntRange(min=16), default=None,
+              help="Tokens per row (default: 384 for span QA, 256 otherwise, the paper's recipe).")
+@click.option("--source", type=click.Choice(["local", "hub"]), default="local", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Local data root (<dir>/<task>/<split>[.<lang>].jsonl); default: the bundled fixtures.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/cache"),
+              show_default=True)
+@click.option("--force", is_flag=True, help="Featurize again even where a cache entry exists.")
+def prepare(task_names, splits, langs, tokenizer, max_length, source, data_dir, cache_dir, force):
+    """Featurize task splits once and cache them by (task, split, language, tokenizer, max length)."""
+    from stilts_ds.data.prepare import prepare as run_prepare
+    from stilts_ds.modeling.presets import load_tokenizer
+    from stilts_ds.tasks.registry import resolve_tasks
+
+    specs = resolve_tasks(task_names)
+    done = run_prepare(specs, tokenizer=load_tokenizer(tokenizer), cache_dir=cache_dir, source=source,
+                       data_dir=data_dir, splits=splits or None, langs=langs or None,
+                       max_length=max_length, force=force)
+    fresh = [d for d in done if not d.reused]
+    click.echo(f"prepared {len(done)} splits ({len(fresh)} featurized, {len(done) - len(fresh)} from cache) "
+               f"in {cache_dir}: {sum(d.examples for d in done)} examples, {sum(d.rows for d in done)} rows")
+
+
+# ----------------------------------------------------------------------------- score
+@main.command()
+@click.option("--task", "task_name", required=True, help="An XTREME or intermediate task name.")
+@click.option("--lang", default=None, help="Language of the files (required for mlqa's normalisation).")
+@click.option("--predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Predictions in the official XTREME format of the task.")
+@click.option("--references", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Gold labels in the official XTREME format of the task.")
+def score(task_name, lang, predictions, references):
+    """Score prediction files exactly as the official XTREME evaluate.py does.
+
+    Formats: labels one per line (xnli, pawsx, tatoeba); tags one per line with a blank line
+    between sentences (udpos, panx, ccg); BUCC id pairs tab-separated; QA predictions as a
+    JSON object id -> text with SQuAD-format references (xquad, mlqa, tydiqa, squad_*).
+    The last line printed is one JSON object with the official key names.
+    """
+    from stilts_ds.evaluation import score_files
+    from stilts_ds.tasks.registry import get_task
+
+    spec = get_task(task_name)
+    if lang is not None and lang not in spec.languages:
+        raise StiltsError(f"task {spec.name!r} has no language {lang!r}; it has: {', '.join(spec.languages)}")
+    result = score_files(spec.metric, predictions, references, lang)
+    click.echo(json.dumps(result, ensure_ascii=False))
+
+
+# ----------------------------------------------------------------------------- phases
+def _parse_sets(values) -> dict:
+    import yaml
+
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise StiltsError(f"--set {item!r}: expected KEY=VALUE, e.g. --set cluster.num_workers=4")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _study_options(fn):
+    fn = click.option("--in-process", is_flag=True,
+                      help="Run the worker in this process at world size 1 (no Ray); needs cluster.num_workers=1.")(fn)
+    fn = click.option("--force", is_flag=True, help="Rerun stages whose outputs exist.")(fn)
+    fn = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                      help="Override a config value, e.g. --set cluster.num_workers=4. Repeatable.")(fn)
+    fn = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+                      help="Experiment YAML (configs/quickstart.yaml, configs/paper.yaml).")(fn)
+    return fn
+
+
+def _study(config_path, sets, force, in_process):
+    from stilts_ds.config import load_config
+    from stilts_ds.studies.pipeline import Study
+
+    return Study(load_config(config_path, _parse_sets(sets)), force=force, in_process=in_process)
+
+
+@main.command()
+@_study_options
+def train(config_path, sets, force, in_process):
+    """Phase 1: intermediate training (all tasks of `intermediate.tasks` at once)."""
+    encoder = _study(config_path, sets, force, in_process).intermediate()
+    click.echo(f"encoder: {encoder}")
+
+
+@main.command()
+@_study_options
+@click.option("--task", "tasks", multiple=True, help="Only these target tasks (default: finetune.tasks).")
+def finetune(config_path, sets, force, in_process, tasks):
+    """Phase 2: fine-tune each target task on its English training data (model selection on English dev)."""
+    study = _study(config_path, sets, force, in_process)
+    for task in tasks or study.cfg.finetune.tasks:
+        click.echo(f"{task}: {study.finetune(task)}")
+
+
+@main.command()
+@_study_options
+def evaluate(config_path, sets, force, in_process):
+    """Phase 3: zero-shot evaluation in every language; writes results.json and results.md."""
+    from stilts_ds.studies.results import results_markdown
+
+    click.echo(results_markdown(_study(config_path, sets, force, in_process).evaluate()))
+
+
+@main.command()
+@_study_options
+def pipeline(config_path, sets, force, in_process):
+    """All three phases; finished stages are skipped (idempotent), --force reruns them."""
+    from stilts_ds.studies.results import results_markdown
+
+    click.echo(results_markdown(_study(config_path, sets, force, in_process).run()))
+
+
+# ----------------------------------------------------------------------------- demo
+QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=QUICKSTART,
+              show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value. Repeatable.")
+@click.option("--force", is_flag=True, help="Rerun stages whose outputs exist.")
+def demo(config_path, sets, force):
+    """The quick start: the task table, every fixture featurized, then the whole three-phase
+    study (tiny XLM-R, local Ray with two workers, DeepSpeed ZeRO-2 on the CPU), ending with
+    the results table. Needs no GPU and no hub access."""
+    from stilts_ds.config import load_config
+    from stilts_ds.studies.pipeline import Study
+    from stilts_ds.studies.results import results_markdown
+    from stilts_ds.tasks.catalog import task_rows, task_table
+    from stilts_ds.tasks.registry import TASKS
+
+    cfg = load_config(config_path, _parse_sets(sets))
+    click.echo(task_table(task_rows()))
+    study = Study(cfg, force=force)
+    done = study.prepare_all(TASKS.values())
+    click.echo(f"\nprepared {len(done)} task splits into {cfg.cache_dir()} "
+               f"({sum(d.examples for d in done)} examples)\n")
+    results = study.run()
+    click.echo(results_markdown(results))
+    click.echo(f"\nresults: {cfg.run_dir / 'results.json'}, {cfg.run_dir / 'results.md'}; "
+               f"TensorBoard: tensorboard --logdir {cfg.run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""The typed experiment config: YAML -> frozen dataclasses, validated before any worker starts.
+
+    cfg = load_config("configs/quickstart.yaml")
+    cfg.intermediate.tasks        # ('anli_plus', ..., 'ccg')
+    cfg.to_dict()                 # plain dict, the form passed to Ray Train workers
+
+Every field's ``help`` metadata is its documentation. ``__post_init__`` rejects
+contradictions with a message that names the option and the fix; unknown keys are errors
+(a typo must not silently fall back to a default).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from stilts_ds.errors import StiltsError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+SAMPLING = ("proportional", "temperature", "uniform")
+SCHEDULES = ("linear", "constant")
+
+
+class ConfigError(StiltsError):
+    pass
+
+
+def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: str = _help("Hub id, local Hugging Face directory, or the preset 'tiny' (random weights).",
+                         "FacebookAI/xlm-roberta-large")
+    tokenizer: str | None = _help("Hub id or directory of a fast tokenizer, or 'bundled'; default: the encoder's.", None)
+    head_dropout: float = _help("Dropout inside the task heads.", 0.1)
+
+    def tokenizer_name(self) -> str:
+        return self.tokenizer or self.encoder
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _help("'hub' (the real data) or 'local' (data_dir, or the bundled fixtures).", "hub")
+    data_dir: str | None = _help("Local data root: <dir>/<task>/<split>[.<lang>].jsonl.", None)
+    max_length: int = _help("Tokens per row for non-QA tasks (the paper: 256).", 256)
+    qa_max_length: int = _help("Tokens per window for span QA (the paper: 384).", 384)
+    cache_dir: str | None = _help("Feature cache; default <output_dir>/cache.", None)
+
+    def __post_init__(self):
+        if self.source not in ("hub", "local"):
+            raise ConfigError(f"data.source must be 'hub' or 'local', not {self.source!r}")
+        if self.max_length < 16 or self.qa_max_length < 16:
+            raise ConfigError("data.max_length and data.qa_max_length must be at least 16")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    num_workers: int = _help("DeepSpeed ranks (Ray Train workers).", 1)
+    use_gpu: bool = _help("One GPU per worker.", True)
+    cpus_per_worker: float = _help("CPUs reserved per worker.", 1.0)
+    placement_strategy: str = _help("Ray placement: PACK, SPREAD or STRICT_SPREAD (one worker per node).", "PACK")
+    multi_node: bool = _help("The job spans several nodes: storage_path must be shared storage.", False)
+    storage_path: str | None = _help(
+        "Where Ray Train keeps checkpoints and results (S3/GCS/NFS for multi-node); default <output_dir>/ray.", None)
+    max_failures: int = _help("Worker failures Ray Train recovers from (restart from the last checkpoint).", 1)
+    ray_address: str | None = _help("Ray cluster address; default: connect to a running one or start locally.", None)
+
+    def __post_init__(self):
+        if self.num_workers < 1:
+            raise ConfigError("cluster.num_workers must be at least 1")
+        if self.placement_strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
+            raise ConfigError(f"cluster.placement_strategy {self.placement_strategy!r} is not a Ray strategy")
+        if self.multi_node and not self.storage_path:
+            raise ConfigError(
+                "cluster.multi_node is set but cluster.storage_path is empty: a multi-node run needs shared "
+                "storage every node can reach (s3://..., gs://..., or an NFS path)")
+        if self.multi_node and self.storage_path and "://" not in self.storage_path \
+                and not self.storage_path.startswith("/"):
+            raise ConfigError(f"cluster.storage_path {self.storage_path!r} must be absolute or a URI on multi-node runs")
+
+
+@dataclass(frozen=True)
+class DeepSpeedConfig:
+    base: str = _help("A ds_configs/ name (zero1, zero2, zero3, zero2_offload) or a JSON path.", "zero2")
+    precision: str = _help("fp32, fp16 or bf16.", "bf16")
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"deepspeed.precision must be one of {PRECISIONS}, not {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training phase: the batch, schedule and sampling of its tasks."""
+
+    tasks: tuple[str, ...] = _help("Tasks trained together (one head each); one task = single-task.", ())
+    epochs: float = _help("Passes over the (mixed) training data.", 3.0)
+    max_steps: int | None = _help("Optimizer steps; overrides epochs when set.", None)
+    micro_batch: int | None = _help("Rows per worker per forward pass.", 4)
+    grad_accum: int | None = _help("Micro-batches per optimizer step.", None)
+    global_batch: int | None = _help("Rows per optimizer step over all workers (micro x accum x workers).", None)
+    lr: float = _help("Peak learning rate (the paper: 1e-5).", 1e-5)
+    warmup_ratio: float = _help("Share of steps spent warming up (the paper: 0.1).", 0.1)
+    schedule: str = _help("linear (warmup then linear decay) or constant.", "linear")
+    weight_decay: float = _help("AdamW weight decay.", 0.01)
+    sampling: str = _help("Multi-task sampling: proportional, temperature or uniform.", "proportional")
+    temperature: float = _help("Temperature of 'temperature' sampling.", 2.0)
+    sampling_cap: int | None = _help("Examples counted per task at most when weighting (cap on huge tasks).", None)
+    seed: int = _help("Seed of sampling, shuffling and head initialisation.", 42)
+    checkpoint_every: int = _help("Optimizer steps between checkpoints.", 500)
+    log_every: int = _help("Optimizer steps between TensorBoard points.", 10)
+    eval_every: int | None = _help("Optimizer steps between English-dev evaluations; default: once per epoch.", None)
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if self.sampling not in SAMPLING:
+            raise ConfigError(f"sampling must be one of {SAMPLING}, not {self.sampling!r}")
+        if self.max_steps is None and self.epochs <= 0:
+            raise ConfigError("set epochs > 0 or max_steps")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("warmup_ratio must be in [0, 1)")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise ConfigError("checkpoint_every and log_every must be at least 1")
+
+    def override(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Phase 2: one run per target task, each from the phase-1 encoder with a fresh head."""
+
+    tasks: tuple[str, ...] = _help("XTREME tasks fine-tuned on their English training data.", ())
+    defaults: TrainConfig = _help("Recipe shared by every target task.", factory=TrainConfig)
+    per_task: Mapping[str, Mapping[str, Any]] = _help("Per-task overrides of `defaults` (epochs, batch, lr).",
+                                                      factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        valid = {f.name for f in dataclasses.fields(TrainConfig)}
+        for task, changes in self.per_task.items():
+            if task not in self.tasks:
+                raise ConfigError(f"finetune.per_task names {task!r}, which is not in finetune.tasks")
+            bad = set(changes) - valid
+            if bad:
+                raise ConfigError(f"finetune.per_task.{task}: unknown option(s) {sorted(bad)}; valid: {sorted(valid)}")
+
+    def recipe(self, task: str) -> TrainConfig:
+        return self.defaults.override(tasks=(task,), **dict(self.per_task.get(task, {})))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    tasks: tuple[str, ...] = _help("XTREME tasks evaluated zero-shot in every language they have.", ())
+    split: str = _help("Split scored in every language (test; validation for quick looks).", "test")
+    batch_size: int = _help("Rows per worker per evaluation forward pass.", 32)
+    retrieval_layer: int | None = _help("Hidden layer for bucc/tatoeba embeddings; default 14/24 of the depth.", None)
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if self.split not in ("test", "validation"):
+            raise ConfigError(f"evaluate.split must be 'test' or 'validation', not {self.split!r}")
+        if self.batch_size < 1:
+            raise ConfigError("evaluate.batch_size must be at least 1")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = _help("Run name; the Ray Train run names derive from it.", "study")
+    output_dir: str = _help("Run directory: exports, results, TensorBoard logs, merged DeepSpeed configs.", "runs/study")
+    model: ModelConfig = _help("Encoder and tokenizer.", factory=ModelConfig)
+    data: DataConfig = _help("Data source and lengths.", factory=DataConfig)
+    cluster: ClusterConfig = _help("Ray Train scaling.", factory=ClusterConfig)
+    deepspeed: DeepSpeedConfig = _help("ZeRO stage/offload and precision.", factory=DeepSpeedConfig)
+    intermediate: TrainConfig | None = _help("Phase 1 (none: fine-tune the pretrained encoder directly).", None)
+    finetune: FinetuneConfig = _help("Phase 2.", factory=FinetuneConfig)
+    evaluate: EvaluateConfig = _help("Phase 3.", factory=EvaluateConfig)
+
+    def __post_init__(self):
+        from stilts_ds.tasks.registry import get_task
+
+        for phase, tasks, kind in (("intermediate", self.intermediate.tasks if self.intermediate else (), None),
+                                   ("finetune", self.finetune.tasks, "xtreme"),
+                                   ("evaluate", self.evaluate.tasks, "xtreme")):
+            for name in tasks:
+                try:
+                    spec = get_task(name)
+                except StiltsError as e:
+                    raise ConfigError(f"{phase}.tasks: {e}") from None
+                if kind and spec.kind != kind:
+                    raise ConfigError(f"{phase}.tasks: {name!r} is not an XTREME task")
+                if phase in ("intermediate", "finetune") and "train" not in spec.splits:
+                    raise ConfigError(f"{phase}.tasks: {name!r} has no training data (it is scored from the "
+                                      "phase-1 encoder); list it under evaluate.tasks only")
+        if self.intermediate is not None and not self.intermediate.tasks:
+            raise ConfigError("intermediate.tasks is empty: list tasks, or remove the intermediate section")
+
+    # -- paths
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir)
+
+    def cache_dir(self) -> Path:
+        return Path(self.data.cache_dir) if self.data.cache_dir else self.run_dir / "cache"
+
+    def storage_path(self) -> str:
+        return self.cluster.storage_path or str((self.run_dir / "ray").resolve())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data: Any, where: str):
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown option(s) {sorted(unknown)}; valid: {sorted(fields)}")
+    kwargs = {}
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        sub = _NESTED.get((cls, name))
+        option = f"{where}.{name}".lstrip(".")
+        kwargs[name] = _build(sub, value, option) if sub else _checked(value, hints[name], option)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+    except TypeError as e:
+        raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+def _checked(value: Any, hint, option: str) -> Any:
+    """``value`` as the field's type, or a ConfigError naming the option. YAML 1.1 reads
+    ``1e-5`` (no dot) as a string, so numeric strings are accepted for float fields."""
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{option}: a value is required")
+    base = next((a for a in args if a is not type(None)), hint) if args and type(None) in args else hint
+    origin = typing.get_origin(base)
+    if base is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{option}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{option}: expected a number, got {value!r}") from None
+    if base is int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ConfigError(f"{option}: expected an integer, got {value!r}")
+    if base is bool and not isinstance(value, bool):
+        raise ConfigError(f"{option}: expected true or false, got {value!r}")
+    if base is str and not isinstance(value, str):
+        raise ConfigError(f"{option}: expected a string, got {value!r}")
+    if origin is tuple and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{option}: expected a list of names, got {value!r}")
+    return value
+
+
+_NESTED = {
+    (ExperimentConfig, "model"): ModelConfig,
+    (ExperimentConfig, "data"): DataConfig,
+    (ExperimentConfig, "cluster"): ClusterConfig,
+    (ExperimentConfig, "deepspeed"): DeepSpeedConfig,
+    (ExperimentConfig, "intermediate"): TrainConfig,
+    (ExperimentConfig, "finetune"): FinetuneConfig,
+    (ExperimentConfig, "evaluate"): EvaluateConfig,
+    (FinetuneConfig, "defaults"): TrainConfig,
+}
+
+
+def from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
+    return _build(ExperimentConfig, data, "")
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment config; ``overrides`` maps dotted keys to values (CLI --set)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

@@ -1,0 +1,93 @@
+"""The on-disk feature cache, keyed by (task, split, language, tokenizer, max length).
+
+Training never tokenizes: ``stilts-ds prepare`` writes each featurized split once and every
+worker reads it. Entries are written to a temporary file in the same directory and renamed
+into place, so a killed ``prepare`` never leaves a half-written entry that a later run
+would trust.
+
+    path = cache_path(cache_dir, key)
+    feats = read(path) if path.exists() else write_atomic(path, build())
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from stilts_ds.errors import StiltsError
+from stilts_ds.tasks.features import Features
+
+# Bump when featurization changes its output for the same inputs: old entries stop matching.
+FEATURE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    task: str
+    split: str
+    lang: str
+    tokenizer: str  # tokenizer_fingerprint(...)
+    max_length: int
+    data: str  # data_fingerprint(...)
+
+    def filename(self) -> str:
+        return (
+            f"{self.task}/{self.split}.{self.lang}.len{self.max_length}."
+            f"tok-{self.tokenizer}.data-{self.data}.v{FEATURE_VERSION}.pkl"
+        )
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of the full tokenizer definition (vocab, normalizer, templates), not its name:
+    two tokenizers saved under one path but built differently never share entries."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise StiltsError(f"{type(tokenizer).__name__} is not a fast tokenizer; stilts-ds needs offsets from one")
+    definition = json.loads(backend.to_str())
+    # Truncation and padding are call-time state the fast tokenizer stores on its backend
+    # (every padded call changes them); they are not part of what the tokenizer *is*.
+    definition.pop("truncation", None)
+    definition.pop("padding", None)
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def data_fingerprint(source: str, path: Path | None = None) -> str:
+    """Local files: size and modification time (cheap for gigabyte splits). Hub: 'hub'
+    (the datasets library versions its own cache)."""
+    if path is None:
+        return source
+    st = Path(path).stat()
+    return hashlib.sha256(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def cache_path(cache_dir: Path | str, key: CacheKey) -> Path:
+    return Path(cache_dir) / key.filename()
+
+
+def read(path: Path) -> Features:
+    with open(path, "rb") as f:
+        feats = pickle.load(f)
+    if not isinstance(feats, Features):
+        raise StiltsError(f"{path}: not a stilts-ds feature cache entry; delete it and run `stilts-ds prepare` again")
+    return feats
+
+
+def write_atomic(path: Path, features: Features) -> Features:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(features, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Interrupted or failed: remove the partial file, never the previous good entry.
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return features

@@ -1,0 +1,288 @@
+"""Multi-task sampling and data-parallel row batching for training and evaluation.
+
+Three pieces, all pure numpy (no deepspeed, no ray), all seeded and resumable:
+
+- ``task_weights(sizes, strategy)`` turns example counts into a sampling distribution over
+  tasks: ``"proportional"`` (default), ``"temperature"`` (T5 / XLM-R style, with an optional
+  cap on huge tasks) or ``"uniform"``.
+- ``TaskSampler(weights, seed)`` draws the task of each training step. Every rank builds it
+  from the same weights and seed, so every rank picks the same task at every step and the
+  ZeRO collectives of that step line up.
+- ``RowBatcher(n_rows, batch_size, rank=, world_size=, seed=)`` yields row indices of one
+  task's ``Features`` table for this rank: a fresh seeded permutation per epoch, sharded so
+  ranks see disjoint rows and the same number of rows, ``batch_size`` rows per call, forever.
+  ``mode="eval"`` instead walks rows ``rank::world_size`` once, in order, no padding.
+
+Usage (one training worker)::
+
+    weights = task_weights({"mnli": len(mnli), "squad_v1": len(squad)}, "temperature", temperature=2.0)
+    sampler = TaskSampler(weights, seed=cfg.seed)
+    batchers = {t: RowBatcher(len(feats[t]), micro_batch, rank=rank, world_size=ws, seed=cfg.seed)
+                for t in weights}
+    for step in range(start, total):
+        task = sampler.next()
+        rows = batchers[task].next()          # np.ndarray of row indices into feats[task]
+        batch = fmt.collate(feats[task], rows)
+        ...
+    client_state = {"sampler": sampler.state_dict(),
+                    "batchers": {t: b.state_dict() for t, b in batchers.items()}}
+
+Resume by calling ``load_state_dict`` on objects built with the same arguments; the run then
+continues exactly the sequence an uninterrupted run would have produced.
+
+Evaluation::
+
+    for rows in RowBatcher(len(feats), eval_batch, rank=rank, world_size=ws, mode="eval"):
+        ...  # ranks get unequal counts; gather {guid: prediction} and merge afterwards
+
+Under ZeRO-3 every forward pass is a collective (parameters are gathered), so an eval loop
+must run the same number of forward passes on every rank: run ``max_batches`` passes and
+give ranks that ran out a dummy batch whose outputs are dropped.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Literal, Mapping
+
+import numpy as np
+
+from stilts_ds.errors import StiltsError
+
+Strategy = Literal["proportional", "temperature", "uniform"]
+STRATEGIES = ("proportional", "temperature", "uniform")
+
+
+class SamplerError(StiltsError, ValueError):
+    """Bad sampling configuration or a checkpointed state that does not fit this run.
+
+    Both a ``StiltsError`` (the CLI prints it without a traceback) and a ``ValueError``.
+    """
+
+
+def task_weights(
+    sizes: Mapping[str, int],
+    strategy: Strategy = "proportional",
+    temperature: float = 2.0,
+    cap: int | None = None,
+) -> dict[str, float]:
+    """Sampling probability per task, summing to 1, in the order of ``sizes``.
+
+    - ``proportional``: p_i = n_i / sum(n).
+    - ``temperature``: p_i proportional to (n_i / N)^(1/T), renormalised; T = 1 is
+      proportional, larger T flattens towards uniform (T5, XLM-R multilingual sampling).
+    - ``uniform``: p_i = 1 / k.
+
+    ``cap`` replaces n_i by min(n_i, cap) before anything else (T5's "examples-proportional
+    mixing with an artificial limit"), so one huge task (QQP, 364k rows) cannot swamp the
+    mixture; it applies to ``proportional`` and ``temperature`` and is meaningless for
+    ``uniform``. ``temperature`` is read only by the ``temperature`` strategy.
+    """
+    if strategy not in STRATEGIES:
+        raise SamplerError(f"unknown sampling strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    if not sizes:
+        raise SamplerError("no tasks to sample from: give at least one task with its number of training rows")
+    bad = {name: n for name, n in sizes.items() if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0}
+    if bad:
+        raise SamplerError(
+            f"task sizes must be positive row counts; tasks with no training rows: {bad}; "
+            "prepare their data (stilts-ds prepare) or remove them from the task mixture"
+        )
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap <= 0):
+        raise SamplerError(f"cap must be a positive number of rows or None, got {cap!r}")
+    if strategy == "temperature" and not (
+        isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
+    ):
+        raise SamplerError(f"temperature must be a positive finite number (1 = proportional), got {temperature!r}")
+
+    names = list(sizes)
+    if strategy == "uniform":
+        return {name: 1.0 / len(names) for name in names}
+    counts = np.array([min(int(sizes[n]), int(cap)) if cap is not None else int(sizes[n]) for n in names], dtype=np.float64)
+    probs = counts / counts.sum()
+    if strategy == "temperature":
+        # Work in log space: (n/N)^(1/T) underflows for tiny tasks at small T otherwise.
+        logits = np.log(probs) / float(temperature)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+    return {name: float(p) for name, p in zip(names, probs)}
+
+
+class TaskSampler:
+    """Seeded draw of one task per training step, identical on every rank.
+
+    Tasks are kept in sorted name order, so two ranks that built their weight dict in
+    different orders still draw the same sequence. ``state_dict()`` holds the generator's
+    exact state; ``load_state_dict`` on a sampler built with the same weights continues
+    the sequence where the checkpoint left it.
+    """
+
+    def __init__(self, weights: Mapping[str, float], seed: int):
+        if not weights:
+            raise SamplerError("TaskSampler needs at least one task weight")
+        probs = {k: float(v) for k, v in weights.items()}
+        bad = {k: v for k, v in probs.items() if not math.isfinite(v) or v < 0}
+        if bad or sum(probs.values()) <= 0:
+            raise SamplerError(f"task weights must be finite, non-negative and not all zero, got {dict(weights)}")
+        self.tasks: tuple[str, ...] = tuple(sorted(probs))
+        p = np.array([probs[t] for t in self.tasks], dtype=np.float64)
+        self.probs = p / p.sum()
+        self._cdf = np.cumsum(self.probs)
+        self._cdf[-1] = 1.0  # a rounding shortfall must not leave a gap above the last task
+        self.seed = int(seed)
+        self._rng = np.random.Generator(np.random.PCG64(self.seed))
+        self.steps = 0
+
+    def next(self) -> str:
+        """The task of the next step."""
+        # One uniform draw per step and a search in the CDF: the sequence depends only on
+        # PCG64 and float64 arithmetic, not on the internals of Generator.choice.
+        u = self._rng.random()
+        i = int(np.searchsorted(self._cdf, u, side="right"))
+        self.steps += 1
+        return self.tasks[min(i, len(self.tasks) - 1)]
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return self.next()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "tasks": list(self.tasks),
+            "probs": [float(x) for x in self.probs],
+            "seed": self.seed,
+            "steps": self.steps,
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if list(state["tasks"]) != list(self.tasks) or not np.allclose(state["probs"], self.probs, rtol=0, atol=1e-12):
+            raise SamplerError(
+                f"sampler checkpoint was taken with tasks/weights {dict(zip(state['tasks'], state['probs']))}, "
+                f"this run has {dict(zip(self.tasks, self.probs.tolist()))}; resume with the same task mixture "
+                "or start a fresh run"
+            )
+        if int(state["seed"]) != self.seed:
+            raise SamplerError(f"sampler checkpoint has seed {state['seed']}, this run {self.seed}; resume with the same seed")
+        self._rng.bit_generator.state = state["rng"]
+        self.steps = int(state["steps"])
+
+
+class RowBatcher:
+    """Row indices of one task's Features table for one data-parallel rank.
+
+    ``mode="train"`` (infinite): epoch ``e`` uses the permutation seeded by ``seed + e``
+    (as torch's DistributedSampler does), wrapped at the end until its length divides by
+    ``world_size``, and rank ``r`` takes positions ``r::world_size``. Every rank therefore
+    owns the same number of rows per epoch and, within an epoch, rows disjoint from the
+    other ranks' (only the few wrapped padding rows repeat). Each ``next()`` returns exactly
+    ``batch_size`` rows, continuing into the next epoch when this one runs out, so every
+    rank does the same number of forward passes. ``state_dict() == {"epoch", "position"}``
+    (position within this rank's share of the epoch) and is the same on every rank.
+
+    ``mode="eval"`` (finite): rank ``r`` takes rows ``r::world_size`` in order, no shuffle,
+    no padding, so every row is seen exactly once across ranks; the last batch may be
+    short and ranks may get different numbers of rows (gather by guid afterwards).
+    """
+
+    def __init__(
+        self,
+        n_rows: int | Any,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        mode: Literal["train", "eval"] = "train",
+    ):
+        n = n_rows if isinstance(n_rows, (int, np.integer)) else len(n_rows)
+        if mode not in ("train", "eval"):
+            raise SamplerError(f"RowBatcher mode must be 'train' or 'eval', got {mode!r}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise SamplerError(f"rank {rank} is not in [0, world_size={world_size})")
+        if batch_size < 1:
+            raise SamplerError(f"batch_size must be at least 1, got {batch_size}")
+        if n < 0 or (n == 0 and mode == "train"):
+            raise SamplerError(f"cannot train on a table of {n} rows; prepare the task's data first")
+        self.n_rows = int(n)
+        self.batch_size = int(batch_size)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.seed = int(seed)
+        self.mode = mode
+        # Rows this rank owns per epoch: ceil(n / world_size) in training (padded), its
+        # exact share in evaluation.
+        if mode == "train":
+            self.rows_per_rank = -(-self.n_rows // self.world_size)
+        else:
+            self.rows_per_rank = len(range(self.rank, self.n_rows, self.world_size))
+        self.epoch = 0
+        self.position = 0
+        self._shard_epoch: int | None = None
+        self._shard: np.ndarray | None = None
+
+    # -- evaluation helpers ------------------------------------------------------------
+
+    @property
+    def max_batches(self) -> int:
+        """Eval: the most batches any rank gets (rank 0 owns the largest share)."""
+        most = -(-self.n_rows // self.world_size)
+        return -(-most // self.batch_size)
+
+    def __len__(self) -> int:
+        """Eval: this rank's number of batches. Train: batches to cover one epoch's share."""
+        return -(-self.rows_per_rank // self.batch_size)
+
+    # -- iteration ---------------------------------------------------------------------
+
+    def _epoch_shard(self, epoch: int) -> np.ndarray:
+        if self._shard_epoch != epoch:
+            perm = np.random.default_rng(self.seed + epoch).permutation(self.n_rows)
+            total = self.rows_per_rank * self.world_size
+            if total > self.n_rows:  # wrap (repeatedly, if world_size > n_rows)
+                perm = np.resize(perm, total)
+            self._shard = perm[self.rank : total : self.world_size].astype(np.int64)
+            self._shard_epoch = epoch
+        return self._shard
+
+    def next(self) -> np.ndarray:
+        """The next batch of row indices (int64 array)."""
+        if self.mode == "eval":
+            if self.position >= self.rows_per_rank:
+                raise StopIteration
+            start = self.rank + self.position * self.world_size
+            stop_pos = min(self.position + self.batch_size, self.rows_per_rank)
+            rows = np.arange(start, self.rank + stop_pos * self.world_size, self.world_size, dtype=np.int64)
+            self.position = stop_pos
+            return rows
+        parts, need = [], self.batch_size
+        while need:
+            shard = self._epoch_shard(self.epoch)
+            take = shard[self.position : self.position + need]
+            parts.append(take)
+            need -= len(take)
+            self.position += len(take)
+            if self.position == self.rows_per_rank:
+                self.epoch, self.position = self.epoch + 1, 0
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return self.next()
+
+    # -- checkpointing -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if epoch < 0 or not 0 <= position <= self.rows_per_rank:
+            raise SamplerError(
+                f"batcher state {dict(state)} does not fit a table of {self.n_rows} rows over {self.world_size} "
+                f"ranks ({self.rows_per_rank} rows per rank); resume with the same data and world size"
+            )
+        self.epoch, self.position = epoch, position

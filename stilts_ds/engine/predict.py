@@ -1,0 +1,71 @@
+"""Distributed prediction: every rank runs its share of rows, outputs are gathered by row.
+
+    outputs = predict(forward_fn, spec, feats, batch_size=32, runtime=rt, device=dev)
+    # outputs["logits"][i] belongs to feats row i, on every rank
+
+Rows are split ``rank::world_size`` (each row exactly once); under ZeRO-3 each forward pass
+is a collective, so every rank runs the same number of passes and a rank that ran out of
+rows repeats its first batch and drops the result. Token-axis outputs are padded back to the
+table's full width, so rows from batches of different lengths stack into one array.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from stilts_ds.data.sampler import RowBatcher
+from stilts_ds.engine.runtime import Runtime
+from stilts_ds.tasks.features import Features
+from stilts_ds.tasks.formats import get_format
+from stilts_ds.tasks.scoring import OUTPUT_KEYS
+from stilts_ds.tasks.spec import TaskSpec
+
+# Span-QA padding positions must never win a decode: a very negative logit.
+PAD_LOGIT = -1e4
+
+
+def _pad_tokens(arr: np.ndarray, width: int, token_axis: int, fill: float) -> np.ndarray:
+    missing = width - arr.shape[token_axis]
+    if missing <= 0:
+        return arr
+    pad = [(0, 0)] * arr.ndim
+    pad[token_axis] = (0, missing)
+    return np.pad(arr, pad, constant_values=fill)
+
+
+def predict(forward: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]], spec: TaskSpec,
+            feats: Features, *, batch_size: int, runtime: Runtime, device: torch.device) -> dict[str, np.ndarray]:
+    fmt = get_format(spec.format)
+    keys = OUTPUT_KEYS[spec.format]
+    width = feats.columns["input_ids"].shape[-1]
+    batcher = RowBatcher(len(feats), batch_size, rank=runtime.rank, world_size=runtime.world_size, mode="eval")
+    own_batches = list(batcher)
+    mine_rows, mine_out = [], {k: [] for k in keys}
+    with torch.no_grad():
+        for i in range(batcher.max_batches):
+            real = i < len(own_batches)
+            rows = own_batches[i] if real else (own_batches[0] if own_batches else np.array([0]))
+            batch = fmt.collate(feats, rows).to(device)
+            out = forward(batch.tensors)
+            if not real:
+                continue  # a ZeRO-3 keep-in-step pass: its outputs belong to nobody
+            mine_rows.append(np.asarray(rows))
+            for k in keys:
+                v = out[k].detach().float().cpu().numpy()
+                if k in ("start_logits", "end_logits"):
+                    v = _pad_tokens(v, width, 1, PAD_LOGIT)
+                elif spec.format == "tagging":
+                    v = _pad_tokens(v, width, 1, 0.0)
+                mine_out[k].append(v)
+    local = (
+        np.concatenate(mine_rows) if mine_rows else np.zeros(0, dtype=np.int64),
+        {k: np.concatenate(v) if v else None for k, v in mine_out.items()},
+    )
+    gathered = runtime.all_gather(local)
+    rows = np.concatenate([g[0] for g in gathered])
+    if sorted(rows.tolist()) != list(range(len(feats))):
+        raise RuntimeError(f"distributed prediction covered {len(set(rows.tolist()))} of {len(feats)} rows")
+    order = np.argsort(rows)
+    return {k: np.concatenate([g[1][k] for g in gathered if g[1][k] is not None])[order] for k in keys}

@@ -1,0 +1,67 @@
+"""Evaluation metrics: pure functions from labels/predictions to scores (x100).
+
+Usage::
+
+    from stilts_ds.metrics import METRICS, accuracy, squad_v1_em_f1, mlqa_em_f1, seqeval_f1
+
+    accuracy(["a", "b"], ["a", "a"])                        # {"accuracy": 50.0}
+    squad_v1_em_f1({"q1": ["Paris"]}, {"q1": "paris."})     # {"exact_match": 100.0, "f1": 100.0}
+
+Every function here reproduces the official XTREME scorer (xtreme ``evaluate.py`` and its
+``third_party`` SQuAD/MLQA scripts, the official SQuAD v2.0 script, seqeval 1.2.2),
+quirks included; each module's docstring lists the quirks. ``METRICS`` names the metrics
+a task spec may refer to (``stilts_ds.evaluation.score_files`` scores files by these
+names). This package imports nothing from torch, deepspeed, ray or ``stilts_ds.tasks``.
+"""
+
+from stilts_ds.metrics.aggregate import task_score, xtreme_score
+from stilts_ds.metrics.classification import accuracy
+from stilts_ds.metrics.mlqa import (
+    SUPPORTED_LANGUAGES as MLQA_LANGUAGES,
+    mixed_segmentation,
+    mlqa_em_f1,
+    mlqa_normalize_answer,
+)
+from stilts_ds.metrics.qa_common import UnansweredQuestionWarning
+from stilts_ds.metrics.retrieval import (
+    bucc_best_threshold,
+    bucc_f1,
+    bucc_pairs_above,
+    mean_average_precision_at_k,
+    tatoeba_accuracy,
+)
+from stilts_ds.metrics.squad import normalize_answer, squad_v1_em_f1, squad_v2_em_f1
+from stilts_ds.metrics.tagging import seqeval_f1, tag_accuracy
+
+METRICS: dict[str, str] = {
+    "accuracy": "classification accuracy, x100 (XNLI, PAWS-X, XCOPA)",
+    "squad_v1": "SQuAD v1.1 exact match and F1, x100 (XQuAD, TyDiQA-GoldP, SQuAD v1.1)",
+    "mlqa": "MLQA exact match and F1 with per-language normalisation, x100 (needs lang)",
+    "squad_v2": "SQuAD v2.0 exact match and F1 with has-answer/no-answer breakdown, x100",
+    "seqeval_f1": "seqeval chunk F1/precision/recall, x100 (PAN-X, UD-POS)",
+    "tag_accuracy": "token-level tagging accuracy, x100 (CCG supertags)",
+    "bucc_f1": "F1/precision/recall of mined sentence-id pairs, x100 (BUCC)",
+    "tatoeba_accuracy": "accuracy of retrieved sentence indices, x100 (Tatoeba)",
+}
+
+__all__ = [
+    "METRICS",
+    "MLQA_LANGUAGES",
+    "UnansweredQuestionWarning",
+    "accuracy",
+    "bucc_best_threshold",
+    "bucc_f1",
+    "bucc_pairs_above",
+    "mean_average_precision_at_k",
+    "mixed_segmentation",
+    "mlqa_em_f1",
+    "mlqa_normalize_answer",
+    "normalize_answer",
+    "seqeval_f1",
+    "squad_v1_em_f1",
+    "squad_v2_em_f1",
+    "tag_accuracy",
+    "task_score",
+    "tatoeba_accuracy",
+    "xtreme_score",
+]

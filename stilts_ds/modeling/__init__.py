@@ -1,0 +1,1 @@
+"""Encoders and heads (plain torch/transformers; never deepspeed or ray)."""

@@ -1,0 +1,314 @@
+"""Phase hand-off: the trained encoder as a plain Hugging Face directory, heads left behind.
+
+Phase 1 ends with an export of its encoder; phase 2 builds a fresh-headed model from it;
+phase 3 (retrieval) and the inference stage load it as any transformers model. An export
+is written to a temporary directory beside its destination and renamed into place, so a
+crash or an exception never leaves a half-written export under the final name.
+
+Usage::
+
+    from stilts_ds.modeling import export
+    from stilts_ds.modeling.multitask import HeadSpec, MultiTaskModel
+
+    # rank 0, after phase 1 (weights whole on this process: ZeRO stage 0-2, or gathered)
+    export.save_encoder(model, run_dir / "encoder", tokenizer=tokenizer)
+
+    # ZeRO-3: consolidate first (DeepSpeed's zero_to_fp32 gives a flat state dict with
+    # 'encoder.' / 'heads.' keys), then
+    export.state_dict_to_encoder_dir(state_dict, model.config, run_dir / "encoder", tokenizer)
+
+    # phase 2: refuse an export of the wrong model, then load it with fresh heads
+    export.check_compatible(run_dir / "encoder", "xlm-roberta", hidden_size=1024)
+    model = MultiTaskModel.build(run_dir / "encoder", {"xnli": HeadSpec("pair_classification", 3)})
+
+The directory holds what ``save_pretrained`` writes (``config.json``, ``model.safetensors``),
+the tokenizer files when a tokenizer is given, and ``stilts_export.json`` (which heads were
+trained on top of it; provenance only, nothing loads it back). Call the writers on one
+process only (rank 0); they are not collective.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from stilts_ds.errors import StiltsError
+
+EXPORT_INFO = "stilts_export.json"
+EXPORT_VERSION = 1
+
+
+class ExportError(StiltsError, ValueError):
+    """An export is missing, unreadable, or not the model a phase expects."""
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _fsync_tree(root: Path) -> None:
+    # Rename only makes the export atomic if its files are on disk before the rename: a
+    # crash just after it must not leave a complete-looking directory of empty files.
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # platforms that cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_directory(out_dir, overwrite: bool = False):
+    """Yield a temporary directory beside ``out_dir``; on success it becomes ``out_dir``.
+
+    On an exception the temporary directory is removed and ``out_dir`` is untouched. With
+    ``overwrite`` an existing ``out_dir`` is swapped out (renamed aside, the new one renamed
+    in, the old one deleted) and restored if the swap fails.
+    """
+    out_dir = Path(out_dir)
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not overwrite:
+        raise ExportError(f"{out_dir} already exists; remove it or pass overwrite=True")
+    # Same parent directory, hence the same filesystem: os.replace/rename is atomic there.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if out_dir.exists():
+            if not overwrite:
+                raise ExportError(f"{out_dir} appeared while the export was being written; not replacing it")
+            old = parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(out_dir, old)
+            try:
+                os.rename(tmp, out_dir)
+            except BaseException:
+                os.rename(old, out_dir)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _unwrap(model):
+    """(encoder, outer model). DeepSpeed engines and DDP keep the real model in .module;
+    a bare transformers model is its own encoder (its .encoder is the layer stack)."""
+    from transformers import PreTrainedModel
+
+    model = getattr(model, "module", model)
+    if isinstance(model, PreTrainedModel):
+        return model, model
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, PreTrainedModel):
+        raise TypeError(f"cannot find a transformers encoder in {type(model).__name__}")
+    return encoder, model
+
+
+def _write_info(directory: Path, config, heads: Mapping | None) -> None:
+    info = {
+        "stilts_export_version": EXPORT_VERSION,
+        "model_type": config.model_type,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+        "trained_heads": dict(heads or {}),
+    }
+    (directory / EXPORT_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _heads_info(model) -> dict:
+    specs = getattr(model, "task_specs", {}) or {}
+    heads = getattr(model, "task_heads", {}) or {}
+    return {t: {"format": s.format, "num_labels": s.num_labels, "head": heads.get(t, t)} for t, s in specs.items()}
+
+
+def save_encoder(model, out_dir, tokenizer=None, *, overwrite: bool = False) -> Path:
+    """Write ``model``'s encoder (a ``MultiTaskModel``, a wrapper holding one in
+    ``.module``, or a bare transformers encoder) to ``out_dir`` as a Hugging Face
+    directory, with ``tokenizer`` if given. Heads are not saved. Returns ``out_dir``."""
+    encoder, outer = _unwrap(model)
+    empty = [n for n, p in encoder.named_parameters() if p.numel() == 0]
+    if empty:
+        # ZeRO-3 leaves each rank with placeholder (empty) parameters; saving them would
+        # write an export with no weights in it.
+        raise ExportError(
+            f"encoder parameters are partitioned ({empty[0]} has no elements): consolidate the "
+            "ZeRO-3 checkpoint and call state_dict_to_encoder_dir instead"
+        )
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        encoder.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        _write_info(tmp, encoder.config, _heads_info(outer))
+    return out_dir
+
+
+def _encoder_state(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Split a MultiTaskModel state dict into encoder weights (prefix removed) and the
+    names of the heads it held."""
+    encoder, heads, other = {}, set(), []
+    for key, value in state_dict.items():
+        name = key[len("module."):] if key.startswith("module.") else key
+        if name.startswith("encoder."):
+            encoder[name[len("encoder."):]] = value
+        elif name.startswith("heads."):
+            heads.add(name.split(".")[1])
+        else:
+            other.append(key)
+    if other:
+        raise ExportError(
+            f"state dict has {len(other)} keys outside 'encoder.'/'heads.' (e.g. {other[:3]}); "
+            "expected a MultiTaskModel state dict"
+        )
+    if not encoder:
+        raise ExportError("state dict has no 'encoder.' keys; expected a MultiTaskModel state dict")
+    return encoder, sorted(heads)
+
+
+def state_dict_to_encoder_dir(
+    state_dict: Mapping[str, torch.Tensor], config, out_dir, tokenizer=None, *, overwrite: bool = False
+) -> Path:
+    """Export from a flat ``MultiTaskModel`` state dict (e.g. consolidated from ZeRO-3):
+    keys ``encoder.*`` become the encoder's weights, ``heads.*`` are dropped, a leading
+    ``module.`` is ignored. ``config`` is the encoder's transformers config. Weights must
+    match it exactly (a missing or extra key is an error, not random init)."""
+    from stilts_ds.modeling.multitask import load_encoder
+
+    weights, heads = _encoder_state(state_dict)
+    kwargs = {}
+    if any(k.startswith("pooler.") for k in weights):
+        kwargs["add_pooling_layer"] = True  # the model was built with its pooler; keep it
+    encoder = load_encoder(config, **kwargs)
+    expected = set(encoder.state_dict())
+    missing = sorted(expected - set(weights))
+    unexpected = sorted(set(weights) - expected)
+    if missing or unexpected:
+        raise ExportError(
+            f"state dict does not fit a {config.model_type} encoder of this config: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    try:
+        encoder.load_state_dict(weights, strict=True)
+    except RuntimeError as e:  # shape mismatch: another hidden size / vocab
+        raise ExportError(f"state dict does not fit a {config.model_type} encoder of this config: {e}") from e
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        encoder.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        _write_info(tmp, encoder.config, {h: {"head": h} for h in heads})
+    return out_dir
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def load_encoder_config(out_dir):
+    """The transformers config of an export (or any Hugging Face model directory)."""
+    from transformers import AutoConfig
+
+    path = Path(out_dir)
+    if not path.is_dir():
+        raise ExportError(f"no encoder export at {path} (directory does not exist); run the phase that writes it first")
+    if not (path / "config.json").is_file():
+        raise ExportError(f"{path} is not an encoder export: it has no config.json")
+    try:
+        return AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError, KeyError) as e:
+        raise ExportError(f"{path}/config.json could not be read ({type(e).__name__}: {e})") from e
+
+
+def _norm(model_type: str) -> str:
+    return model_type.replace("_", "-").lower()
+
+
+def check_compatible(out_dir, expected, hidden_size: int | None = None):
+    """Raise ``ExportError`` unless the export at ``out_dir`` is of the architecture a phase
+    expects. ``expected`` is a model type (``"xlm-roberta"``) or a config, whose
+    ``model_type`` and ``hidden_size`` are then both checked. Returns the export's config."""
+    from transformers import PretrainedConfig
+
+    config = load_encoder_config(out_dir)
+    if isinstance(expected, PretrainedConfig):
+        model_type = expected.model_type
+        hidden_size = expected.hidden_size if hidden_size is None else hidden_size
+    else:
+        model_type = str(expected)
+    actual = config.model_type
+    actual_hidden = getattr(config, "hidden_size", None)
+    if _norm(actual) != _norm(model_type) or (hidden_size is not None and actual_hidden != hidden_size):
+        want = f"{model_type}" + (f" with hidden size {hidden_size}" if hidden_size is not None else "")
+        raise ExportError(
+            f"the export at {out_dir} holds a {actual} encoder with hidden size {actual_hidden}, "
+            f"but this phase expects {want}; point the phase at the export of a run with the same "
+            "model, or change the model in the experiment config"
+        )
+    return config
+
+
+def read_export_info(out_dir) -> dict | None:
+    """``stilts_export.json`` of an export (which heads were trained on it), or None for a
+    plain Hugging Face directory."""
+    path = Path(out_dir) / EXPORT_INFO
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+HEADS_FILE = "heads.pt"
+HEADS_SPEC = "heads.json"
+
+
+def save_model(model, out_dir, tokenizer=None, *, overwrite: bool = False) -> Path:
+    """Encoder (Hugging Face directory) plus the trained heads (``heads.pt`` and their specs
+    in ``heads.json``): a phase-2 model that phase 3 evaluates. Atomic, like save_encoder."""
+    encoder, outer = _unwrap(model)
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        encoder.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        _write_info(tmp, encoder.config, _heads_info(outer))
+        torch.save({k: v.detach().cpu() for k, v in outer.heads.state_dict().items()}, tmp / HEADS_FILE)
+        (tmp / HEADS_SPEC).write_text(json.dumps(_heads_info(outer), indent=2, sort_keys=True) + "\n",
+                                      encoding="utf-8")
+    return out_dir
+
+
+def load_model(out_dir, **encoder_kwargs):
+    """A MultiTaskModel with the encoder and heads saved by ``save_model``."""
+    from stilts_ds.modeling.multitask import HeadSpec, MultiTaskModel
+
+    out_dir = Path(out_dir)
+    spec_path = out_dir / HEADS_SPEC
+    if not spec_path.is_file():
+        raise ExportError(f"{out_dir} holds no trained heads ({HEADS_SPEC} missing): it is an encoder export, "
+                          "not a fine-tuned model")
+    specs = json.loads(spec_path.read_text(encoding="utf-8"))
+    tasks = {t: HeadSpec(s["format"], int(s["num_labels"]), s["head"]) for t, s in specs.items()}
+    model = MultiTaskModel.build(out_dir, tasks, **encoder_kwargs)
+    model.heads.load_state_dict(torch.load(out_dir / HEADS_FILE, map_location="cpu"))
+    return model

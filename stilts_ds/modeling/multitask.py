@@ -1,0 +1,275 @@
+"""One encoder, one head per task (or per shared head name): the model of all three phases.
+
+Phase 1 builds it from the pretrained encoder with a head for each intermediate task;
+phase 2 builds it from the phase-1 export (``stilts_ds.modeling.export``) with fresh heads
+for the target task; phase 3 runs it, or only its encoder (``embed``) for retrieval.
+
+Usage::
+
+    from stilts_ds.modeling.multitask import HeadSpec, MultiTaskModel
+    from stilts_ds.tasks.registry import get_task
+
+    model = MultiTaskModel.build(
+        "FacebookAI/xlm-roberta-large",       # hub id, local HF directory, phase-1 export,
+                                              # or a config for random weights
+        {
+            "mnli": HeadSpec("pair_classification", 3, head="nli"),
+            "anli_plus": HeadSpec("pair_classification", 3, head="nli"),   # same module as mnli
+            "hellaswag": HeadSpec.from_task(get_task("hellaswag")),        # multiple_choice, 4
+            "squad_v1": HeadSpec("span_qa", 2),
+        },
+    )
+    out = model("mnli", batch.tensors)        # {"loss", "logits"}; loss only with labels
+    out = model("squad_v1", batch.tensors)    # {"loss", "start_logits", "end_logits"}
+    emb = model.embed(batch.tensors, layer=14)   # [B, H] mean-pooled hidden layer 14
+
+Heads live in ``model.heads`` (an ``nn.ModuleDict`` keyed by head name) and the encoder in
+``model.encoder`` (a transformers ``AutoModel``, any architecture: XLM-R, BERT, ...), so a
+state dict has ``encoder.*`` and ``heads.<head name>.*`` keys; a shared head appears once.
+
+Distributed note: in multi-task training every rank must run the same task in a step under
+ZeRO stage 3 (a head's parameters are gathered collectively when it runs). Heads that a
+step does not use get no gradient; the engine must tolerate that (DeepSpeed does by
+default, ``ignore_unused_parameters``).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from stilts_ds.errors import StiltsError
+from stilts_ds.modeling.heads import HEADS, make_head
+from stilts_ds.tasks.formats.retrieval import default_layer, mean_pool
+
+# The inputs a transformers encoder takes from a batch; everything else in Batch.tensors
+# (labels, positions, word_index) belongs to the head.
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class UnknownTaskError(StiltsError, KeyError):
+    """A task the model has no head for. A KeyError (lookup failed) and a StiltsError (the
+    CLI reports it as bad input)."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """What head a task needs.
+
+    ``num_labels`` is the label count (classification, tagging), the number of choices
+    (multiple choice) or ignored (span QA: always start/end). Tasks whose ``head`` names
+    agree share one head module; ``head=None`` means the task's own name.
+    """
+
+    format: str
+    num_labels: int
+    head: str | None = None
+
+    def __post_init__(self):
+        if self.format not in HEADS:
+            hint = "; retrieval tasks need no head (use MultiTaskModel.embed)" if self.format == "retrieval" else ""
+            raise StiltsError(f"no head for format {self.format!r}; known: {', '.join(HEADS)}{hint}")
+        if self.head is not None and (not self.head or "." in self.head):
+            raise StiltsError(f"head name {self.head!r} must be non-empty and contain no '.'")
+
+    @classmethod
+    def from_task(cls, spec, num_labels: int | None = None, head: str | None = None) -> "HeadSpec":
+        """The head for a registry ``TaskSpec``: label count from its label set, choices from
+        ``options["num_choices"]``. Tasks whose labels come from the user's data (ccg's
+        tags.txt) need ``num_labels``."""
+        if num_labels is None:
+            if spec.format == "span_qa":
+                num_labels = 2
+            elif spec.format == "multiple_choice":
+                num_labels = int(spec.options["num_choices"])
+            elif spec.labels is not None:
+                num_labels = len(spec.labels)
+            else:
+                raise StiltsError(
+                    f"task {spec.name!r} reads its label set from the data; pass num_labels "
+                    "(e.g. len(stilts_ds.data.sources.load_labels(...)))"
+                )
+        return cls(spec.format, num_labels, head)
+
+
+def _encoder_class(config):
+    from transformers import MODEL_MAPPING
+
+    try:
+        return MODEL_MAPPING[type(config)]
+    except KeyError:
+        return None
+
+
+def _encoder_init_kwargs(config, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults for building an encoder.
+
+    * No pooler: BERT-style encoders add a dense+tanh pooler that no stilts-ds head uses
+      (the first-token heads carry their own). Left in, it would take optimizer state and be
+      shrunk by weight decay without ever being trained, then be exported as if it were.
+      Only passed to classes whose constructor takes ``add_pooling_layer``.
+    * float32 weights: transformers 5 loads checkpoints in their stored dtype by default
+      (``dtype="auto"``); training needs fp32 master weights whatever the export holds.
+      DeepSpeed/autocast choose the compute precision.
+    """
+    out = dict(kwargs)
+    cls = _encoder_class(config)
+    if cls is not None and "add_pooling_layer" in inspect.signature(cls.__init__).parameters:
+        out.setdefault("add_pooling_layer", False)
+    out.setdefault("dtype", torch.float32)
+    return out
+
+
+def load_encoder(encoder, **kwargs) -> nn.Module:
+    """A transformers encoder from a hub id or local directory (pretrained weights), a
+    config (random weights), or an already built module (returned as is)."""
+    from transformers import AutoConfig, AutoModel, PretrainedConfig
+
+    if isinstance(encoder, nn.Module):
+        return encoder
+    if isinstance(encoder, PretrainedConfig):
+        return AutoModel.from_config(encoder, **_encoder_init_kwargs(encoder, kwargs))
+    if not isinstance(encoder, (str, os.PathLike)):
+        raise TypeError(f"encoder must be a hub id, a directory, a PretrainedConfig or a module, not {type(encoder).__name__}")
+    path = Path(encoder).expanduser()
+    name = str(path) if path.exists() else str(encoder)
+    looks_like_path = isinstance(encoder, os.PathLike) or name.startswith(("/", ".", "~")) or "\\" in name
+    if looks_like_path and not path.exists():
+        raise StiltsError(f"no encoder directory at {name}; run the phase that exports it first, or fix the path")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise StiltsError(f"{name} is not a Hugging Face model directory (no config.json); pass an export written by save_encoder")
+    try:
+        config = AutoConfig.from_pretrained(name)
+        return AutoModel.from_pretrained(name, config=config, **_encoder_init_kwargs(config, kwargs))
+    except (OSError, ValueError) as e:  # transformers: missing repo/file, no hub access, bad config
+        raise StiltsError(
+            f"could not load encoder {name!r} ({type(e).__name__}: {e}); pass a local directory "
+            "(a save_encoder export or save_pretrained output), or a hub id on a machine with hub access"
+        ) from e
+
+
+def _default_dropout(config) -> float:
+    # RoBERTa's heads use classifier_dropout when the config sets it, else hidden dropout.
+    for key in ("classifier_dropout", "hidden_dropout_prob", "dropout"):
+        value = getattr(config, key, None)
+        if value is not None:
+            return float(value)
+    return 0.1
+
+
+class MultiTaskModel(nn.Module):
+    """A shared encoder and task heads; ``forward(task, tensors)`` runs one task's batch."""
+
+    def __init__(self, encoder: nn.Module, tasks: Mapping[str, HeadSpec], *, head_dropout: float | None = None):
+        super().__init__()
+        if not tasks:
+            raise StiltsError("a MultiTaskModel needs at least one task")
+        config = encoder.config
+        self.encoder = encoder
+        self.heads = nn.ModuleDict()
+        self.task_specs: dict[str, HeadSpec] = {}
+        self.task_heads: dict[str, str] = {}  # task name -> head name (key of self.heads)
+        dropout = _default_dropout(config) if head_dropout is None else head_dropout
+        init_range = float(getattr(config, "initializer_range", 0.02))
+        owner: dict[str, str] = {}  # head name -> first task that declared it
+        for task, spec in tasks.items():
+            if not isinstance(spec, HeadSpec):
+                raise TypeError(f"task {task!r}: expected a HeadSpec, got {type(spec).__name__}")
+            head_name = spec.head or task
+            if "." in head_name or not head_name:
+                raise StiltsError(f"task name {task!r} cannot name a head; give it head=<name without '.'>")
+            if head_name in owner:
+                _check_shareable(head_name, owner[head_name], tasks[owner[head_name]], task, spec)
+            else:
+                try:
+                    self.heads[head_name] = make_head(spec.format, config.hidden_size, spec.num_labels, dropout, init_range)
+                except KeyError as e:  # ModuleDict refuses names of its own attributes ("keys", ...)
+                    raise StiltsError(f"head name {head_name!r} is reserved; choose another head name") from e
+                owner[head_name] = task
+            self.task_specs[task] = spec
+            self.task_heads[task] = head_name
+
+    @classmethod
+    def build(cls, encoder, tasks: Mapping[str, HeadSpec], *, head_dropout: float | None = None, **encoder_kwargs) -> "MultiTaskModel":
+        """Build from ``encoder``: a hub id or local directory (pretrained weights, e.g. a
+        phase-1 export), a ``PretrainedConfig`` (random weights), or an encoder module.
+        Heads are always fresh. ``encoder_kwargs`` go to ``from_pretrained``/``from_config``
+        (e.g. ``attn_implementation="eager"``)."""
+        return cls(load_encoder(encoder, **encoder_kwargs), tasks, head_dropout=head_dropout)
+
+    @property
+    def config(self):
+        """The encoder's transformers config."""
+        return self.encoder.config
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.task_specs)
+
+    def head_for(self, task: str) -> nn.Module:
+        try:
+            return self.heads[self.task_heads[task]]
+        except KeyError:
+            raise UnknownTaskError(f"no head for task {task!r}; this model knows: {', '.join(self.task_specs)}") from None
+
+    def _encode(self, tensors: Mapping[str, torch.Tensor], **kwargs):
+        inputs = {k: tensors[k] for k in ENCODER_INPUTS if k in tensors}
+        if "input_ids" not in inputs:
+            raise ValueError(f"batch has no input_ids (keys: {', '.join(tensors)})")
+        return self.encoder(**inputs, return_dict=True, **kwargs)
+
+    def forward(self, task: str, tensors) -> dict[str, torch.Tensor]:
+        """Run ``task``'s batch: ``tensors`` is ``Batch.tensors`` of the task's format (or a
+        ``Batch``). Returns the head's dict: logits (start/end logits for span QA) and
+        ``loss`` when the batch carries targets."""
+        tensors = getattr(tensors, "tensors", tensors)
+        head = self.head_for(task)
+        if self.task_specs[task].format == "multiple_choice":
+            # [B, C, L] -> [B*C, L]: the encoder sees every (prompt, choice) pair as a row.
+            flat = {k: tensors[k].reshape(-1, tensors[k].shape[-1]) for k in ENCODER_INPUTS if k in tensors}
+            hidden = self._encode(flat).last_hidden_state
+        else:
+            hidden = self._encode(tensors).last_hidden_state
+        return head(hidden, tensors)
+
+    def embed(self, tensors, layer: int | None = None) -> torch.Tensor:
+        """Sentence embeddings [B, H]; see ``encoder_embed``."""
+        return encoder_embed(self.encoder, tensors, layer)
+
+
+def encoder_embed(encoder: nn.Module, tensors, layer: int | None = None) -> torch.Tensor:
+    """Sentence embeddings [B, H] from a bare encoder: the mean over non-pad tokens of hidden
+    layer ``layer`` (0 = embedding output, N = last layer; default: 14 of 24 scaled to this
+    depth, as XTREME scores BUCC and Tatoeba). Call under ``torch.no_grad()`` for evaluation."""
+    tensors = getattr(tensors, "tensors", tensors)
+    n_layers = encoder.config.num_hidden_layers
+    if layer is None:
+        layer = default_layer(n_layers)
+    if not 0 <= layer <= n_layers:
+        raise ValueError(f"layer {layer} out of range: this encoder has hidden states 0..{n_layers}")
+    inputs = {k: tensors[k] for k in ENCODER_INPUTS if k in tensors}
+    hidden = encoder(**inputs, return_dict=True, output_hidden_states=True).hidden_states[layer]
+    mask = tensors.get("attention_mask")
+    if mask is None:
+        mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+    return mean_pool(hidden, mask)
+
+
+def _check_shareable(head: str, first_task: str, first: HeadSpec, task: str, spec: HeadSpec) -> None:
+    """Tasks may share a head only when one module fits both: same format, and the same
+    label count where it sets the output size (not for multiple choice or span QA, whose
+    outputs do not depend on it)."""
+    same_size = spec.format in ("multiple_choice", "span_qa") or spec.num_labels == first.num_labels
+    if spec.format != first.format or not same_size:
+        raise StiltsError(
+            f"tasks {first_task!r} ({first.format}, {first.num_labels} labels) and {task!r} "
+            f"({spec.format}, {spec.num_labels} labels) cannot share head {head!r}"
+        )

@@ -1,0 +1,254 @@
+"""The three phases of the study as idempotent stages, driven from one ExperimentConfig.
+
+    study = Study(load_config("configs/quickstart.yaml"))
+    study.intermediate()          # phase 1 -> <output_dir>/phase1/encoder
+    study.finetune("xnli")        # phase 2 -> <output_dir>/phase2/xnli/model
+    study.evaluate()              # phase 3 -> <output_dir>/results.json, results.md
+    study.run()                   # all three
+
+Everything that can be wrong is checked here, on the driver, before any worker starts:
+features are prepared (training never tokenizes), batch arithmetic and the DeepSpeed config
+are merged (contradictions raise), an exported encoder is checked against the configured
+architecture. A stage whose output exists is skipped unless ``force``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from stilts_ds.config import ExperimentConfig, TrainConfig
+from stilts_ds.data.prepare import prepare
+from stilts_ds.data.sources import load_labels
+from stilts_ds.engine import ds_config as dsc
+from stilts_ds.engine.launch import launch
+from stilts_ds.engine.worker import eval_worker, train_worker
+from stilts_ds.errors import StiltsError
+from stilts_ds.modeling import export
+from stilts_ds.modeling.presets import PRESETS, load_tokenizer
+from stilts_ds.studies import results as results_io
+from stilts_ds.tasks.registry import get_task
+
+DONE = "DONE.json"
+
+
+def _stage_hash(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Study:
+    def __init__(self, cfg: ExperimentConfig, *, force: bool = False, in_process: bool = False,
+                 progress: bool = True, fault: dict | None = None):
+        self.cfg = cfg
+        self.force = force
+        self.in_process = in_process
+        self.progress = progress
+        self.fault = fault  # tests only: {"step", "rank", "marker"}
+        self._tokenizer = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.cfg.model.tokenizer_name())
+        return self._tokenizer
+
+    def say(self, msg: str) -> None:
+        if self.progress:
+            click.echo(msg, err=True)
+
+    def _max_length(self, spec) -> int:
+        return self.cfg.data.qa_max_length if spec.format == "span_qa" else self.cfg.data.max_length
+
+    def features(self, task: str, split: str, lang: str) -> Path:
+        spec = get_task(task)
+        (item,) = prepare([spec], tokenizer=self.tokenizer, cache_dir=self.cfg.cache_dir(), source=self.cfg.data.source,
+                          data_dir=self.cfg.data.data_dir, splits=[split], langs=[lang],
+                          max_length=self._max_length(spec), progress=False)
+        return item.path
+
+    def prepare_all(self, specs) -> list:
+        """Featurize every split of ``specs`` the data source has, at the study's lengths."""
+        done = []
+        for spec in specs:
+            done += prepare([spec], tokenizer=self.tokenizer, cache_dir=self.cfg.cache_dir(),
+                            source=self.cfg.data.source, data_dir=self.cfg.data.data_dir,
+                            max_length=self._max_length(spec), progress=self.progress)
+        return done
+
+    def _langs(self, task: str, split: str) -> list[str]:
+        """Every language of the split; with local data, those that have a file."""
+        spec = get_task(task)
+        langs = list(spec.splits[split])
+        if self.cfg.data.source == "local":
+            from stilts_ds.data.sources import FIXTURES_DIR, local_splits
+
+            present = set(local_splits(spec, Path(self.cfg.data.data_dir or FIXTURES_DIR)))
+            langs = [l for l in langs if (split, l) in present]
+        return langs
+
+    def _head(self, task: str) -> dict:
+        spec = get_task(task)
+        if spec.format == "multiple_choice":
+            n = spec.options["num_choices"]
+        elif spec.format == "span_qa":
+            n = 2
+        else:
+            n = len(load_labels(spec, self.cfg.data.data_dir))
+        return {"format": spec.format, "num_labels": n, "head": None}
+
+    def _done(self, stage_dir: Path, payload: dict) -> bool:
+        marker = stage_dir / DONE
+        if self.force:
+            return False
+        if marker.is_file():
+            if json.loads(marker.read_text())["hash"] != _stage_hash(payload):
+                raise StiltsError(f"{stage_dir} was produced by a different configuration; rerun with --force "
+                                  "to replace it, or change output_dir")
+            return True
+        return False
+
+    def _mark_done(self, stage_dir: Path, payload: dict, extra: dict | None = None) -> None:
+        tmp = stage_dir / f".{DONE}.tmp"
+        tmp.write_text(json.dumps({"hash": _stage_hash(payload), **(extra or {})}, indent=2, default=str))
+        tmp.replace(stage_dir / DONE)
+
+    def _job(self, phase: str, train: TrainConfig, run_dir: Path, encoder: str, export_dir: Path,
+             with_dev: bool) -> dict:
+        """Everything a training worker needs, resolved and validated here."""
+        cfg = self.cfg
+        world = cfg.cluster.num_workers
+        tasks = {}
+        rows = 0
+        for task in train.tasks:
+            info = {"head": self._head(task), "train": str(self.features(task, "train", "en"))}
+            if with_dev:
+                info["dev"] = str(self.features(task, "validation", "en"))
+            tasks[task] = info
+            from stilts_ds.data import cache
+
+            rows += len(cache.read(Path(info["train"])))
+        grad_accum = train.grad_accum if (train.grad_accum or train.global_batch) else 1
+        global_batch, micro, accum = dsc.resolve_batch(train.global_batch, train.micro_batch, grad_accum, world)
+        steps_per_epoch = max(1, math.ceil(rows / global_batch))
+        total = train.max_steps or max(1, math.ceil(train.epochs * steps_per_epoch))
+        ds = dsc.merge_ds_config(
+            cfg.deepspeed.base, global_batch=global_batch, micro_batch=micro, grad_accum=accum, world_size=world,
+            lr=train.lr, warmup_ratio=train.warmup_ratio, total_steps=total, precision=cfg.deepspeed.precision,
+            schedule=train.schedule, weight_decay=train.weight_decay)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dsc.write_merged(ds, run_dir)
+        return {
+            "phase": phase, "run_dir": str(run_dir.resolve()), "export_dir": str(export_dir.resolve()),
+            "encoder": encoder, "tokenizer": cfg.model.tokenizer_name(), "head_dropout": cfg.model.head_dropout,
+            "tasks": tasks, "train": asdict(train), "ds_config": ds, "total_steps": total,
+            "log_every": train.log_every, "checkpoint_every": train.checkpoint_every,
+            "eval_every": train.eval_every or (steps_per_epoch if with_dev else None),
+            "eval_batch": cfg.evaluate.batch_size, "fault": self.fault,
+        }
+
+    def _launch(self, worker, job: dict, name: str) -> None:
+        storage, run_name = self.cfg.storage_path(), f"{self.cfg.name}-{name}"
+        if self.force and "://" not in storage:
+            # A forced stage starts over: Ray would otherwise resume the old run's checkpoint.
+            shutil.rmtree(Path(storage) / run_name, ignore_errors=True)
+            shutil.rmtree(Path(job["run_dir"]) / "checkpoint", ignore_errors=True)
+        launch(worker, job, asdict(self.cfg.cluster), name=run_name, storage_path=storage, in_process=self.in_process)
+
+    # ------------------------------------------------------------------ phases
+    def intermediate(self) -> str:
+        """Phase 1; returns the encoder the next phase starts from."""
+        cfg = self.cfg
+        if cfg.intermediate is None:
+            if cfg.model.encoder in PRESETS:
+                raise StiltsError(f"model.encoder {cfg.model.encoder!r} is a random-weight preset with nothing "
+                                  "pretrained to fine-tune: keep an intermediate section")
+            return cfg.model.encoder
+        stage = cfg.run_dir / "phase1"
+        payload = {"model": asdict(cfg.model), "data": asdict(cfg.data), "ds": asdict(cfg.deepspeed),
+                   "train": asdict(cfg.intermediate), "workers": cfg.cluster.num_workers}
+        export_dir = stage / "encoder"
+        if self._done(stage, payload):
+            self.say(f"phase 1: {export_dir} exists, skipping (--force reruns)")
+            return str(export_dir)
+        self.say(f"phase 1: intermediate training on {', '.join(cfg.intermediate.tasks)}")
+        job = self._job("intermediate", cfg.intermediate, stage, cfg.model.encoder, export_dir, with_dev=False)
+        self._launch(train_worker, job, "phase1")
+        self._mark_done(stage, payload)
+        return str(export_dir)
+
+    def _check_encoder(self, encoder: str) -> None:
+        if Path(encoder).is_dir():
+            preset = PRESETS.get(self.cfg.model.encoder)
+            expected = preset["model_type"] if preset else None
+            if expected is None and Path(self.cfg.model.encoder).is_dir():
+                expected = export.load_encoder_config(self.cfg.model.encoder).model_type
+            if expected:
+                export.check_compatible(encoder, expected)
+
+    def finetune(self, task: str, encoder: str | None = None) -> Path:
+        cfg = self.cfg
+        encoder = encoder or self.intermediate()
+        self._check_encoder(encoder)
+        stage = cfg.run_dir / "phase2" / task
+        recipe = cfg.finetune.recipe(task)
+        payload = {"encoder": encoder, "data": asdict(cfg.data), "ds": asdict(cfg.deepspeed), "train": asdict(recipe),
+                   "workers": cfg.cluster.num_workers}
+        model_dir = stage / "model"
+        if self._done(stage, payload):
+            self.say(f"phase 2: {model_dir} exists, skipping")
+            return model_dir
+        self.say(f"phase 2: fine-tuning {task} on its English training data")
+        job = self._job("finetune", recipe, stage, encoder, model_dir, with_dev=True)
+        self._launch(train_worker, job, f"phase2-{task}")
+        self._mark_done(stage, payload, json.loads((stage / "train_summary.json").read_text()))
+        return model_dir
+
+    def evaluate(self, encoder: str | None = None) -> dict:
+        cfg = self.cfg
+        stage = cfg.run_dir / "phase3"
+        results_path = cfg.run_dir / "results.json"
+        items = []
+        for task in cfg.evaluate.tasks:
+            spec = get_task(task)
+            split = cfg.evaluate.split if cfg.evaluate.split in spec.splits else "test"
+            langs = self._langs(task, split)
+            if spec.format == "retrieval":
+                enc = encoder or self.intermediate()
+                for lang in langs:
+                    item = {"task": task, "model_dir": enc, "layer": cfg.evaluate.retrieval_layer,
+                            "splits": {lang: str(self.features(task, split, lang))}}
+                    if spec.metric == "bucc_f1":
+                        item["dev"] = str(self.features(task, "validation", lang))
+                    items.append(item)
+            else:
+                model_dir = cfg.run_dir / "phase2" / task / "model"
+                if not (model_dir / export.HEADS_SPEC).is_file():
+                    raise StiltsError(f"evaluate.tasks lists {task!r} but {model_dir} holds no fine-tuned model: "
+                                      f"run `stilts-ds finetune` for it (or list it under finetune.tasks)")
+                items.append({"task": task, "model_dir": str(model_dir.resolve()),
+                              "splits": {l: str(self.features(task, split, l)) for l in langs}})
+        payload = {"items": items}
+        if self._done(stage, payload) and results_path.is_file():
+            self.say(f"phase 3: {results_path} exists, skipping")
+            return results_io.load_results(results_path)
+        self.say(f"phase 3: zero-shot evaluation of {', '.join(cfg.evaluate.tasks)}")
+        stage.mkdir(parents=True, exist_ok=True)
+        job = {"run_dir": str(stage.resolve()), "evaluations": items, "batch_size": cfg.evaluate.batch_size}
+        self._launch(eval_worker, job, "phase3")
+        scores = json.loads((stage / "scores.json").read_text())
+        out = results_io.write_results(results_path, scores, extra={"name": cfg.name, "split": cfg.evaluate.split})
+        results_io.write_markdown(cfg.run_dir / "results.md", out)
+        self._mark_done(stage, payload)
+        return out
+
+    def run(self) -> dict:
+        encoder = self.intermediate()
+        for task in self.cfg.finetune.tasks:
+            self.finetune(task, encoder)
+        return self.evaluate(encoder)

@@ -1,0 +1,249 @@
+"""The study's results files: ``results.json`` (scores + XTREME average) and a Markdown table.
+
+Usage::
+
+    from stilts_ds.studies.results import load_results, results_markdown, write_markdown, write_results
+
+    res = write_results(
+        run_dir / "results.json",
+        {"xnli":  {"en": {"accuracy": 85.0}, "de": {"accuracy": 78.0}},
+         "panx":  {"en": {"f1": 83.0}, "de": {"f1": 78.0}},
+         "xquad": {"en": {"exact_match": 72.0, "f1": 84.0}, "de": {"exact_match": 60.0, "f1": 76.0}}},
+        extra={"intermediate_task": "squad_v2", "encoder": "xlm-roberta-large"},
+    )
+    res["task_scores"]     # {"xnli": 81.5, "panx": 80.5, "xquad": 73.0}
+    res["xtreme_average"]  # 78.333...
+    write_markdown(run_dir / "results.md", res)
+    load_results(run_dir / "results.json") == res   # True
+
+``results.json`` holds::
+
+    {"tasks": {task: {lang: {metric: value}}},      # as given, numbers as floats
+     "task_scores": {task: avg_metric},              # stilts_ds.metrics.aggregate.task_score
+     "xtreme_average": mean of task_scores,          # stilts_ds.metrics.aggregate.xtreme_score
+     ...extra fields}
+
+Averaging is ``stilts_ds.metrics.aggregate``'s rule (the official XTREME one): a task's score
+is the language mean of (EM+F1)/2 for QA, else F1 (tagging, BUCC), else accuracy
+(classification, Tatoeba), else mAP@20; the XTREME average is the mean over tasks. Scores are
+on whatever scale the metrics produced (the project's metrics report 0-100).
+
+The Markdown table has one row per task, a ``metric`` column naming what the cells show,
+one column per language (``en`` first, then alphabetical), and ``avg`` (the language
+average of the shown metric; for QA "EM / F1", whose mean is the task's score). Missing
+cells are "–". A last line gives the XTREME average.
+
+Both files are written atomically (temporary file in the same directory, fsync,
+``os.replace``): a crash leaves the previous file or none, never half of one.
+``load_results`` raises ``stilts_ds.errors.DataFileError`` (a ``StiltsError``) naming the
+file when it is missing, not JSON, or not shaped like a results file; ``write_results``
+raises ``ResultsError`` (a ``StiltsError`` and a ``ValueError``) for unusable scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+from stilts_ds.errors import DataFileError, StiltsError
+from stilts_ds.metrics.aggregate import task_score, xtreme_score
+
+RESERVED_KEYS = ("tasks", "task_scores", "xtreme_average")
+MISSING = "–"  # en dash, for a language a task does not report
+
+# The headline rule of stilts_ds.metrics.aggregate.task_score, spelled out here because the
+# table must know *which* metric to show, not only the average: exact_match + f1 (QA), else
+# the first single metric present. A test checks the avg column agrees with task_score.
+_QA_METRICS = ("exact_match", "f1")
+_SINGLE_METRICS = ("f1", "accuracy", "map@20")
+_LABELS = {"exact_match": "EM", "f1": "F1", "accuracy": "accuracy", "map@20": "mAP@20"}
+
+
+class ResultsError(StiltsError, ValueError):
+    """Scores that cannot be written as a results file; the message names task/lang/metric."""
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def _clean(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Plain nested dicts of finite floats (tensors/numpy scalars converted), else ResultsError."""
+    if not isinstance(results, Mapping) or len(results) == 0:
+        raise ResultsError("results must be a non-empty mapping {task: {lang: {metric: value}}}")
+    clean: dict[str, dict[str, dict[str, float]]] = {}
+    for task, per_lang in results.items():
+        if not isinstance(per_lang, Mapping) or len(per_lang) == 0:
+            raise ResultsError(f"results[{task!r}] must be a non-empty mapping {{lang: {{metric: value}}}}")
+        clean[task] = {}
+        for lang, scores in per_lang.items():
+            if not isinstance(scores, Mapping) or len(scores) == 0:
+                raise ResultsError(f"results[{task!r}][{lang!r}] must be a non-empty mapping {{metric: value}}")
+            clean[task][lang] = {}
+            for metric, value in scores.items():
+                # bool is an Integral; a True score is a bug upstream, not 1.0.
+                if isinstance(value, bool) or not (isinstance(value, numbers.Real) or hasattr(value, "__float__")):
+                    raise ResultsError(f"results[{task!r}][{lang!r}][{metric!r}] is not a number: {value!r}")
+                number = float(value)
+                if not math.isfinite(number):
+                    # json would write NaN/Infinity, which is not JSON and poisons every average.
+                    raise ResultsError(f"results[{task!r}][{lang!r}][{metric!r}] is not finite: {number}")
+                clean[task][lang][metric] = number
+    return clean
+
+
+def write_results(
+    path_json: str | os.PathLike,
+    results: Mapping[str, Mapping[str, Mapping[str, float]]],
+    extra: dict | None = None,
+) -> dict:
+    """Compute task scores and the XTREME average, write them atomically, return the dict."""
+    tasks = _clean(results)
+    for task, per_lang in tasks.items():
+        try:
+            task_score(per_lang)
+        except ValueError as err:  # name the task: aggregate's message only names metrics
+            raise ResultsError(f"task {task!r}: {err}") from None
+    summary = xtreme_score(tasks)
+    out: dict = {"tasks": tasks, "task_scores": summary["tasks"], "xtreme_average": summary["xtreme_average"]}
+    for key, value in (extra or {}).items():
+        if key in RESERVED_KEYS:
+            raise ResultsError(f"extra field {key!r} would overwrite a computed field ({', '.join(RESERVED_KEYS)})")
+        out[key] = value
+    try:
+        # Serialise before opening any file, so a bad extra value leaves nothing behind.
+        text = json.dumps(out, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as err:
+        raise ResultsError(f"extra fields must be JSON-serialisable with finite numbers: {err}") from None
+    _write_atomic(Path(path_json), text)
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory as the target: os.replace is atomic only within one filesystem.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Interrupted or failed: remove the partial file, never the previous good one.
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """The dict ``write_results`` wrote; ``DataFileError`` naming ``path`` for anything else."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataFileError(path, "results file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataFileError(path, f"cannot read results file: {err}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataFileError(path, f"not a results file: invalid JSON ({err.msg}, column {err.colno})", line=err.lineno) from None
+    problem = _shape_problem(data)
+    if problem:
+        raise DataFileError(
+            path, f"not a stilts-ds results file: {problem} (expected keys {', '.join(RESERVED_KEYS)}, "
+            "as written by stilts_ds.studies.results.write_results)"
+        )
+    return data
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shape_problem(data) -> str | None:
+    if not isinstance(data, dict):
+        return f"top level is a JSON {type(data).__name__}, not an object"
+    missing = [k for k in RESERVED_KEYS if k not in data]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    tasks, scores = data["tasks"], data["task_scores"]
+    if not isinstance(tasks, dict) or not tasks:
+        return "'tasks' is not a non-empty object"
+    for task, per_lang in tasks.items():
+        if not isinstance(per_lang, dict) or not per_lang:
+            return f"tasks.{task} is not a non-empty object of languages"
+        for lang, metrics in per_lang.items():
+            if not isinstance(metrics, dict) or not metrics or not all(_is_number(v) for v in metrics.values()):
+                return f"tasks.{task}.{lang} is not an object of numbers"
+    if not isinstance(scores, dict) or set(scores) != set(tasks) or not all(_is_number(v) for v in scores.values()):
+        return "'task_scores' does not hold one number per task"
+    if not _is_number(data["xtreme_average"]):
+        return "'xtreme_average' is not a number"
+    return None
+
+
+# -- Markdown --------------------------------------------------------------------------
+
+
+def _shown_metrics(task: str, per_lang: Mapping[str, Mapping[str, float]]) -> tuple[str, ...]:
+    present = {m for scores in per_lang.values() for m in scores}
+    if all(m in present for m in _QA_METRICS):
+        return _QA_METRICS
+    for metric in _SINGLE_METRICS:
+        if metric in present:
+            return (metric,)
+    raise ResultsError(f"task {task!r}: no headline metric among {sorted(present)}")
+
+
+def _languages(tasks: Mapping[str, Mapping]) -> list[str]:
+    langs = {lang for per_lang in tasks.values() for lang in per_lang}
+    return sorted(langs, key=lambda lang: (lang != "en", lang))
+
+
+def results_markdown(results_dict: Mapping, decimals: int = 1) -> str:
+    """A Markdown table of a results dict (as ``write_results`` returns / ``load_results`` reads)."""
+    tasks = results_dict["tasks"]
+    langs = _languages(tasks)
+
+    def fmt(value) -> str:
+        return MISSING if value is None else f"{value:.{decimals}f}"
+
+    header = ["task", "metric", *langs, "avg"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---"] + ["---:"] * (len(langs) + 1)) + "|"]
+    for task, per_lang in tasks.items():
+        shown = _shown_metrics(task, per_lang)
+        cells = []
+        for lang in langs:
+            scores = per_lang.get(lang)
+            if not scores or not any(m in scores for m in shown):
+                cells.append(MISSING)
+            else:
+                cells.append(" / ".join(fmt(scores.get(m)) for m in shown))
+        averages = task_score(per_lang)
+        avg = " / ".join(fmt(averages.get(f"avg_{m}")) for m in shown)
+        label = " / ".join(_LABELS.get(m, m) for m in shown)
+        lines.append("| " + " | ".join([task, label, *cells, avg]) + " |")
+    n = len(tasks)
+    has_qa = any(_shown_metrics(task, per_lang) == _QA_METRICS for task, per_lang in tasks.items())
+    lines.append("")
+    lines.append(
+        f"**XTREME average: {fmt(results_dict['xtreme_average'])}** "
+        f"(mean over {n} task{'s' if n != 1 else ''}{'; QA tasks count (EM + F1) / 2' if has_qa else ''})"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: str | os.PathLike, results_dict: Mapping, decimals: int = 1) -> str:
+    """Write ``results_markdown(results_dict)`` to ``path`` atomically; returns the text."""
+    text = results_markdown(results_dict, decimals=decimals)
+    _write_atomic(Path(path), text)
+    return text

@@ -1,0 +1,143 @@
+"""The nine XTREME target tasks (Hu et al., 2020), as TaskSpecs.
+
+Languages follow the official evaluate.py. Training data is English only, through the
+study's mapping: xnli learns from MNLI, xquad and mlqa from SQuAD v1.1; bucc and tatoeba
+have no training split (the phase-1 encoder is scored directly). Model selection uses the
+English ``validation`` split only.
+"""
+from __future__ import annotations
+
+from stilts_ds.tasks import readers
+from stilts_ds.tasks.spec import XTREME, HubPart, TaskSpec
+
+XTREME_HUB = "google/xtreme"
+EN = ("en",)
+
+XNLI_LANGS = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())
+PAWSX_LANGS = tuple("de en es fr ja ko zh".split())
+PANX_LANGS = tuple(
+    "af ar bg bn de el en es et eu fa fi fr he hi hu id it ja jv ka kk ko ml mr ms my nl pt "
+    "ru sw ta te th tl tr ur vi yo zh".split()
+)
+# google/xtreme names udpos configs by language name, one with a typo ("Afrikans").
+UDPOS_CONFIG = {
+    "af": "Afrikans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French",
+    "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese",
+    "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
+    "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
+    "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
+}
+UDPOS_LANGS = tuple(UDPOS_CONFIG)
+UDPOS_NO_DEV = {"kk", "th", "tl", "yo"}  # UD 2.5 has no dev treebank for these
+XQUAD_LANGS = tuple("ar de el en es hi ru th tr vi zh".split())
+MLQA_LANGS = tuple("ar de en es hi vi zh".split())
+# TyDiQA-GoldP ids start with the language's English name.
+TYDIQA_PREFIX = {
+    "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
+    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
+}
+BUCC_LANGS = ("de", "fr", "ru", "zh")
+# google/xtreme names tatoeba configs by ISO 639-3 code (pes for Persian, cmn for Chinese).
+TATOEBA_CONFIG = {
+    "af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa", "et": "est",
+    "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin", "hu": "hun", "id": "ind",
+    "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz", "ko": "kor", "ml": "mal", "mr": "mar",
+    "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh", "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl",
+    "tr": "tur", "ur": "urd", "vi": "vie", "zh": "cmn",
+}
+
+MNLI_TRAIN = HubPart("nyu-mll/glue", "mnli", "train")
+SQUAD_TRAIN = HubPart("rajpurkar/squad", None, "train")
+SQUAD_DEV = HubPart("rajpurkar/squad", None, "validation")
+
+
+def _xnli(split, lang):
+    if split == "train":
+        return [MNLI_TRAIN]
+    return [HubPart(XTREME_HUB, "XNLI", split, where=("language", lang))]
+
+
+def _per_lang(config_of):
+    return lambda split, lang: [HubPart(XTREME_HUB, config_of(lang), split)]
+
+
+def _xquad(split, lang):
+    return {"train": [SQUAD_TRAIN], "validation": [SQUAD_DEV]}.get(split) or [
+        HubPart(XTREME_HUB, f"XQuAD.{lang}", "validation")  # the hub stores XQuAD as 'validation'
+    ]
+
+
+def _mlqa(split, lang):
+    if split == "train":
+        return [SQUAD_TRAIN]
+    return [HubPart(XTREME_HUB, f"MLQA.{lang}.{lang}", split)]
+
+
+def _tydiqa(split, lang):
+    # XTREME trains on the English part of GoldP train; its dev set is the test set, and
+    # its English part doubles as the English dev set for model selection.
+    hub_split = "train" if split == "train" else "validation"
+    return [HubPart(XTREME_HUB, "tydiqa", hub_split, id_prefix=TYDIQA_PREFIX[lang] + "-")]
+
+
+def _tatoeba(split, lang):
+    return [HubPart(XTREME_HUB, f"tatoeba.{TATOEBA_CONFIG[lang]}", "validation")]
+
+
+XTREME_TASKS = [
+    TaskSpec(
+        name="xnli", kind=XTREME, format="pair_classification", metric="accuracy",
+        description="XNLI, 3-way NLI in 15 languages", reader=readers.nli, hub_parts=_xnli,
+        splits={"train": EN, "validation": XNLI_LANGS, "test": XNLI_LANGS},
+        labels=readers.NLI_LABELS, train_source="MNLI",
+    ),
+    TaskSpec(
+        name="pawsx", kind=XTREME, format="pair_classification", metric="accuracy",
+        description="PAWS-X, paraphrase in 7 languages", reader=readers.pawsx,
+        hub_parts=_per_lang(lambda l: f"PAWS-X.{l}"),
+        splits={"train": EN, "validation": PAWSX_LANGS, "test": PAWSX_LANGS},
+        labels=readers.PAWSX_LABELS, train_source="PAWS-X en",
+    ),
+    TaskSpec(
+        name="udpos", kind=XTREME, format="tagging", metric="seqeval_f1",
+        description="Universal Dependencies v2.5 POS tagging", reader=readers.udpos,
+        hub_parts=_per_lang(lambda l: f"udpos.{UDPOS_CONFIG[l]}"),
+        splits={"train": EN, "validation": tuple(l for l in UDPOS_LANGS if l not in UDPOS_NO_DEV),
+                "test": UDPOS_LANGS},
+        labels=readers.UPOS_TAGS, train_source="UD English",
+    ),
+    TaskSpec(
+        name="panx", kind=XTREME, format="tagging", metric="seqeval_f1",
+        description="PAN-X (WikiANN) NER in 40 languages", reader=readers.panx,
+        hub_parts=_per_lang(lambda l: f"PAN-X.{l}"),
+        splits={"train": EN, "validation": PANX_LANGS, "test": PANX_LANGS},
+        labels=readers.PANX_TAGS, train_source="PAN-X en",
+    ),
+    TaskSpec(
+        name="xquad", kind=XTREME, format="span_qa", metric="squad_v1",
+        description="XQuAD, extractive QA in 11 languages", reader=readers.squad, hub_parts=_xquad,
+        splits={"train": EN, "validation": EN, "test": XQUAD_LANGS}, train_source="SQuAD v1.1",
+    ),
+    TaskSpec(
+        name="mlqa", kind=XTREME, format="span_qa", metric="mlqa",
+        description="MLQA, extractive QA in 7 languages", reader=readers.squad, hub_parts=_mlqa,
+        splits={"train": EN, "validation": MLQA_LANGS, "test": MLQA_LANGS}, train_source="SQuAD v1.1",
+    ),
+    TaskSpec(
+        name="tydiqa", kind=XTREME, format="span_qa", metric="squad_v1",
+        description="TyDiQA-GoldP, extractive QA in 9 languages", reader=readers.squad, hub_parts=_tydiqa,
+        splits={"train": EN, "validation": EN, "test": tuple(TYDIQA_PREFIX)}, train_source="TyDiQA-GoldP en",
+    ),
+    TaskSpec(
+        name="bucc", kind=XTREME, format="retrieval", metric="bucc_f1",
+        description="BUCC 2018 bitext mining (threshold tuned on validation)", reader=readers.bucc,
+        hub_parts=_per_lang(lambda l: f"bucc18.{l}"),
+        splits={"validation": BUCC_LANGS, "test": BUCC_LANGS}, train_source=None,
+    ),
+    TaskSpec(
+        name="tatoeba", kind=XTREME, format="retrieval", metric="tatoeba_accuracy",
+        description="Tatoeba sentence retrieval into English, 36 languages", reader=readers.tatoeba,
+        hub_parts=_tatoeba, splits={"test": tuple(TATOEBA_CONFIG)}, train_source=None,
+    ),
+]

@@ -1,0 +1,76 @@
+"""Local loading: bad lines are named by file and line; labels are checked."""
+import json
+
+import pytest
+
+from stilts_ds.data.sources import load_examples
+from stilts_ds.errors import DataFileError
+from stilts_ds.tasks.registry import get_task
+
+
+def _write(root, rel, lines):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+GOOD = json.dumps({"premise": "A man sleeps.", "hypothesis": "A man rests.", "label": 0, "idx": 0})
+
+
+def test_malformed_json_line_is_named(tmp_path):
+    path = _write(tmp_path, "mnli/train.jsonl", [GOOD, "", '{"premise": "x", "hypothesis": ', GOOD])
+    with pytest.raises(DataFileError, match=rf"{path}:3: not valid JSON"):
+        load_examples(get_task("mnli"), "train", data_dir=tmp_path)
+
+
+def test_non_object_line_is_named(tmp_path):
+    path = _write(tmp_path, "mnli/train.jsonl", [GOOD, "[1, 2]"])
+    with pytest.raises(DataFileError, match=rf"{path}:2: expected a JSON object, got list"):
+        load_examples(get_task("mnli"), "train", data_dir=tmp_path)
+
+
+def test_missing_field_is_named(tmp_path):
+    path = _write(tmp_path, "mnli/train.jsonl", [json.dumps({"premise": "x", "label": 1})])
+    with pytest.raises(DataFileError, match=rf"{path}:1: missing field 'hypothesis'"):
+        load_examples(get_task("mnli"), "train", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("label", [3, "maybe"])
+def test_label_outside_the_label_set(tmp_path, label):
+    row = json.dumps({"premise": "x", "hypothesis": "y", "label": label})
+    path = _write(tmp_path, "mnli/validation.jsonl", [GOOD, row])
+    with pytest.raises(DataFileError, match=rf"{path}:2: task 'mnli': label"):
+        load_examples(get_task("mnli"), "validation", data_dir=tmp_path)
+
+
+def test_pawsx_label_outside_set(tmp_path):
+    row = json.dumps({"sentence1": "a", "sentence2": "b", "label": "2"})
+    path = _write(tmp_path, "pawsx/test.de.jsonl", [row])
+    with pytest.raises(DataFileError, match=rf"{path}:1: .*'2' is not one of"):
+        load_examples(get_task("pawsx"), "test", "de", data_dir=tmp_path)
+
+
+def test_missing_local_file_says_where_and_what(tmp_path):
+    with pytest.raises(DataFileError, match=r"xnli/test\.de\.jsonl: missing.*google/xtreme"):
+        load_examples(get_task("xnli"), "test", "de", data_dir=tmp_path)
+
+
+def test_hub_ids_are_mapped_to_label_names(tmp_path):
+    _write(tmp_path, "udpos/test.de.jsonl", [json.dumps({"tokens": ["Hallo", "."], "pos_tags": [5, "PUNCT"]})])
+    (ex,) = load_examples(get_task("udpos"), "test", "de", data_dir=tmp_path)
+    assert ex.tags == ("DET", "PUNCT")
+
+
+def test_every_fixture_split_loads(fixtures_dir):
+    from stilts_ds.data.sources import local_splits
+    from stilts_ds.tasks.registry import TASKS
+
+    for spec in TASKS.values():
+        pairs = local_splits(spec, fixtures_dir)
+        assert pairs, spec.name
+        for split, lang in pairs:
+            assert load_examples(spec, split, lang), (spec.name, split, lang)
+        if spec.kind == "xtreme":
+            langs = {lang for _, lang in pairs if lang != "en"}
+            assert len(langs) >= 3, (spec.name, langs)

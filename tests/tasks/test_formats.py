@@ -1,0 +1,126 @@
+"""Each format walks raw fixture rows -> Examples -> Features -> Batch -> decode -> score.
+
+Logits are built from the gold labels (so decoding must recover them exactly) and from a
+wrong constant (so the score must drop): the walk is checked end to end, not just run.
+"""
+import numpy as np
+import pytest
+import torch
+
+from stilts_ds.data.prepare import featurize_examples
+from stilts_ds.metrics import bucc_best_threshold, bucc_pairs_above
+from stilts_ds.data.sources import load_examples, load_labels
+from stilts_ds.tasks.formats import get_format, retrieval, tagging
+from stilts_ds.tasks.registry import get_task
+
+
+def _walk(task, split, lang, tokenizer, max_length=64):
+    spec = get_task(task)
+    examples = load_examples(spec, split, lang)
+    assert len(examples) >= 10
+    feats = featurize_examples(spec, examples, tokenizer, max_length, load_labels(spec))
+    fmt = get_format(spec.format)
+    batch = fmt.collate(feats, list(range(min(4, len(feats)))))
+    return spec, examples, feats, fmt, batch
+
+
+@pytest.mark.parametrize("task,split,lang", [("mnli", "validation", "en"), ("xnli", "test", "zh"),
+                                             ("pawsx", "test", "ja"), ("anli_plus", "train", "en"),
+                                             ("qqp", "train", "en")])
+def test_pair_classification_walk(task, split, lang, tokenizer):
+    spec, examples, feats, fmt, batch = _walk(task, split, lang, tokenizer)
+    assert batch.tensors["input_ids"].dtype == torch.long
+    assert batch.tensors["input_ids"].shape[1] == int(feats.columns["lengths"][:4].max())  # dynamic padding
+    assert (batch.tensors["input_ids"][:, 0] == tokenizer.cls_token_id).all()
+    gold = feats.columns["labels"]
+    logits = np.eye(len(spec.labels))[gold]
+    preds = fmt.decode(feats, logits)
+    assert fmt.score(spec.metric, fmt.references(examples), preds)["accuracy"] == 100.0
+    wrong = fmt.decode(feats, np.tile(np.eye(len(spec.labels))[0], (len(feats), 1)))
+    assert fmt.score(spec.metric, fmt.references(examples), wrong)["accuracy"] < 100.0
+
+
+def test_snli_unlabelled_rows_are_dropped():
+    examples = load_examples(get_task("anli_plus"), "train", "en")
+    assert all(ex.label is not None for ex in examples)
+
+
+@pytest.mark.parametrize("task", ["hellaswag", "cosmosqa", "commonsenseqa"])
+def test_multiple_choice_walk(task, tokenizer):
+    spec, examples, feats, fmt, batch = _walk(task, "validation", "en", tokenizer)
+    c = spec.options["num_choices"]
+    assert batch.tensors["input_ids"].shape[:2] == (4, c)
+    assert batch.tensors["labels"].shape == (4,)
+    gold = feats.columns["labels"]
+    preds = fmt.decode(feats, np.eye(c)[gold])
+    assert fmt.score(spec.metric, fmt.references(examples), preds)["accuracy"] == 100.0
+
+
+@pytest.mark.parametrize("task,split,lang", [("udpos", "test", "hi"), ("panx", "test", "ar"),
+                                             ("panx", "train", "en"), ("ccg", "validation", "en")])
+def test_tagging_walk(task, split, lang, tokenizer):
+    spec, examples, feats, fmt, batch = _walk(task, split, lang, tokenizer)
+    labels = feats.columns["labels"]
+    # Exactly one labelled sub-word per word.
+    assert (labels != tagging.IGNORE_INDEX).sum() == sum(len(ex.tokens) for ex in examples)
+    n = len(load_labels(spec))
+    logits = np.zeros(labels.shape + (n,))
+    rows, cols = np.nonzero(labels != tagging.IGNORE_INDEX)
+    logits[rows, cols, labels[rows, cols]] = 1.0
+    preds = fmt.decode(feats, logits)
+    scores = fmt.score(spec.metric, fmt.references(examples), preds)
+    assert max(scores.values()) == 100.0
+
+
+def test_tagging_long_sentence_is_split_not_truncated(tokenizer):
+    words = tuple(f"word{i}" for i in range(60))
+    ex = tagging.Example("long", words, tuple("O" for _ in words))
+    feats = tagging.featurize([ex], tokenizer, max_length=16, labels=("O", "B-PER"))
+    assert len(feats) > 1 and set(feats.guids) == {"long"}
+    assert (feats.columns["labels"] == 0).sum() == 60  # every word labelled once
+    preds = tagging.decode(feats, np.zeros((len(feats), 16, 2)))
+    assert len(preds["long"]) == 60
+
+
+def test_tagging_rejects_a_tag_outside_the_label_set(tokenizer):
+    ex = tagging.Example("bad", ("a", "b"), ("O", "B-FOO"))
+    with pytest.raises(ValueError, match="bad.*B-FOO"):
+        tagging.featurize([ex], tokenizer, max_length=16, labels=("O", "B-PER"))
+
+
+def test_tatoeba_walk_nearest_neighbour(tokenizer):
+    spec, examples, feats, fmt, batch = _walk("tatoeba", "test", "ru", tokenizer)
+    # Embeddings where each source sits next to its own translation.
+    rng = np.random.default_rng(0)
+    gold = {ex.guid: ex.gold for ex in examples if ex.side == retrieval.SOURCE}
+    base = {ex.guid: rng.normal(size=16) for ex in examples if ex.side == retrieval.TARGET}
+    emb = np.stack([base[gold[g]] + 0.01 * rng.normal(size=16) if g in gold else base[g] for g in feats.guids])
+    preds = retrieval.decode_tatoeba(feats, emb)
+    assert fmt.score("tatoeba_accuracy", fmt.references(examples), preds)["accuracy"] == 100.0
+
+
+def test_bucc_margin_mining_recovers_pairs_and_skips_distractors(tokenizer):
+    spec, examples, feats, fmt, batch = _walk("bucc", "validation", "de", tokenizer)
+    refs = fmt.references(examples)
+    assert any(ex.side == retrieval.SOURCE and ex.gold is None for ex in examples)  # distractors present
+    rng = np.random.default_rng(1)
+    vec = {}
+    for ex in examples:
+        if ex.side == retrieval.SOURCE and ex.gold is not None:
+            continue
+        vec[ex.guid] = rng.normal(size=32)
+    emb = np.stack([vec[refs[g]] + 0.05 * rng.normal(size=32) if g in refs else vec[g] for g in feats.guids])
+    cands = retrieval.mine_bucc_candidates(feats, emb)
+    threshold = bucc_best_threshold(cands, refs.items())
+    gold_scores = [s for pair, s in cands if refs.get(pair[0]) == pair[1]]
+    other = [s for pair, s in cands if refs.get(pair[0]) != pair[1]]
+    assert max(other) < threshold <= min(gold_scores)  # distractor pairs fall below the tuned threshold
+    scores = fmt.score("bucc_f1", refs, bucc_pairs_above(cands, threshold))
+    assert scores["f1"] == 100.0
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert retrieval.mean_pool(hidden, mask).tolist() == [[2.0, 2.0]]
+    assert retrieval.default_layer(24) == 14 and retrieval.default_layer(12) == 7 and retrieval.default_layer(2) == 1

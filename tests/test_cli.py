@@ -1,0 +1,104 @@
+"""The stilts-ds command: task table, scoring official files, and clean errors."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from stilts_ds.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_tasks_json_lists_all_eighteen():
+    result = run("tasks", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    assert len(rows) == 18
+    for row in rows:
+        assert {"name", "kind", "format", "metric", "languages", "sources"} <= set(row)
+    kinds = {r["name"]: r["kind"] for r in rows}
+    assert sum(k == "intermediate" for k in kinds.values()) == 9
+    assert {r["name"]: r["sources"] for r in rows}["ccg"] == ["local"]
+
+
+def test_tasks_table():
+    result = run("tasks")
+    assert result.exit_code == 0
+    assert "xnli" in result.output and "seqeval_f1" in result.output
+
+
+def _last_json(output):
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_score_labels(tmp_path):
+    (tmp_path / "p.tsv").write_text("entailment\nneutral\ncontradiction\nneutral\n")
+    (tmp_path / "g.tsv").write_text("entailment\nneutral\ncontradiction\nentailment\n")
+    result = run("score", "--task", "xnli", "--lang", "de", "--predictions", str(tmp_path / "p.tsv"),
+                 "--references", str(tmp_path / "g.tsv"))
+    assert result.exit_code == 0, result.output
+    assert _last_json(result.output) == {"accuracy": 75.0}
+
+
+def test_score_tags(tmp_path):
+    (tmp_path / "p.tsv").write_text("B-PER\nI-PER\nO\n\nB-LOC\nO\n")
+    (tmp_path / "g.tsv").write_text("B-PER\nI-PER\nO\n\nB-ORG\nO\n")
+    result = run("score", "--task", "panx", "--lang", "de", "--predictions", str(tmp_path / "p.tsv"),
+                 "--references", str(tmp_path / "g.tsv"))
+    assert _last_json(result.output) == pytest.approx({"f1": 50.0, "precision": 50.0, "recall": 50.0})
+
+
+def test_score_qa(tmp_path):
+    refs = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "The cat sat in Paris.", "qas": [
+        {"id": "q1", "question": "Where?", "answers": [{"text": "Paris", "answer_start": 15}]},
+        {"id": "q2", "question": "Who?", "answers": [{"text": "The cat", "answer_start": 0}]}]}]}]}
+    (tmp_path / "r.json").write_text(json.dumps(refs))
+    (tmp_path / "p.json").write_text(json.dumps({"q1": "in Paris", "q2": "cat"}))
+    result = run("score", "--task", "xquad", "--lang", "en", "--predictions", str(tmp_path / "p.json"),
+                 "--references", str(tmp_path / "r.json"))
+    # q1: EM 0, F1 2*(1/2*1)/(1/2+1)=2/3; q2: 'the' is dropped -> EM 1, F1 1.
+    assert _last_json(result.output) == pytest.approx({"exact_match": 50.0, "f1": (2 / 3 + 1) / 2 * 100})
+
+
+def test_score_mlqa_needs_lang(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps({"data": []}))
+    (tmp_path / "p.json").write_text("{}")
+    result = CliRunner().invoke(main, ["score", "--task", "mlqa", "--predictions", str(tmp_path / "p.json"),
+                                       "--references", str(tmp_path / "r.json")])
+    assert result.exit_code == 2 and "lang" in result.output
+
+
+def test_score_bucc(tmp_path):
+    (tmp_path / "p.tsv").write_text("de-1\ten-1\nde-2\ten-3\n")
+    (tmp_path / "g.tsv").write_text("de-1\ten-1\nde-2\ten-2\n")
+    result = run("score", "--task", "bucc", "--lang", "de", "--predictions", str(tmp_path / "p.tsv"),
+                 "--references", str(tmp_path / "g.tsv"))
+    assert _last_json(result.output) == pytest.approx({"f1": 50.0, "precision": 50.0, "recall": 50.0})
+
+
+@pytest.mark.parametrize("args,message", [
+    (["score", "--task", "xnlii", "--predictions", "{p}", "--references", "{g}"], "unknown task 'xnlii'"),
+    (["score", "--task", "xnli", "--lang", "xx", "--predictions", "{p}", "--references", "{g}"], "no language 'xx'"),
+    (["score", "--task", "xnli", "--predictions", "{p}", "--references", "{short}"], "short.tsv"),
+    (["prepare", "--task", "tatoeba", "--split", "train"], "has no split 'train'"),
+])
+def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
+    (tmp_path / "p.tsv").write_text("entailment\nneutral\n")
+    (tmp_path / "g.tsv").write_text("entailment\nneutral\n")
+    (tmp_path / "short.tsv").write_text("entailment\n")
+    args = [a.format(p=tmp_path / "p.tsv", g=tmp_path / "g.tsv", short=tmp_path / "short.tsv") for a in args]
+    result = CliRunner().invoke(main, args + (["--cache-dir", str(tmp_path / "c")] if args[0] == "prepare" else []))
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("stilts-ds") or str(__import__("pathlib").Path(sys.executable).parent / "stilts-ds")
+    out = subprocess.run([exe, "tasks", "--json"], capture_output=True, text=True, check=True)
+    assert len(json.loads(out.stdout)) == 18

@@ -1,0 +1,23 @@
+"""Every shipped config parses and says what it claims to."""
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DS_CONFIGS = sorted((ROOT / "ds_configs").glob("*.json"))
+
+
+def test_ds_configs_exist():
+    assert {p.name for p in DS_CONFIGS} >= {"zero1.json", "zero2.json", "zero3.json", "zero2_offload.json"}
+
+
+@pytest.mark.parametrize("path", DS_CONFIGS, ids=lambda p: p.name)
+def test_ds_config_parses(path):
+    cfg = json.loads(path.read_text())
+    stage = cfg["zero_optimization"]["stage"]
+    assert stage in (1, 2, 3)
+    if "zero" in path.stem:
+        assert path.stem.startswith(f"zero{stage}")
+    # Batch size and learning rate come from the experiment config, never from here.
+    assert not {"train_batch_size", "train_micro_batch_size_per_gpu", "optimizer", "scheduler"} & set(cfg)

@@ -1,0 +1,297 @@
+"""The experiment YAMLs in configs/: each parses, says what it claims, and bad ones fail loudly.
+
+A bad config must fail in ``load_config`` (before any worker starts) with a ``ConfigError``
+whose message names the offending option, so a typo never silently becomes a default.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stilts_ds.config import ConfigError, ExperimentConfig, load_config
+from stilts_ds.engine.ds_config import resolve_batch
+from stilts_ds.errors import StiltsError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+PAPER = ROOT / "configs" / "paper.yaml"
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+
+INTERMEDIATE = ("anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "cosmosqa",
+                "commonsenseqa", "ccg")
+FINETUNE = ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa")
+EVALUATE = FINETUNE + ("bucc", "tatoeba")
+
+# jiant's XTREME recipe, jiant/scripts/benchmarks/xtreme/subscripts/d_write_configs.sh:
+# task -> (--epochs, --train_batch_size x --gradient_accumulation_steps)
+JIANT_XTREME = {
+    "xnli": (2, 4 * 8), "pawsx": (5, 4 * 8), "udpos": (10, 4 * 8), "panx": (10, 4 * 8),
+    "xquad": (2, 4 * 4), "mlqa": (2, 4 * 4), "tydiqa": (2, 4 * 4),
+}
+
+
+@pytest.fixture(scope="module")
+def paper() -> ExperimentConfig:
+    return load_config(PAPER)
+
+
+@pytest.fixture(scope="module")
+def quickstart() -> ExperimentConfig:
+    return load_config(QUICKSTART)
+
+
+# ----------------------------------------------------------------------------- every config parses
+def test_shipped_configs_exist():
+    assert {p.name for p in CONFIGS} >= {"quickstart.yaml", "paper.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_parses(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, ExperimentConfig)
+    # Every finetune recipe resolves (per_task overrides are valid TrainConfig fields).
+    for task in cfg.finetune.tasks:
+        assert cfg.finetune.recipe(task).tasks == (task,)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_batches_resolve_at_its_world_size(path):
+    """Batch settings must resolve for the configured worker count, or the run fails after data prep."""
+    cfg = load_config(path)
+    world = cfg.cluster.num_workers
+    recipes = ([cfg.intermediate] if cfg.intermediate else []) + [cfg.finetune.recipe(t) for t in cfg.finetune.tasks]
+    for train in recipes:
+        # The pipeline's rule (stilts_ds/studies/pipeline.py): accumulation 1 unless either is set.
+        accum = train.grad_accum if (train.grad_accum or train.global_batch) else 1
+        resolve_batch(train.global_batch, train.micro_batch, accum, world)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_numbers_are_numbers(path):
+    """YAML 1.1 reads '1e-5' (no dot) as a string, and the config does not type-check it."""
+    cfg = load_config(path)
+    recipes = ([cfg.intermediate] if cfg.intermediate else []) + [cfg.finetune.recipe(t) for t in cfg.finetune.tasks]
+    for train in recipes:
+        for name in ("lr", "warmup_ratio", "weight_decay", "epochs"):
+            value = getattr(train, name)
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), (path.name, name, value)
+
+
+# ----------------------------------------------------------------------------- paper.yaml
+def test_paper_model_and_data(paper):
+    assert paper.model.encoder == "FacebookAI/xlm-roberta-large"
+    assert paper.model.tokenizer_name() == "FacebookAI/xlm-roberta-large"
+    assert paper.data.source == "hub"
+    assert paper.data.max_length == 256
+    assert paper.data.qa_max_length == 384
+
+
+def test_paper_intermediate_recipe(paper):
+    inter = paper.intermediate
+    assert inter is not None
+    assert inter.tasks == INTERMEDIATE and len(inter.tasks) == 9
+    assert inter.lr == pytest.approx(1e-5)
+    assert inter.epochs == 3 and inter.max_steps is None
+    assert inter.warmup_ratio == pytest.approx(0.1)
+    assert inter.schedule == "linear"
+    # jiant guides/projects/xstilts.md: --train_batch_size 4, no gradient accumulation.
+    assert resolve_batch(inter.global_batch, inter.micro_batch, inter.grad_accum, paper.cluster.num_workers)[0] == 4
+
+
+def test_paper_finetune_follows_jiant_xtreme_recipe(paper):
+    assert paper.finetune.tasks == FINETUNE and len(paper.finetune.tasks) == 7
+    world = paper.cluster.num_workers
+    for task, (epochs, rows_per_step) in JIANT_XTREME.items():
+        recipe = paper.finetune.recipe(task)
+        assert recipe.epochs == epochs, task
+        assert recipe.lr == pytest.approx(1e-5), task
+        assert recipe.warmup_ratio == pytest.approx(0.1), task
+        assert recipe.schedule == "linear", task
+        assert recipe.global_batch == rows_per_step, task
+        # Same rows per optimizer step on the configured cluster and on one GPU.
+        for ws in sorted({1, world}):
+            global_batch, micro, accum = resolve_batch(recipe.global_batch, recipe.micro_batch, recipe.grad_accum, ws)
+            assert global_batch == micro * accum * ws == rows_per_step, (task, ws)
+
+
+def test_paper_evaluate(paper):
+    assert paper.evaluate.tasks == EVALUATE and len(paper.evaluate.tasks) == 9
+    assert paper.evaluate.split == "test"
+    assert paper.evaluate.retrieval_layer == 14
+
+
+def test_paper_cluster_and_deepspeed(paper):
+    c = paper.cluster
+    assert c.use_gpu and c.multi_node
+    assert c.placement_strategy == "SPREAD"
+    assert c.max_failures == 3
+    assert c.storage_path and ("://" in c.storage_path or c.storage_path.startswith("/"))
+    assert paper.deepspeed.base == "zero2"
+    assert paper.deepspeed.precision == "bf16"
+
+
+def test_paper_has_run_command_and_cites_every_number():
+    text = PAPER.read_text(encoding="utf-8")
+    # The file opens with the exact command that runs it.
+    assert "#   stilts-ds pipeline --config configs/paper.yaml" in text.splitlines()[:5]
+    # Every line that sets a number carries a comment, on that line or the comment lines just above it.
+    lines = text.splitlines()
+    number = re.compile(r"^\s*[\w.]+:\s*(\{.*\d.*\}|-?\d[\d.e+-]*)\s*(#.*)?$")
+    for i, line in enumerate(lines):
+        if number.match(line) and "#" not in line:
+            assert i > 0 and lines[i - 1].lstrip().startswith("#"), f"paper.yaml:{i + 1} has no comment: {line!r}"
+
+
+def test_paper_documented_overrides_parse():
+    """The command lines in paper.yaml's header: drop ccg, one task at a time, no intermediate."""
+    eight = load_config(PAPER, {"intermediate.tasks": list(INTERMEDIATE[:-1])})
+    assert "ccg" not in eight.intermediate.tasks and len(eight.intermediate.tasks) == 8
+    single = load_config(PAPER, {"intermediate.tasks": ["squad_v1"], "name": "paper-squad_v1",
+                                 "output_dir": "runs/paper-squad_v1"})
+    assert single.intermediate.tasks == ("squad_v1",)
+    baseline = load_config(PAPER, {"intermediate": None})
+    assert baseline.intermediate is None
+    faster = load_config(PAPER, {"cluster.num_workers": 8, "intermediate.global_batch": 8})
+    resolve_batch(faster.intermediate.global_batch, faster.intermediate.micro_batch, None, 8)
+
+
+# ----------------------------------------------------------------------------- quickstart.yaml
+def test_quickstart_is_the_laptop_run(quickstart):
+    assert quickstart.model.encoder == "tiny"
+    assert quickstart.model.tokenizer == "bundled"
+    assert quickstart.data.source == "local"
+    assert quickstart.cluster.num_workers == 2
+    assert quickstart.cluster.use_gpu is False
+    assert quickstart.cluster.multi_node is False
+    assert quickstart.deepspeed.base == "zero2"
+    assert quickstart.intermediate.tasks == INTERMEDIATE
+    assert quickstart.finetune.tasks == FINETUNE
+    assert quickstart.evaluate.tasks == EVALUATE
+
+
+# ----------------------------------------------------------------------------- bad configs
+def _base() -> dict:
+    return yaml.safe_load(QUICKSTART.read_text(encoding="utf-8"))
+
+
+def _write(tmp_path: Path, data: dict, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _fails(path: Path, *needles: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message, message
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    return message
+
+
+def test_base_of_bad_configs_is_good(tmp_path):
+    load_config(_write(tmp_path, _base()))
+
+
+def test_unknown_top_level_key(tmp_path):
+    data = _base()
+    data["clustr"] = data.pop("cluster")
+    _fails(_write(tmp_path, data), "clustr", "unknown option")
+
+
+def test_unknown_nested_key(tmp_path):
+    data = _base()
+    data["intermediate"]["learning_rate"] = data["intermediate"].pop("lr")
+    _fails(_write(tmp_path, data), "intermediate", "learning_rate", "unknown option")
+
+
+def test_unknown_per_task_key(tmp_path):
+    data = _base()
+    data["finetune"]["per_task"] = {"xnli": {"epoch": 3}}
+    _fails(_write(tmp_path, data), "finetune.per_task.xnli", "epoch")
+
+
+def test_multi_node_without_storage_path(tmp_path):
+    data = _base()
+    data["cluster"]["multi_node"] = True
+    data["cluster"].pop("storage_path", None)
+    _fails(_write(tmp_path, data), "cluster.multi_node", "cluster.storage_path")
+
+
+def test_multi_node_with_relative_storage_path(tmp_path):
+    data = _base()
+    data["cluster"].update(multi_node=True, storage_path="runs/ray")
+    _fails(_write(tmp_path, data), "cluster.storage_path", "runs/ray")
+
+
+def test_non_xtreme_task_in_finetune(tmp_path):
+    data = _base()
+    data["finetune"]["tasks"] = ["xnli", "mnli"]
+    _fails(_write(tmp_path, data), "finetune.tasks", "'mnli'", "not an XTREME task")
+
+
+@pytest.mark.parametrize("task", ["bucc", "tatoeba"])
+def test_retrieval_task_in_finetune(tmp_path, task):
+    data = _base()
+    data["finetune"]["tasks"] = ["xnli", task]
+    _fails(_write(tmp_path, data), "finetune.tasks", repr(task), "no training data")
+
+
+def test_fp8_precision(tmp_path):
+    data = _base()
+    data["deepspeed"]["precision"] = "fp8"
+    _fails(_write(tmp_path, data), "deepspeed.precision", "'fp8'")
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\n"
+                    "cluster:\n"
+                    "  num_workers: 2\n"
+                    "  use_gpu: false: true\n"        # line 4: a second ':' in a plain scalar
+                    "deepspeed:\n"
+                    "  base: zero2\n", encoding="utf-8")
+    message = _fails(path, "not valid YAML")
+    assert f"{path}:4:" in message, message
+
+
+def test_missing_config_file(tmp_path):
+    _fails(tmp_path / "nope.yaml", "no such config file")
+
+
+def test_bad_override_is_reported(tmp_path):
+    """--set goes through the same checks as the file."""
+    with pytest.raises(ConfigError, match=r"deepspeed\.precision"):
+        load_config(QUICKSTART, {"deepspeed.precision": "fp8"})
+
+
+def test_unknown_task_name_is_reported_with_a_suggestion(tmp_path):
+    data = _base()
+    data["intermediate"]["tasks"] = ["squad_v3"]
+    with pytest.raises(StiltsError, match=r"unknown task 'squad_v3'.*squad_v2"):
+        load_config(_write(tmp_path, data))
+
+
+def test_unknown_task_name_is_a_config_error(tmp_path):
+    data = _base()
+    data["intermediate"]["tasks"] = ["squad_v3"]
+    _fails(_write(tmp_path, data), "intermediate.tasks", "squad_v3")
+
+
+def test_values_are_type_checked(tmp_path):
+    data = _base()
+    data["intermediate"]["lr"] = "1e-5"  # YAML 1.1 reads 1e-5 as a string: accepted as the number it means
+    assert load_config(_write(tmp_path, data)).intermediate.lr == 1e-5
+    data["intermediate"]["micro_batch"] = "eight"
+    _fails(_write(tmp_path, data), "intermediate.micro_batch", "expected an integer")
+
+
+def test_evaluate_split_is_checked(tmp_path):
+    data = _base()
+    data.setdefault("evaluate", {})["split"] = "tset"
+    _fails(_write(tmp_path, data), "evaluate.split", "tset")

@@ -1,0 +1,396 @@
+"""The bundled fixtures (stilts_ds/resources/fixtures) and the offline tokenizer built from them
+(stilts_ds/resources/tokenizer): files, hub row schemas, labels, QA spans, scripts, and the
+tokenizer's XLM-R shape. The expected file list is written out here from the spec, not read
+from the build script, so a file the script stops writing is caught.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "stilts_ds" / "resources" / "fixtures"
+TOKENIZER = ROOT / "stilts_ds" / "resources" / "tokenizer"
+TOOLS = ROOT / "tools"
+
+N_TRAIN, N_EVAL = 32, 24
+
+INTERMEDIATE_SPLITS = {
+    "anli_plus": ("train", "validation", "test"),
+    "mnli": ("train", "validation"),
+    "qqp": ("train", "validation"),
+    "squad_v1": ("train", "validation"),
+    "squad_v2": ("train", "validation"),
+    "hellaswag": ("train", "validation"),
+    "cosmosqa": ("train", "validation"),
+    "commonsenseqa": ("train", "validation"),
+    "ccg": ("train", "validation", "test"),
+}
+# task -> {split: languages}
+XTREME_FILES = {
+    "xnli": {"train": ("en",), "validation": ("en", "ar", "hi", "ru", "zh"), "test": ("en", "ar", "hi", "ru", "zh")},
+    "pawsx": {"train": ("en",), "validation": ("en", "de", "ja", "ko", "zh"), "test": ("en", "de", "ja", "ko", "zh")},
+    "udpos": {"train": ("en",), "validation": ("en", "ar", "hi", "ru", "zh"), "test": ("en", "ar", "hi", "ru", "zh")},
+    "panx": {"train": ("en",), "validation": ("en", "ar", "hi", "ru", "zh"), "test": ("en", "ar", "hi", "ru", "zh")},
+    "xquad": {"train": ("en",), "validation": ("en",), "test": ("en", "ar", "hi", "ru", "zh")},
+    "mlqa": {"train": ("en",), "validation": ("en", "ar", "hi", "zh", "de"), "test": ("en", "ar", "hi", "zh", "de")},
+    "tydiqa": {"train": ("en",), "validation": ("en",), "test": ("en", "ar", "ru", "bn", "te")},
+    "bucc": {"validation": ("de", "fr", "ru", "zh"), "test": ("de", "fr", "ru", "zh")},
+    "tatoeba": {"test": ("ar", "hi", "ru", "zh", "de")},
+}
+
+QA_TASKS = ("squad_v1", "squad_v2", "xquad", "mlqa", "tydiqa")
+UPOS = {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
+        "SCONJ", "SYM", "VERB", "X"}
+PANX_TAGS = {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"}
+NLI_NAMES = {"entailment", "neutral", "contradiction"}
+TYDI_PREFIX = {"en": "english-", "ar": "arabic-", "ru": "russian-", "bn": "bengali-", "te": "telugu-"}
+
+# code point ranges of each non-Latin script
+SCRIPTS = {
+    "zh": [(0x4E00, 0x9FFF)],
+    "ar": [(0x0600, 0x06FF)],
+    "ru": [(0x0400, 0x04FF)],
+    "hi": [(0x0900, 0x097F)],
+    "bn": [(0x0980, 0x09FF)],
+    "te": [(0x0C00, 0x0C7F)],
+    "ja": [(0x3040, 0x30FF)],  # kana
+    "ko": [(0xAC00, 0xD7A3)],  # Hangul syllables
+}
+
+
+def expected_files() -> list[tuple[str, str, str | None, Path]]:
+    """(task, split, lang or None, path) for every fixture file the spec asks for."""
+    out = []
+    for task, splits in INTERMEDIATE_SPLITS.items():
+        for split in splits:
+            out.append((task, split, None, FIXTURES / task / f"{split}.jsonl"))
+    for task, by_split in XTREME_FILES.items():
+        for split, langs in by_split.items():
+            for lang in langs:
+                out.append((task, split, lang, FIXTURES / task / f"{split}.{lang}.jsonl"))
+    return out
+
+
+EXPECTED = expected_files()
+
+
+def read_rows(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            assert line.endswith("\n"), f"{path}:{n} has no newline"
+            row = json.loads(line)
+            assert isinstance(row, dict), f"{path}:{n} is not a JSON object"
+            rows.append(row)
+    return rows
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"_stilts_tools_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def file_id(item) -> str:
+    task, split, lang, _ = item
+    return f"{task}/{split}" + (f".{lang}" if lang else "")
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------
+
+
+def test_every_expected_file_exists_and_nothing_else():
+    missing = [str(p.relative_to(FIXTURES)) for *_, p in EXPECTED if not p.is_file()]
+    assert not missing, f"missing fixture files: {missing}"
+    present = {p for p in FIXTURES.rglob("*.jsonl")}
+    extra = sorted(str(p.relative_to(FIXTURES)) for p in present - {p for *_, p in EXPECTED})
+    assert not extra, f"fixture files the spec does not name: {extra}"
+    assert (FIXTURES / "README.md").is_file()
+    assert (FIXTURES / "ccg" / "tags.txt").is_file()
+
+
+def _check_squad_rows(rows, where, multi_ok):
+    for r in rows:
+        assert set(r) == {"id", "title", "context", "question", "answers"}, where
+        assert all(isinstance(r[k], str) for k in ("id", "title", "context", "question")), where
+        assert r["context"] and r["question"], where
+        ans = r["answers"]
+        assert set(ans) == {"text", "answer_start"}, where
+        assert len(ans["text"]) == len(ans["answer_start"]), where
+        assert len(ans["text"]) <= (3 if multi_ok else 1), where
+        for text, start in zip(ans["text"], ans["answer_start"]):
+            assert isinstance(start, int) and isinstance(text, str) and text, where
+            assert r["context"][start:start + len(text)] == text, (where, r["id"], text, start)
+
+
+def _check_iob2(tags, where):
+    prev = "O"
+    for tag in tags:
+        assert tag in PANX_TAGS, (where, tag)
+        if tag.startswith("I-"):
+            assert prev in (f"B-{tag[2:]}", tag), (where, tags)
+        prev = tag
+
+
+@pytest.mark.parametrize("item", EXPECTED, ids=file_id)
+def test_schema_counts_and_labels(item):
+    task, split, lang, path = item
+    rows = read_rows(path)
+    where = file_id(item)
+    want = {"bucc": 32, "tatoeba": N_EVAL}.get(task, N_TRAIN if split == "train" else N_EVAL)
+    assert len(rows) == want, (where, len(rows))
+
+    if task in ("mnli",) or (task == "xnli" and split == "train"):
+        for r in rows:
+            assert set(r) == {"premise", "hypothesis", "label", "idx"}, where
+            assert r["label"] in (0, 1, 2) and isinstance(r["idx"], int), where
+        assert sorted(r["idx"] for r in rows) == list(range(len(rows)))
+    elif task == "anli_plus":
+        sources = [r["source"] for r in rows]
+        for r in rows:
+            assert set(r) == {"premise", "hypothesis", "label", "source"}, where
+            assert r["source"] in {"anli_r1", "anli_r2", "anli_r3", "mnli", "snli"}, where
+            assert r["label"] in ((0, 1, 2, -1) if split == "train" else (0, 1, 2)), where
+        unlabelled = [r for r in rows if r["label"] == -1]
+        if split == "train":
+            assert len(unlabelled) == 2 and all(r["source"] == "snli" for r in unlabelled)
+            assert set(sources) == {"anli_r1", "anli_r2", "anli_r3", "mnli", "snli"}
+    elif task == "xnli":
+        for r in rows:
+            assert set(r) == {"language", "sentence1", "sentence2", "gold_label"}, where
+            assert r["language"] == lang and r["gold_label"] in NLI_NAMES, where
+        assert {r["gold_label"] for r in rows} == NLI_NAMES
+    elif task == "qqp":
+        for r in rows:
+            assert set(r) == {"question1", "question2", "label", "idx"}, where
+            assert r["label"] in (0, 1) and isinstance(r["idx"], int), where
+    elif task == "pawsx":
+        for r in rows:
+            assert set(r) == {"sentence1", "sentence2", "label"}, where
+            assert r["label"] in ("0", "1"), where  # a string, as on the hub
+        assert {r["label"] for r in rows} == {"0", "1"}
+    elif task in QA_TASKS:
+        _check_squad_rows(rows, where, multi_ok=(split == "validation" and lang in (None, "en")
+                                                 and task in ("squad_v1", "squad_v2", "xquad")))
+        unanswerable = sum(1 for r in rows if not r["answers"]["text"])
+        if task == "squad_v2":
+            assert len(rows) / 4 <= unanswerable <= len(rows) / 2.5, (where, unanswerable)
+        else:
+            assert unanswerable == 0, where
+        if task == "squad_v1" and split == "validation":
+            assert any(len(r["answers"]["text"]) > 1 for r in rows)
+        if task == "tydiqa":
+            prefix = TYDI_PREFIX[lang]
+            assert all(r["id"].startswith(prefix) for r in rows), where
+    elif task == "hellaswag":
+        keys = {"ind", "activity_label", "ctx_a", "ctx_b", "ctx", "endings", "source_id", "split", "split_type",
+                "label"}
+        for r in rows:
+            assert set(r) == keys, where
+            assert isinstance(r["ind"], int) and r["label"] in ("0", "1", "2", "3"), where
+            assert r["ctx"] == r["ctx_a"] + " " + r["ctx_b"], where
+            assert len(r["endings"]) == 4 and all(isinstance(e, str) and e for e in r["endings"]), where
+    elif task == "cosmosqa":
+        for r in rows:
+            assert set(r) == {"id", "context", "question", "answer0", "answer1", "answer2", "answer3", "label"}
+            assert r["label"] in (0, 1, 2, 3), where
+    elif task == "commonsenseqa":
+        for r in rows:
+            assert set(r) == {"id", "question", "question_concept", "choices", "answerKey"}, where
+            assert r["choices"]["label"] == ["A", "B", "C", "D", "E"] and len(r["choices"]["text"]) == 5
+            assert r["answerKey"] in r["choices"]["label"], where
+    elif task == "ccg":
+        known = set((FIXTURES / "ccg" / "tags.txt").read_text(encoding="utf-8").split())
+        for r in rows:
+            assert set(r) == {"tokens", "tags"} and len(r["tokens"]) == len(r["tags"]) > 0, where
+            assert set(r["tags"]) <= known, where
+    elif task == "udpos":
+        for r in rows:
+            assert set(r) == {"tokens", "pos_tags"} and len(r["tokens"]) == len(r["pos_tags"]) > 0, where
+            assert set(r["pos_tags"]) <= UPOS, where
+            assert all(t and " " not in t for t in r["tokens"]), where
+    elif task == "panx":
+        for r in rows:
+            assert set(r) == {"tokens", "ner_tags", "langs"}, where
+            assert len(r["tokens"]) == len(r["ner_tags"]) > 0 and r["langs"] == [lang] * len(r["tokens"]), where
+            _check_iob2(r["ner_tags"], where)
+        assert {t[2:] for r in rows for t in r["ner_tags"] if t != "O"} == {"PER", "ORG", "LOC"}
+    elif task == "bucc":
+        keys = {"source_sentence", "target_sentence", "source_lang", "target_lang", "source_id", "target_id"}
+        kinds = {"pair": 0, "src": 0, "trg": 0}
+        for r in rows:
+            assert set(r) == keys and r["source_lang"] == lang and r["target_lang"] == "en", where
+            src, trg = bool(r["source_sentence"]), bool(r["target_sentence"])
+            assert src == bool(r["source_id"]) and trg == bool(r["target_id"]), where
+            assert not src or re.fullmatch(rf"{lang}-\d{{6}}", r["source_id"]), where
+            assert not trg or re.fullmatch(r"en-\d{6}", r["target_id"]), where
+            kinds["pair" if src and trg else "src" if src else "trg"] += 1
+        assert kinds == {"pair": 24, "src": 4, "trg": 4}, (where, kinds)
+        for key in ("source_id", "target_id", "source_sentence", "target_sentence"):
+            values = [r[key] for r in rows if r[key]]
+            assert len(values) == len(set(values)), (where, key)
+    elif task == "tatoeba":
+        for r in rows:
+            assert set(r) == {"source_sentence", "target_sentence", "source_lang", "target_lang"}, where
+            assert r["source_lang"] == lang and r["target_lang"] == "en", where
+            assert r["source_sentence"] and r["target_sentence"], where
+        assert len({r["target_sentence"] for r in rows}) == len(rows)
+    else:  # pragma: no cover
+        pytest.fail(f"no schema check for {task}")
+
+
+def test_qa_ids_unique_across_files():
+    seen: dict[str, str] = {}
+    for task, split, lang, path in EXPECTED:
+        if task in QA_TASKS:
+            for r in read_rows(path):
+                assert r["id"] not in seen, (r["id"], seen.get(r["id"]), str(path))
+                seen[r["id"]] = str(path)
+
+
+def test_ccg_tags_file_is_sorted_union():
+    tags = (FIXTURES / "ccg" / "tags.txt").read_text(encoding="utf-8").splitlines()
+    used = set()
+    for split in INTERMEDIATE_SPLITS["ccg"]:
+        for r in read_rows(FIXTURES / "ccg" / f"{split}.jsonl"):
+            used.update(r["tags"])
+    assert tags == sorted(used)
+    assert {"NP", "N", "NP/N", "(S[dcl]\\NP)/NP", "S[dcl]\\NP", ".", ","} <= used
+
+
+def _row_text(row: dict) -> str:
+    parts = []
+    for value in row.values():
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            parts.extend(v for v in value if isinstance(v, str))
+        elif isinstance(value, dict):
+            parts.append(_row_text(value))
+    return " ".join(parts)
+
+
+def _in_script(text: str, lang: str) -> bool:
+    return any(lo <= ord(ch) <= hi for ch in text for lo, hi in SCRIPTS[lang])
+
+
+@pytest.mark.parametrize("item", [i for i in EXPECTED if i[2] in SCRIPTS], ids=file_id)
+def test_xtreme_files_use_their_script(item):
+    task, split, lang, path = item
+    rows = read_rows(path)
+    if task == "bucc":  # English-only distractor rows have no source sentence
+        rows = [r for r in rows if r["source_sentence"]]
+    in_script = sum(_in_script(_row_text(r), lang) for r in rows)
+    assert in_script == len(rows), f"{file_id(item)}: {len(rows) - in_script} rows without {lang} script"
+
+
+def test_fixtures_are_reproducible():
+    """Rebuilding gives byte-identical files (the script's --check compares without writing)."""
+    result = subprocess.run([sys.executable, str(TOOLS / "build_fixtures.py"), "--check"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(TOKENIZER))
+
+
+@pytest.fixture(scope="module")
+def fixture_texts():
+    return load_tool("build_tokenizer").corpus(FIXTURES)
+
+
+def test_tokenizer_loads_fast_with_xlmr_special_ids(tok):
+    assert tok.is_fast
+    assert (tok.bos_token, tok.eos_token, tok.sep_token, tok.cls_token) == ("<s>", "</s>", "</s>", "<s>")
+    assert (tok.unk_token, tok.pad_token, tok.mask_token) == ("<unk>", "<pad>", "<mask>")
+    assert tok.convert_tokens_to_ids(["<s>", "<pad>", "</s>", "<unk>"]) == [0, 1, 2, 3]
+    assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2, 3)
+    assert tok.mask_token_id == len(tok) - 1 == max(tok.get_vocab().values())
+    assert tok.model_max_length == 512
+    assert 2000 <= len(tok) <= 4100
+    assert type(tok).__name__ == "XLMRobertaTokenizer"  # what XLMRobertaTokenizerFast is in transformers 5
+    assert type(tok.backend_tokenizer.normalizer).__name__ == "Precompiled"  # survives reloading
+
+
+def test_tokenizer_is_built_from_the_current_fixtures(fixture_texts):
+    info = json.loads((TOKENIZER / "build_info.json").read_text(encoding="utf-8"))
+    corpus_sha = load_tool("build_tokenizer").corpus_sha256(fixture_texts)
+    assert info["corpus_sha256"] == corpus_sha, "fixtures changed: run python tools/build_tokenizer.py"
+
+
+def test_unk_rate_over_fixture_text_is_low(tok, fixture_texts):
+    total = unk = 0
+    for ids in tok(fixture_texts, add_special_tokens=False)["input_ids"]:
+        total += len(ids)
+        unk += ids.count(tok.unk_token_id)
+    assert total > 10_000
+    assert unk / total < 0.02, f"unk rate {unk / total:.2%}"
+
+
+@pytest.mark.parametrize("text", [
+    "安娜在2015年去了巴黎。", "سافرت آنا إلى القاهرة في عام 2015.", "Анна поехала в Париж в 2015 году.",
+    "अन्ना 2015 में पेरिस गई।", "레일라와 소피아는 2002년에 베를린을 방문했다.", "アンナとイワンは2015年にパリを訪れた。",
+])
+def test_non_latin_text_is_not_unk(tok, text):
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert ids and tok.unk_token_id not in ids
+    assert tok.decode(ids).replace(" ", "") == text.replace(" ", "")
+
+
+def test_single_and_pair_templates(tok):
+    a, b = "Anna was born in Paris.", "Anna was not born in Paris."
+    ia = tok(a, add_special_tokens=False)["input_ids"]
+    ib = tok(b, add_special_tokens=False)["input_ids"]
+    assert tok(a)["input_ids"] == [0] + ia + [2]
+    assert tok(a, b)["input_ids"] == [0] + ia + [2, 2] + ib + [2]
+    assert tok.decode(tok(a, b)["input_ids"]) == f"<s> {a}</s></s> {b}</s>"
+    assert tok("The <mask> is red.")["input_ids"].count(tok.mask_token_id) == 1
+
+
+def test_offsets_and_overflowing_windows(tok):
+    question = "Where was Anna born?"
+    context = " ".join(f"{p} was born in {c} in {y}." for p, c, y in
+                       [("Omar", "Cairo", 1990), ("Lina", "Rome", 1991), ("Ivan", "Moscow", 1992)] * 6)
+    enc = tok(question, context, truncation="only_second", max_length=48, stride=12,
+              return_overflowing_tokens=True, return_offsets_mapping=True)
+    n = len(enc["input_ids"])
+    assert n >= 3 and enc["overflow_to_sample_mapping"] == [0] * n
+    for i in range(n):
+        ids, seq, offs = enc["input_ids"][i], enc.sequence_ids(i), enc["offset_mapping"][i]
+        assert len(ids) <= 48 and ids[0] == 0 and ids[-1] == 2
+        q = [k for k, s in enumerate(seq) if s == 0]
+        assert tok.decode([ids[k] for k in q]).strip() == question  # the question is never truncated
+        for k, s in enumerate(seq):
+            if s == 1:
+                lo, hi = offs[k]
+                assert 0 <= lo < hi <= len(context)
+    # consecutive windows overlap by the stride
+    ctx_ids = [[t for t, s in zip(enc["input_ids"][i], enc.sequence_ids(i)) if s == 1] for i in range(n)]
+    assert ctx_ids[0][-12:] == ctx_ids[1][:12]
+
+
+def test_tokenizer_rebuild_is_reproducible(capsys):
+    """The committed tokenizer is what the build script produces, byte for byte (the script's
+    --check rebuilds in a temporary directory; in-process, to skip a second transformers import)."""
+    pytest.importorskip("sentencepiece", reason="rebuilding the tokenizer needs sentencepiece")
+    status = load_tool("build_tokenizer").main(["--check"])
+    assert status == 0, capsys.readouterr().err
