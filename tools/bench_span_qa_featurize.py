@@ -25,9 +25,10 @@ against the target (featurize wall time <= 1.25x the unpadded bare call), and ho
 max length misses the target. On a shared machine, read the CPU ratio beside the wall one:
 the load average is printed at the start and the end.
 
-Tokenizer: ``--tokenizer PATH`` (an ``AutoTokenizer`` directory); default
-``stilts_ds/resources/tokenizer`` when it exists, else a throwaway XLM-R-style Unigram
-tokenizer trained on the generated text in a temp dir (the output says which).
+Tokenizer: ``--tokenizer PATH`` (an ``AutoTokenizer`` directory) or ``--tokenizer
+throwaway``; default ``stilts_ds/resources/tokenizer`` when it exists, else a throwaway
+XLM-R-style Unigram tokenizer (``XLMRobertaTokenizerFast(tokenizer_object=...)``) trained on
+seeded pseudo-words in a temp dir. The first output line says which.
 """
 from __future__ import annotations
 
@@ -215,7 +216,7 @@ def bench(tokenizer, examples, max_length: int, stride: int, reps: int) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tokenizer", default=None, help="HF tokenizer dir (default: %(default)s -> "
+    ap.add_argument("--tokenizer", default=None, help="HF tokenizer dir, or 'throwaway' (default: "
                     "stilts_ds/resources/tokenizer if present, else a throwaway one)")
     ap.add_argument("--n", type=int, default=20000, help="question/context pairs (default 20000)")
     ap.add_argument("--max-length", type=int, action="append", dest="max_lengths",
@@ -225,8 +226,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory()
-    path = args.tokenizer or (str(DEFAULT_TOKENIZER) if DEFAULT_TOKENIZER.exists() else None)
-    if path:
+    path = args.tokenizer or (str(DEFAULT_TOKENIZER) if DEFAULT_TOKENIZER.exists() else "throwaway")
+    if path != "throwaway":
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -236,11 +237,13 @@ def main(argv=None) -> int:
         words = pseudo_words(20000)
         texts = [" ".join(rng.choice(words, size=200)) for _ in range(3000)]
         tokenizer = throwaway_tokenizer(texts, tmp.name)
-        print(f"tokenizer: throwaway XLM-R-style Unigram (vocab {len(tokenizer)}) trained in {tmp.name} "
-              f"-- {DEFAULT_TOKENIZER} does not exist")
+        why = "as asked" if args.tokenizer else f"{DEFAULT_TOKENIZER} does not exist"
+        print(f"tokenizer: throwaway XLM-R-style Unigram (vocab {len(tokenizer)}) trained on seeded "
+              f"pseudo-words in {tmp.name} ({why})")
     examples = make_examples(args.n, lexicon_from(tokenizer))
     sample = examples[:500]
-    n_tok = sum(len(ids) for ids in tokenizer([e.context for e in sample], add_special_tokens=False)["input_ids"])
+    enc = tokenizer([e.context for e in sample], add_special_tokens=False, verbose=False)
+    n_tok = sum(len(ids) for ids in enc["input_ids"])
     n_words = sum(len(e.context.split()) for e in sample)
     print(f"data: {args.n} seeded SQuAD-shaped pairs, contexts 120-250 words, "
           f"{n_tok / n_words:.2f} tokens/word")

@@ -290,3 +290,45 @@ def test_decode_checks_shapes(qa_tokenizer, corpus):
     with pytest.raises(ValueError, match="wide"):
         wide = np.zeros((len(feats), KW["max_length"] + 1), dtype=np.float32)
         span_qa.decode(feats, wide, wide)
+
+
+def exhaustive_decode(feats, start, end, max_answer_length, v2, threshold=0.0):
+    """Reference: every (start, end) pair of every window, no n-best cut, plain loops."""
+    offsets = feats.extras["offsets"]
+    best = {}
+    null = {}
+    for w, guid in enumerate(feats.guids):
+        null[guid] = min(null.get(guid, np.inf), start[w, 0] + end[w, 0])
+        ctx = [i for i in range(start.shape[1]) if offsets[w, i, 0] >= 0]
+        for s in ctx:
+            for e in ctx:
+                if s <= e < s + max_answer_length:
+                    score = start[w, s] + end[w, e]
+                    if guid not in best or score > best[guid][0]:
+                        best[guid] = (score, w, s, e)
+    out = {}
+    for guid in feats.extras["example_guids"]:
+        if guid not in best or (v2 and null[guid] - best[guid][0] > threshold):
+            out[guid] = ""
+        else:
+            _, w, s, e = best[guid]
+            out[guid] = feats.extras["contexts"][guid][offsets[w, s, 0]:offsets[w, e, 1]]
+    return out
+
+
+@pytest.mark.parametrize("v2", [False, True])
+def test_decode_matches_exhaustive_search(qa_tokenizer, corpus, v2):
+    feats = span_qa.featurize(corpus, qa_tokenizer, **KW)
+    width = int(feats.columns["lengths"].max())
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((len(feats), width)).astype(np.float32)
+    end = rng.standard_normal((len(feats), width)).astype(np.float32)
+    start[:, 0] += 1.5  # make the null answer win some v2 examples and lose others
+    end[:, 0] += 1.5
+    for max_len in (1, 4, 30):
+        got = span_qa.decode(feats, start, end, n_best=width, max_answer_length=max_len,
+                             version_2_with_negative=v2)
+        want = exhaustive_decode(feats, start, end, max_len, v2)
+        assert got == want
+        if v2:
+            assert "" in got.values() and any(got[g] for g in got if g != "empty")

@@ -35,26 +35,30 @@ arguments of the span-QA scorers in ``stilts_ds.metrics``:
 
 Featurized columns (numpy, first axis = feature row; N rows, L = ``max_length``):
 
-=================  ==============  ========================================================
-``input_ids``      [N, L] int32    right-padded with ``tokenizer.pad_token_id``
-``attention_mask`` [N, L] int8     1 for real tokens
-``start_positions`` [N] int64      token index of the first answer's first token, else 0
-``end_positions``  [N] int64       token index of the first answer's last token, else 0
-``lengths``        [N] int32       non-pad tokens (what ``collate`` trims to)
-=================  ==============  ========================================================
+* ``input_ids`` [N, L] int32, right-padded with ``tokenizer.pad_token_id``;
+* ``attention_mask`` [N, L] int8, 1 for real tokens;
+* ``start_positions`` / ``end_positions`` [N] int64, token index of the first answer's
+  first / last token (surrounding whitespace inside the gold text ignored), else 0;
+* ``lengths`` [N] int32, non-pad tokens (what ``collate`` trims to).
 
 ``extras``: ``"offsets"`` [N, L, 2] int32 character offsets into the example's context,
 ``(-1, -1)`` for every non-context token (question, special tokens, padding);
 ``"contexts"``: ``{guid: context}``; ``"example_guids"``: the example guids in input order;
-``"version_2_with_negative"``: the flag given to ``featurize`` (recorded only; ``decode``
-takes its own flag).
+``"version_2_with_negative"``: the flag given to ``featurize`` (recorded only: labels are
+the same either way, and ``decode`` takes its own flag).
 
-Speed: tokenization goes straight to the fast tokenizer's Rust backend (the same
-``encode_batch`` call ``tokenizer(questions, contexts, truncation="only_second",
-return_overflowing_tokens=True, return_offsets_mapping=True, ...)`` makes) and everything
-after it is bulk numpy: no Python loop runs per token, and only one per example (answer
-checks, sequence ids of the first window) or per window (collecting the Rust encodings).
-``tools/bench_span_qa_featurize.py`` holds it to at most 1.25x the bare tokenizer call.
+Speed: tokenization goes straight to the fast tokenizer's Rust backend, one
+``encode_batch`` over (question, context) pairs, the same call ``tokenizer(questions,
+contexts, truncation="only_second", return_overflowing_tokens=True,
+return_offsets_mapping=True)`` makes, with the same windows and ids. Everything after it is
+bulk numpy: unpadded windows are flattened once and scattered into padded arrays, the
+context range of every window comes from the sequence ids of its example's first window,
+and the gold token span is a masked search over [N, L] arrays. No Python loop runs per
+token; questions over ``max_query_length`` are found from that same call and only those
+examples are encoded again. ``tools/bench_span_qa_featurize.py`` holds featurize to at
+most 1.25x the bare tokenizer call. Like ``tokenizer.__call__``, featurize sets the
+backend's truncation/padding for the call (and restores them after), so one tokenizer
+object must not featurize from two threads at once.
 """
 from __future__ import annotations
 
@@ -218,6 +222,8 @@ def featurize(
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
         raise ValueError("span_qa.featurize: the tokenizer has no pad token")
+    if max_query_length < 1:
+        raise ValueError(f"span_qa.featurize: max_query_length={max_query_length} must be >= 1")
     n_special = tokenizer.num_special_tokens_to_add(pair=True)
     room = max_length - max_query_length - n_special
     if not 0 <= stride < room:
