@@ -206,12 +206,13 @@ class ExperimentConfig:
             raise ConfigError("intermediate.tasks is empty: list tasks, or remove the intermediate section")
 
     # -- paths
+    # Absolute paths: Ray workers run in their own working directories.
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir)
+        return Path(self.output_dir).resolve()
 
     def cache_dir(self) -> Path:
-        return Path(self.data.cache_dir) if self.data.cache_dir else self.run_dir / "cache"
+        return Path(self.data.cache_dir).resolve() if self.data.cache_dir else self.run_dir / "cache"
 
     def storage_path(self) -> str:
         return self.cluster.storage_path or str((self.run_dir / "ray").resolve())

@@ -5,7 +5,6 @@ whose message names the offending option, so a typo never silently becomes a def
 """
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 

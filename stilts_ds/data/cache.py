@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from stilts_ds import atomic
 from stilts_ds.errors import StiltsError
 from stilts_ds.tasks.features import Features
 
@@ -77,17 +76,5 @@ def read(path: Path) -> Features:
 
 
 def write_atomic(path: Path, features: Features) -> Features:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(features, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Interrupted or failed: remove the partial file, never the previous good entry.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write_atomic(path, pickle.dumps(features, protocol=pickle.HIGHEST_PROTOCOL))
     return features

@@ -57,10 +57,10 @@ import copy
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
+from stilts_ds.atomic import write_atomic
 from stilts_ds.errors import StiltsError
 
 DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
@@ -340,21 +340,7 @@ def write_merged(config: Mapping[str, Any], run_dir: str | os.PathLike) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / MERGED_NAME
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    # Same directory as the target so os.replace is a rename on one filesystem: a reader
-    # (or a crash) sees the old file or the new one, never half of one.
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{MERGED_NAME}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(target, text)
     return target
 
 

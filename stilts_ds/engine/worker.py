@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stilts_ds.atomic import write_atomic
 from stilts_ds.data import cache
 from stilts_ds.data.sampler import RowBatcher, TaskSampler, task_weights
 from stilts_ds.engine.predict import predict
@@ -275,7 +276,4 @@ def eval_worker(job: dict) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=float))

@@ -43,6 +43,8 @@ from stilts_ds.errors import StiltsError
 
 EXPORT_INFO = "stilts_export.json"
 EXPORT_VERSION = 1
+HEADS_FILE = "heads.pt"  # save_model: the trained heads' state dict
+HEADS_SPEC = "heads.json"  # save_model: task -> {format, num_labels, head}
 
 
 class ExportError(StiltsError, ValueError):
@@ -147,14 +149,19 @@ def save_encoder(model, out_dir, tokenizer=None, *, overwrite: bool = False) -> 
     """Write ``model``'s encoder (a ``MultiTaskModel``, a wrapper holding one in
     ``.module``, or a bare transformers encoder) to ``out_dir`` as a Hugging Face
     directory, with ``tokenizer`` if given. Heads are not saved. Returns ``out_dir``."""
+    return _save(model, out_dir, tokenizer, overwrite=overwrite, with_heads=False)
+
+
+def _save(model, out_dir, tokenizer, *, overwrite: bool, with_heads: bool) -> Path:
     encoder, outer = _unwrap(model)
     empty = [n for n, p in encoder.named_parameters() if p.numel() == 0]
     if empty:
         # ZeRO-3 leaves each rank with placeholder (empty) parameters; saving them would
         # write an export with no weights in it.
         raise ExportError(
-            f"encoder parameters are partitioned ({empty[0]} has no elements): consolidate the "
-            "ZeRO-3 checkpoint and call state_dict_to_encoder_dir instead"
+            f"encoder parameters are partitioned ({empty[0]} has no elements): gather them "
+            "(deepspeed.zero.GatheredParameters) or consolidate the ZeRO-3 checkpoint and call "
+            "state_dict_to_encoder_dir instead"
         )
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
@@ -162,6 +169,10 @@ def save_encoder(model, out_dir, tokenizer=None, *, overwrite: bool = False) -> 
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         _write_info(tmp, encoder.config, _heads_info(outer))
+        if with_heads:
+            torch.save({k: v.detach().cpu() for k, v in outer.heads.state_dict().items()}, tmp / HEADS_FILE)
+            (tmp / HEADS_SPEC).write_text(json.dumps(_heads_info(outer), indent=2, sort_keys=True) + "\n",
+                                          encoding="utf-8")
     return out_dir
 
 
@@ -278,24 +289,10 @@ def read_export_info(out_dir) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-HEADS_FILE = "heads.pt"
-HEADS_SPEC = "heads.json"
-
-
 def save_model(model, out_dir, tokenizer=None, *, overwrite: bool = False) -> Path:
     """Encoder (Hugging Face directory) plus the trained heads (``heads.pt`` and their specs
     in ``heads.json``): a phase-2 model that phase 3 evaluates. Atomic, like save_encoder."""
-    encoder, outer = _unwrap(model)
-    out_dir = Path(out_dir)
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        encoder.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        _write_info(tmp, encoder.config, _heads_info(outer))
-        torch.save({k: v.detach().cpu() for k, v in outer.heads.state_dict().items()}, tmp / HEADS_FILE)
-        (tmp / HEADS_SPEC).write_text(json.dumps(_heads_info(outer), indent=2, sort_keys=True) + "\n",
-                                      encoding="utf-8")
-    return out_dir
+    return _save(model, out_dir, tokenizer, overwrite=overwrite, with_heads=True)
 
 
 def load_model(out_dir, **encoder_kwargs):

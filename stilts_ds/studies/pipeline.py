@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from stilts_ds.atomic import write_atomic
 from stilts_ds.config import ExperimentConfig, TrainConfig
 from stilts_ds.data.prepare import prepare
 from stilts_ds.data.sources import load_labels
@@ -73,12 +74,16 @@ class Study:
         return item.path
 
     def prepare_all(self, specs) -> list:
-        """Featurize every split of ``specs`` the data source has, at the study's lengths."""
-        done = []
+        """Featurize every split of ``specs`` the data source has, at the study's lengths
+        (one pass, one progress bar, per length)."""
+        by_length: dict[int, list] = {}
         for spec in specs:
-            done += prepare([spec], tokenizer=self.tokenizer, cache_dir=self.cfg.cache_dir(),
+            by_length.setdefault(self._max_length(spec), []).append(spec)
+        done = []
+        for length, group in by_length.items():
+            done += prepare(group, tokenizer=self.tokenizer, cache_dir=self.cfg.cache_dir(),
                             source=self.cfg.data.source, data_dir=self.cfg.data.data_dir,
-                            max_length=self._max_length(spec), progress=self.progress)
+                            max_length=length, progress=self.progress)
         return done
 
     def _langs(self, task: str, split: str) -> list[str]:
@@ -114,9 +119,7 @@ class Study:
         return False
 
     def _mark_done(self, stage_dir: Path, payload: dict, extra: dict | None = None) -> None:
-        tmp = stage_dir / f".{DONE}.tmp"
-        tmp.write_text(json.dumps({"hash": _stage_hash(payload), **(extra or {})}, indent=2, default=str))
-        tmp.replace(stage_dir / DONE)
+        write_atomic(stage_dir / DONE, json.dumps({"hash": _stage_hash(payload), **(extra or {})}, indent=2, default=str))
 
     def _job(self, phase: str, train: TrainConfig, run_dir: Path, encoder: str, export_dir: Path,
              with_dev: bool) -> dict:

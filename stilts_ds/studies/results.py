@@ -46,10 +46,10 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
+from stilts_ds.atomic import write_atomic
 from stilts_ds.errors import DataFileError, StiltsError
 from stilts_ds.metrics.aggregate import task_score, xtreme_score
 
@@ -119,25 +119,8 @@ def write_results(
         text = json.dumps(out, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     except (TypeError, ValueError) as err:
         raise ResultsError(f"extra fields must be JSON-serialisable with finite numbers: {err}") from None
-    _write_atomic(Path(path_json), text)
+    write_atomic(Path(path_json), text)
     return out
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory as the target: os.replace is atomic only within one filesystem.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Interrupted or failed: remove the partial file, never the previous good one.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -245,5 +228,5 @@ def results_markdown(results_dict: Mapping, decimals: int = 1) -> str:
 def write_markdown(path: str | os.PathLike, results_dict: Mapping, decimals: int = 1) -> str:
     """Write ``results_markdown(results_dict)`` to ``path`` atomically; returns the text."""
     text = results_markdown(results_dict, decimals=decimals)
-    _write_atomic(Path(path), text)
+    write_atomic(Path(path), text)
     return text

@@ -1,5 +1,5 @@
 """The prepare stage: cached by key, reused, forced, and never half-written."""
-import pickle
+import os
 
 import pytest
 
@@ -34,11 +34,10 @@ def test_interrupted_write_leaves_no_partial_entry(tmp_path, tokenizer, monkeypa
                       progress=False)
     before = good.path.read_bytes()
 
-    def dump_then_die(obj, f, protocol=None):
-        f.write(b"partial")
+    def die_before_rename(fd):  # the bytes are in the temporary file, the rename never happens
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pickle, "dump", dump_then_die)
+    monkeypatch.setattr(os, "fsync", die_before_rename)
     with pytest.raises(KeyboardInterrupt):
         prepare([spec], tokenizer=tokenizer, cache_dir=tmp_path, splits=["train"], max_length=32,
                 force=True, progress=False)

@@ -147,3 +147,26 @@ def test_distributed_evaluation_matches_one_process(ray_cluster, tmp_path):
     with ray_cluster.connected():
         distributed = Study(two, force=True, progress=False).evaluate(encoder=encoder)
     assert distributed["tasks"] == single["tasks"]
+
+
+def test_relative_output_dir_reaches_workers_as_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(QUICKSTART, {"output_dir": "rel/run", "cluster.num_workers": 1})
+    assert cfg.run_dir.is_absolute() and cfg.cache_dir().is_absolute()
+    job = Study(cfg, in_process=True, progress=False)._job(
+        "intermediate", cfg.intermediate, cfg.run_dir / "phase1", "tiny", cfg.run_dir / "phase1" / "encoder",
+        with_dev=False)
+    assert all(Path(info["train"]).is_absolute() for info in job["tasks"].values())
+    assert Path(job["run_dir"]).is_absolute() and Path(job["export_dir"]).is_absolute()
+
+
+def test_zero2_with_cpu_optimizer_offload_trains(tmp_path):
+    """ZeRO-2 + offload_optimizer: the merged config carries DeepSpeed's AdamW (DeepSpeedCPUAdam,
+    JIT-built on first use), which a torch optimizer cannot replace."""
+    cfg = _config(tmp_path, **{"deepspeed.base": "zero2_offload", "intermediate.max_steps": 3})
+    Study(cfg, in_process=True, progress=False).intermediate()
+    stage = cfg.run_dir / "phase1"
+    merged = json.loads((stage / "ds_config.json").read_text())
+    assert merged["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert merged["optimizer"]["type"] == "AdamW"
+    assert json.loads((stage / "train_summary.json").read_text())["steps"] == 3

@@ -69,11 +69,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from stilts_ds.tasks.features import Batch, Features, trim_to_longest
+from stilts_ds.tasks.features import Batch, Features, collate_rows
 
 FORMAT = "span_qa"
 TOKEN_KEYS = ("input_ids", "attention_mask")
-COLLATE_KEYS = ("input_ids", "attention_mask", "start_positions", "end_positions")
 
 
 @dataclass(frozen=True)
@@ -353,11 +352,7 @@ def featurize(
 def collate(features: Features, rows: Sequence[int]) -> Batch:
     """Tensors for ``rows`` (input_ids, attention_mask, start/end_positions, all int64),
     token columns trimmed to the longest row of the batch."""
-    cols = {k: features.columns[k] for k in COLLATE_KEYS}
-    tensors = trim_to_longest(cols, rows, features.columns["lengths"], TOKEN_KEYS)
-    tensors = {k: v.long() for k, v in tensors.items()}
-    idx = np.asarray(rows, dtype=np.int64)
-    return Batch(tensors=tensors, guids=[features.guids[i] for i in idx], rows=idx)
+    return collate_rows(features, rows, TOKEN_KEYS)
 
 
 # --------------------------------------------------------------------------- decode
