@@ -5,6 +5,7 @@
     stilts-ds score --task xquad --lang de --predictions preds.json --references xquad.de.json
     stilts-ds pipeline --config configs/quickstart.yaml     # train, finetune, evaluate
     stilts-ds demo                                          # the quick start (make demo)
+    stilts-ds bench --preset tiny --batch-sizes 1,4 --seq-len 32 --output runs/bench
 
 Bad input (unknown task, missing split, malformed file) prints ``error: ...`` naming the
 file/option and exits with status 2; anything else is a bug and keeps its traceback.
@@ -169,6 +170,61 @@ def pipeline(config_path, sets, force, in_process):
     from stilts_ds.studies.results import results_markdown
 
     click.echo(results_markdown(_study(config_path, sets, force, in_process).run()))
+
+
+# ----------------------------------------------------------------------------- bench
+@main.command()
+@click.option("--preset", default=None, help="Architecture with random weights (tiny, xlmr-large); speed only.")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A fine-tuned model (phase2/<task>/model) or an encoder export.")
+@click.option("--task", default=None, help="Score this task through every engine (needs --checkpoint with its head).")
+@click.option("--lang", default="en", show_default=True, help="Language of the task's eval split.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Local data root (default: bundled fixtures); --source hub reads the hub.")
+@click.option("--source", type=click.Choice(["local", "hub"]), default="local", show_default=True)
+@click.option("--engines", default="torch-eager,torch-sdpa,torch-compile,ds,ds-kernel", show_default=True)
+@click.option("--precisions", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, bf16.")
+@click.option("--batch-sizes", default="1,8,32", show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=8), default=128, show_default=True,
+              help="Max tokens per row (synthetic workload length cap, or the task's featurization length).")
+@click.option("--lengths", type=click.Choice(["lognormal", "uniform", "fixed"]), default="lognormal", show_default=True,
+              help="Synthetic row lengths (without --task); 'fixed' fills every row to --seq-len.")
+@click.option("--serving-batch", type=click.IntRange(min=1), default=None, help="Latency batch (default: largest).")
+@click.option("--latency-requests", type=click.IntRange(min=100), default=100, show_default=True)
+@click.option("--nodes", type=click.IntRange(min=1), default=None, help="Nodes to use (default: all alive).")
+@click.option("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray).")
+@click.option("--no-ray", is_flag=True, help="Measure in this process (one node) instead of one Ray actor per node.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, precisions, batch_sizes, seq_len,
+          lengths, serving_batch, latency_requests, nodes, address, no_ray, output):
+    """Inference benchmark: throughput (samples/s) and latency (ms, p50/p90/p99) per node and
+    engine, behind a parity gate, with task accuracy through the same engine."""
+    from stilts_ds.inference.bench import BenchSpec, check_engines, parse_list, run_bench
+
+    if (preset is None) == (checkpoint is None):
+        raise StiltsError("give exactly one of --preset (random weights) or --checkpoint")
+    if task and not checkpoint:
+        raise StiltsError("--task scores a trained head: give --checkpoint phase2/<task>/model")
+    names = parse_list(engines)
+    check_engines(names)
+    features = None
+    if task:
+        from stilts_ds.data.prepare import prepare as run_prepare
+        from stilts_ds.modeling.presets import load_tokenizer
+        from stilts_ds.tasks.registry import get_task
+
+        (item,) = run_prepare([get_task(task)], tokenizer=load_tokenizer(checkpoint), cache_dir=output / "cache",
+                              source=source, data_dir=data_dir, splits=[split], langs=[lang], max_length=seq_len,
+                              progress=False)
+        features = str(item.path.resolve())
+    spec = BenchSpec(engines=names, precisions=parse_list(precisions), batch_sizes=parse_list(batch_sizes, int),
+                     seq_len=seq_len, serving_batch_size=serving_batch, latency_requests=latency_requests,
+                     preset=preset, checkpoint=str(checkpoint.resolve()) if checkpoint else None, task=task,
+                     features=features, lang=lang, length_distribution=lengths)
+    rows, paths = run_bench(spec, output, use_ray=not no_ray, address=address, num_nodes=nodes)
+    click.echo(paths["md"].read_text(encoding="utf-8"))
+    click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 
 # ----------------------------------------------------------------------------- demo

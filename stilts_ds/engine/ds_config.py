@@ -103,8 +103,9 @@ _OFFLOAD_DEVICES = ("cpu", "nvme")
 
 
 def available_bases() -> list[str]:
-    """Names accepted by ``load_base``: the stems of ``ds_configs/*.json``."""
-    return sorted(p.stem for p in DS_CONFIG_DIR.glob("*.json"))
+    """Names accepted by ``load_base``: the training (ZeRO) configs in ``ds_configs/``;
+    ``inference_*.json`` hold DeepSpeed-Inference settings and are not training bases."""
+    return sorted(p.stem for p in DS_CONFIG_DIR.glob("*.json") if not p.stem.startswith("inference_"))
 
 
 def load_base(name_or_path: str | os.PathLike) -> dict:
@@ -113,6 +114,9 @@ def load_base(name_or_path: str | os.PathLike) -> dict:
     raw = os.fspath(name_or_path)
     as_name = DS_CONFIG_DIR / (raw if raw.endswith(".json") else f"{raw}.json")
     looks_like_name = os.sep not in raw and "/" not in raw
+    if looks_like_name and as_name.stem.startswith("inference_"):
+        raise StiltsError(f"{raw!r} is a DeepSpeed-Inference config (for stilts-ds bench), not a training "
+                          f"base; use one of {', '.join(available_bases())}")
     if looks_like_name and as_name.is_file():
         path = as_name
     elif Path(raw).is_file():

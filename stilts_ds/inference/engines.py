@@ -139,6 +139,10 @@ def _ds_availability(precision: str, device: torch.device) -> str | None:
     acc = get_accelerator()
     if acc.device_name() != device.type:
         return f"DeepSpeed runs on its accelerator ({acc.device_name()}), not on {device.type}"
+    if device.type == "cuda" and device.index != torch.cuda.current_device():
+        # init_inference moves the model to the *current* device, whatever was asked.
+        return (f"DeepSpeed places the model on the current CUDA device (cuda:{torch.cuda.current_device()}), "
+                f"not {device}; call torch.cuda.set_device({device.index}) first")
     if PRECISIONS[precision] not in acc.supported_dtypes():
         supported = ", ".join(_dtype_name(d) for d in acc.supported_dtypes())
         return f"DeepSpeed's {acc.device_name()} accelerator does not support {precision} (supported: {supported})"
@@ -206,7 +210,7 @@ class Engine:
                  task_formats: Mapping[str, str] | None = None, replaced: Mapping[str, int] | None = None,
                  notes: tuple[str, ...] = (), vocab_size: int | None = None, pad_token_id: int = 1,
                  on_close: Callable[[], None] | None = None, fixed_shape: bool = False,
-                 shape_limited: bool = False):
+                 shape_limited: bool = False, max_tokens: int | None = None):
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
         self.name = name
@@ -226,11 +230,13 @@ class Engine:
         self._pad_token_id = pad_token_id
         self._on_close = on_close
         self._closed = False
-        # ds-kernel: the first call sizes DeepSpeed's workspace (shape_limited); with CUDA
-        # graphs every call is padded to the captured shape (fixed_shape).
-        self._shape_limited = shape_limited
+        # ds-kernel: DeepSpeed sizes its kernel workspace for the batch of the first call and
+        # for up to max_out_tokens tokens (shape_limited, max_tokens); with CUDA graphs every
+        # call is padded to the captured shape, the first call's (fixed_shape).
+        self._shape_limited = shape_limited or fixed_shape
         self._fixed_shape = fixed_shape
-        self.max_shape: tuple[int, int] | None = None
+        self._max_tokens = max_tokens
+        self.max_shape: tuple[int, int] | None = None  # (rows, tokens) of the first call
 
     # -- info
     @property
@@ -241,7 +247,7 @@ class Engine:
         return None if task is None else self._task_formats.get(task)
 
     def info(self) -> dict[str, Any]:
-        return {"engine": self.name, "precision": self.precision, "dtype": _dtype_name(self.dtype),
+        return {"engine": self.name, "precision": self.precision, "dtype": self.precision,
                 "device": str(self.device), "status": self.status, "reason": self.reason,
                 "replaced": dict(self.replaced), "notes": list(self.notes)}
 
@@ -270,21 +276,32 @@ class Engine:
             raise ValueError(f"encoder inputs need input_ids (got {', '.join(inputs) or 'nothing'})")
         shape = tuple(inputs["input_ids"].shape)
         if self._shape_limited:
-            if self.max_shape is None:
-                self.max_shape = shape
-            elif shape[0] > self.max_shape[0] or shape[1] > self.max_shape[1]:
-                raise EngineUnavailableError(
-                    f"{self.name}: batch {shape} exceeds {self.max_shape}, the shape of the first call, which sized "
-                    "DeepSpeed's kernel workspace (and CUDA graph); call warmup() at the largest shape first")
+            self._check_shape(shape)
         with torch.no_grad():
             if self._fixed_shape and shape != self.max_shape:
                 return self._encode_padded(inputs, shape)
             return self._encode_fn(inputs)
 
+    def _check_shape(self, shape: tuple[int, int]) -> None:
+        if self._max_tokens is not None and shape[1] > self._max_tokens:
+            raise EngineUnavailableError(
+                f"{self.name}: {shape[1]} tokens exceed the kernel workspace's {self._max_tokens} (max_out_tokens)")
+        if self.max_shape is None:
+            self.max_shape = shape
+            return
+        rows_over = shape[0] > self.max_shape[0]
+        if rows_over or (self._fixed_shape and shape[1] > self.max_shape[1]):
+            what = "DeepSpeed's CUDA graph was captured" if self._fixed_shape else "DeepSpeed sized its kernel workspace"
+            raise EngineUnavailableError(
+                f"{self.name}: batch {shape} is larger than {self.max_shape}: {what} at the first call; "
+                "call warmup() at the largest shape first")
+
     def _encode_padded(self, inputs: dict, shape: tuple[int, int]) -> torch.Tensor:
         # CUDA graphs replay one captured shape: pad rows and columns up to it (padding
         # tokens, mask 0), run, cut the result back.
         rows, cols = self.max_shape
+        if "attention_mask" not in inputs:  # the padding added here must be masked
+            inputs = dict(inputs, attention_mask=torch.ones_like(inputs["input_ids"]))
         padded = {}
         for k, v in inputs.items():
             fill = self._pad_token_id if k == "input_ids" else 0
@@ -302,7 +319,8 @@ class Engine:
         if task is not None and task not in self._task_heads:
             raise StiltsError(f"engine {self.name} has no head for task {task!r}; it knows: {', '.join(self._task_heads) or 'none (bare encoder)'}")
         inputs = {k: tensors[k] for k in ENCODER_INPUTS if k in tensors}
-        if fmt == "multiple_choice":  # [B, C, L] -> [B*C, L], as MultiTaskModel does
+        if fmt == "multiple_choice" or ("input_ids" in inputs and inputs["input_ids"].dim() > 2):
+            # [B, C, L] -> [B*C, L], as MultiTaskModel does
             inputs = {k: v.reshape(-1, v.shape[-1]) for k, v in inputs.items()}
         hidden = self.encode(inputs)
         out = {"last_hidden_state": hidden}
@@ -322,8 +340,9 @@ class Engine:
 
     def warmup(self, batch_size: int, seq_len: int, iters: int = 3, seed: int = 0) -> None:
         """Run ``iters`` unpadded batches of ``batch_size`` x ``seq_len`` random tokens.
-        Call it first, at the largest shape you will run: DeepSpeed's kernel workspace and
-        CUDA graph are sized by the first call, allocators and autotuners settle."""
+        Call it first, at the largest shape you will run: DeepSpeed's kernel workspace is
+        sized for the first call's batch, a CUDA graph is captured at the first call's
+        shape, allocators and autotuners settle."""
         self._check_usable()
         vocab = self._vocab_size or 1000
         gen = torch.Generator().manual_seed(seed)
@@ -483,7 +502,8 @@ def _build_ds_kernel(encoder, precision, dtype, dev, heads, common, *, ds_config
 
     notes = report.notes + (("CUDA graph: every batch is padded to the warm-up shape",) if graphs else ())
     engine = Engine("ds-kernel", precision, dev, encode=encode, heads=heads, replaced=report.replaced,
-                    notes=notes, on_close=release, shape_limited=True, fixed_shape=graphs, **common)
+                    notes=notes, on_close=release, shape_limited=True, fixed_shape=graphs,
+                    max_tokens=int(cfg.get("max_out_tokens", 1024)), **common)
     _LIVE_KERNEL_ENGINE = weakref.ref(engine)
     return engine
 

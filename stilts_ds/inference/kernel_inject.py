@@ -17,13 +17,15 @@ correct XLM-R engine, and this module handles each of them explicitly:
 2. **Output type.** The injected BERT layer returns a tuple ``(hidden, mask)``; the
    transformers 5 encoder passes whatever a layer returns on as the next layer's hidden
    states. ``KernelLayerAdapter`` wraps every injected layer and returns the tensor.
-3. **Mask.** The kernel adds the mask it gets to the attention scores and indexes it by
-   (batch, key) as a ``[B, L]`` block of memory: it needs an additive float mask, one row
-   per sequence. SDPA's boolean ``[B, 1, L, L]`` mask, or even eager's float ``[B, 1, L, L]``
-   mask, would be read wrongly for every sequence but the first. ``force_eager_attention``
-   makes the model build eager's additive float masks, ``key_padding_mask`` builds the
-   ``[B, 1, 1, L]`` mask an engine passes in (transformers hands a 4-D mask through as is),
-   and the adapter converts whatever reaches a layer with ``kernel_attention_mask``.
+3. **Mask.** The kernel's softmax adds the mask to the scores, reading the mask's memory
+   as its own dtype (csrc/transformer/inference/csrc/softmax.cu, pt_binding.cpp): SDPA's
+   boolean mask becomes garbage, and so would a float32 mask under an fp16 kernel. It
+   takes a 4-D mask's row stride from dim 2, so ``[B, 1, L, L]`` and ``[B, 1, 1, L]``
+   both index correctly once they are additive and in the kernel's dtype.
+   ``force_eager_attention`` makes the model build eager's additive float masks (in the
+   model's dtype), ``key_padding_mask`` builds the compact ``[B, 1, 1, L]`` mask an engine
+   passes in (transformers hands a 4-D mask through as is), and the adapter converts
+   whatever reaches a layer with ``kernel_attention_mask``.
 4. **Accounting.** ``inject_kernels`` counts the layers of each matched class before and
    after, reports ``{class name: count}`` replaced, and raises ``NothingReplacedError``
    when nothing was: a silent no-op would time plain PyTorch under the kernel's name.
@@ -31,9 +33,13 @@ correct XLM-R engine, and this module handles each of them explicitly:
 Two differences remain and are left to the parity gate (``stilts_ds.inference.parity``):
 the fused GELU is the tanh approximation (XLM-R's ``hidden_act="gelu"`` is the erf form;
 the two differ by at most 4.8e-4 per activation), and the kernel's own summation order.
-The kernel workspace is sized by the first forward call, so the first call must be at the
-largest shape (``stilts_ds.inference.engines.Engine.warmup``). The kernels exist for CUDA
-only; on a CPU, ``kernels_available()`` says so and nothing here is called.
+The kernel workspace is sized for the first forward call's batch (and up to
+``max_out_tokens`` tokens), so the first call must be at the largest batch
+(``stilts_ds.inference.engines.Engine.warmup``). Intermediate hidden states are not
+available through an injected model: transformers 5 records ``output_hidden_states`` with
+hooks on ``XLMRobertaLayer`` modules, which are gone (retrieval's layer-14 embeddings need
+a PyTorch engine). The kernels exist for CUDA only; on a CPU, ``kernels_available()`` says
+so and nothing here is called.
 
 Usage (what ``engines.build_engine("ds-kernel", ...)`` does)::
 
@@ -199,9 +205,10 @@ def key_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) ->
     ``dtype`` (0 for tokens, ``MASK_VALUE`` for padding), contiguous.
 
     Passed to a transformers 5 encoder as ``attention_mask`` it is used as is (a 4-D mask is
-    never rebuilt), broadcasts over heads and queries in eager attention, and has the
-    memory layout the kernel reads. Always materialised, even without padding: a mask that
-    is sometimes None changes the traced work from batch to batch (and CUDA graphs)."""
+    never rebuilt), broadcasts over heads and queries in eager attention, and the kernel
+    reads it as one row per sequence (row stride = dim 2 = 1). Always materialised, even
+    without padding: a mask that is sometimes None changes the work from batch to batch
+    (and cannot be replayed by a CUDA graph)."""
     if attention_mask is None:
         return None
     if attention_mask.dim() != 2:
@@ -218,10 +225,10 @@ def kernel_attention_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torc
     * ``None`` -> ``None`` (the kernel then skips masking).
     * ``[B, L]`` keep-mask (int/bool/float, 1 = token) -> additive ``[B, 1, 1, L]``.
     * ``[B, 1|H, Lq, L]`` boolean (SDPA: True = attend) or float additive (eager) ->
-      additive ``[B, 1, 1, L]`` from query row 0. An encoder's padding mask is the same
-      for every query (transformers' bidirectional mask depends on the key only), and the
-      kernel cannot take per-query masks anyway; the check is not made here because it
-      would synchronise the device on every layer.
+      additive ``[B, 1, 1, L]`` from query row 0, L times less to read and cast. An
+      encoder's padding mask is the same for every query (transformers' bidirectional mask
+      depends on the key only); that is not checked here, as checking would synchronise
+      the device in every layer.
     Additive values are clamped to ``MASK_VALUE`` before the cast, so eager's
     ``finfo(float32).min`` does not become -inf in fp16.
     """
@@ -296,11 +303,23 @@ def _injected_types() -> tuple[type, ...]:
 
 # ---------------------------------------------------------------- accounting
 
-def count_layers(model: nn.Module, classes: Iterable[type]) -> Counter:
+def _modules_outside(model: nn.Module, opaque: tuple[type, ...]) -> Iterator[nn.Module]:
+    """``model.modules()`` without descending into modules of the ``opaque`` types."""
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        yield m
+        if not (opaque and isinstance(m, opaque)):
+            stack.extend(reversed(list(m.children())))
+
+
+def count_layers(model: nn.Module, classes: Iterable[type], inside_of: Sequence[type] = ()) -> Counter:
     """Instances of exactly these classes under ``model``, by class name (DeepSpeed matches
-    exact classes: ``child.__class__ in policies``)."""
+    exact classes: ``child.__class__ in policies``), not counting any held inside a module
+    of the ``inside_of`` types (a replacement that keeps the original layer inside it has
+    still replaced it)."""
     wanted = set(classes)
-    return Counter(type(m).__name__ for m in model.modules() if type(m) in wanted)
+    return Counter(type(m).__name__ for m in _modules_outside(model, tuple(inside_of)) if type(m) in wanted)
 
 
 def count_instances(model: nn.Module, types: Iterable[type]) -> Counter:
@@ -407,11 +426,11 @@ def inject_kernels(model: nn.Module, ds_config: Mapping[str, Any], *,
         before = count_layers(model, matched)
         engine = init_inference(model, config=config)
     module = getattr(engine, "module", engine)
-    after = count_layers(module, matched)
+    types = tuple(injected_types) if injected_types is not None else _injected_types()
+    after = count_layers(module, matched, inside_of=types)
     replaced = replaced_counts(before, after)
     require_replacements(replaced, module, matched)
 
-    types = tuple(injected_types) if injected_types is not None else _injected_types()
     injected = dict(count_instances(module, types))
     adapted = adapt_injected_layers(module, types)
     if adapted != sum(replaced.values()):

@@ -27,7 +27,7 @@ from stilts_ds.engine.ds_config import (
 from stilts_ds.errors import StiltsError
 
 ROOT = Path(__file__).resolve().parents[2]
-BASES = sorted(p.stem for p in (ROOT / "ds_configs").glob("*.json"))
+BASES = sorted(p.stem for p in (ROOT / "ds_configs").glob("*.json") if not p.stem.startswith("inference_"))
 ZERO2 = {"zero_optimization": {"stage": 2}, "gradient_clipping": 1.0}
 
 
@@ -405,3 +405,9 @@ def test_deepspeed_initialize_accepts_the_merged_zero2_config(single_rank_env, p
     assert lrs == pytest.approx([0.0, 0.05, 0.1])
     after = [p.detach().float() for p in engine.module.parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(before, after))  # the optimizer really stepped
+
+
+def test_inference_configs_are_not_training_bases():
+    assert not [b for b in dsc.available_bases() if b.startswith("inference_")]
+    with pytest.raises(StiltsError, match="DeepSpeed-Inference config"):
+        dsc.load_base("inference_fp16")

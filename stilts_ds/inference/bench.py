@@ -1,0 +1,171 @@
+"""The inference stage: serve a checkpoint (or an architecture preset) through several engines
+on every node, and report speed and accuracy from the same run.
+
+    stilts-ds bench --preset tiny --engines torch-eager,torch-sdpa,ds,ds-kernel \
+        --batch-sizes 1,4 --seq-len 32 --output runs/bench
+    stilts-ds bench --checkpoint runs/quickstart/phase2/xnli/model --task xnli --lang zh \
+        --engines torch-sdpa,ds-kernel --precisions fp16,bf16 --output runs/bench-xnli
+
+Per node (one Ray actor each, placed by a spreading placement group; ``--no-ray`` runs the
+same measurement in this process as one node): build each engine, gate it on parity
+against fp32 PyTorch eager, time throughput and latency (``timing``), and, with ``--task``,
+score the task's eval split through that same engine, so precision or kernel drift shows up
+as an accuracy figure. Reports (JSON lines, CSV, Markdown, TensorBoard, PNG) go to
+``--output`` (``report.write_reports``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from stilts_ds.errors import StiltsError
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    engines: tuple[str, ...]
+    precisions: tuple[str, ...] = ("fp32",)
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    seq_len: int = 128
+    serving_batch_size: int | None = None
+    latency_requests: int = 100
+    preset: str | None = None  # random weights of a named architecture
+    checkpoint: str | None = None  # a fine-tuned model dir (phase 2) or an encoder export
+    task: str | None = None
+    features: str | None = None  # cached eval Features of the task (path), prepared on the driver
+    lang: str | None = None
+    synthetic_rows: int = 256
+    length_distribution: str = "lognormal"  # or "uniform", or "fixed" (every row seq_len: compute-limit runs)
+    seed: int = 0
+    device: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def serving(self) -> int:
+        return self.serving_batch_size or max(self.batch_sizes)
+
+
+def _model(spec: BenchSpec):
+    from stilts_ds.modeling import export
+    from stilts_ds.modeling.presets import PRESETS, load_tokenizer, model_config
+
+    if spec.checkpoint:
+        path = Path(spec.checkpoint)
+        if (path / export.HEADS_SPEC).is_file():
+            return export.load_model(path)
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(path)
+    if spec.preset not in PRESETS:
+        raise StiltsError(f"unknown preset {spec.preset!r}; known: {', '.join(PRESETS)}")
+    from transformers import AutoModel
+
+    vocab = None if "vocab_size" in PRESETS[spec.preset] else len(load_tokenizer("bundled"))
+    torch.manual_seed(spec.seed)
+    return AutoModel.from_config(model_config(spec.preset, vocab_size=vocab))
+
+
+def _accuracy(engine, spec: BenchSpec, feats) -> dict:
+    """The task's primary score with every forward pass through ``engine``."""
+    from stilts_ds.tasks.formats import get_format
+    from stilts_ds.tasks.registry import get_task
+    from stilts_ds.tasks.scoring import OUTPUT_KEYS, decode_outputs, primary_score, score_predictions
+
+    task = get_task(spec.task)
+    fmt = get_format(task.format)
+    keys = OUTPUT_KEYS[task.format]
+    width = feats.columns["input_ids"].shape[-1]
+    chunks = {k: [] for k in keys}
+    for start in range(0, len(feats), spec.serving()):
+        batch = fmt.collate(feats, list(range(start, min(start + spec.serving(), len(feats))))).to(engine.device)
+        out = engine.forward(batch.tensors, task=spec.task)
+        for k in keys:
+            v = out[k].float().cpu().numpy()
+            if v.ndim >= 2 and task.format in ("span_qa", "tagging"):
+                pad = [(0, 0)] * v.ndim
+                pad[1] = (0, width - v.shape[1])
+                v = np.pad(v, pad, constant_values=-1e4 if task.format == "span_qa" else 0.0)
+            chunks[k].append(v)
+    outputs = {k: np.concatenate(v) for k, v in chunks.items()}
+    scores = score_predictions(task, feats, decode_outputs(task, feats, outputs), spec.lang)
+    return {"task": spec.task, "lang": spec.lang, "metric": task.metric, "accuracy": primary_score(scores)}
+
+
+def measure(spec: BenchSpec) -> list[dict]:
+    """One node's rows: every (engine, precision, batch size), gated, timed, scored."""
+    from stilts_ds.data import cache
+    from stilts_ds.inference.engines import build_engine
+    from stilts_ds.inference.timing import Workload, benchmark_engines
+
+    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = _model(spec).eval()
+    feats = cache.read(Path(spec.features)) if spec.features else None
+    if feats is not None:
+        workload = Workload.from_features(feats, name=f"{spec.task}/{spec.lang}", task=spec.task)
+    else:
+        vocab = model.config.vocab_size
+        workload = Workload.synthetic(spec.synthetic_rows, vocab, spec.seq_len, seed=spec.seed,
+                                      distribution=spec.length_distribution)
+    results = benchmark_engines(model, spec.engines, spec.precisions, device=device, workload=workload,
+                                batch_sizes=spec.batch_sizes, serving_batch_size=spec.serving(),
+                                latency_requests=spec.latency_requests)
+    rows = [r.to_dict() for r in results]
+    if feats is not None:
+        # Accuracy through each engine that passed parity (a fresh build: timing closed it).
+        for engine_name in spec.engines:
+            for precision in spec.precisions:
+                mine = [r for r in rows if r["engine"] == engine_name and r["dtype"] == precision]
+                if not mine or mine[0]["status"] != "ok":
+                    continue
+                engine = build_engine(engine_name, model, precision, device)
+                try:
+                    # DeepSpeed sizes its kernel workspace on the first call: the largest shape first.
+                    engine.warmup(spec.serving(), feats.columns["input_ids"].shape[-1])
+                    with torch.no_grad():
+                        acc = _accuracy(engine, spec, feats)
+                finally:
+                    engine.close()
+                for r in mine:
+                    r.update(acc)
+    return rows
+
+
+def run_bench(spec: BenchSpec, out_dir: Path, *, use_ray: bool = True, address: str | None = None,
+              num_nodes: int | None = None, title: str = "stilts-ds inference benchmark") -> tuple[list[dict], dict]:
+    from stilts_ds.inference.report import write_reports
+
+    if use_ray:
+        from stilts_ds.inference.placement import run_per_node
+
+        gpus = 1 if torch.cuda.is_available() else 0
+        rows = run_per_node(lambda: measure(spec), num_nodes=num_nodes, gpus_per_actor=gpus, address=address)
+    else:
+        import platform
+        import socket
+
+        rows = [{**r, "node_id": "local", "host": socket.gethostname(), "node_index": 0,
+                 "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu: {platform.processor() or platform.machine()}"}
+                for r in measure(spec)]
+    paths = write_reports(rows, out_dir, title=title)
+    return rows, paths
+
+
+def parse_list(text: str, cast=str) -> tuple:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise StiltsError(f"empty list {text!r}; give comma-separated values")
+    try:
+        return tuple(cast(x) for x in items)
+    except ValueError:
+        raise StiltsError(f"{text!r}: expected comma-separated {cast.__name__} values") from None
+
+
+def check_engines(names: Sequence[str]) -> None:
+    from stilts_ds.inference.engines import ENGINES
+
+    unknown = [n for n in names if n not in ENGINES]
+    if unknown:
+        raise StiltsError(f"unknown engine(s) {unknown}; known: {', '.join(ENGINES)}")

@@ -1,0 +1,378 @@
+"""The files of one inference benchmark run: JSONL, CSV, Markdown, TensorBoard, PNG plots.
+
+    from stilts_ds.inference.placement import run_per_node
+    from stilts_ds.inference.report import write_reports
+
+    rows = run_per_node(measure)                  # per-node rows (see placement)
+    paths = write_reports(rows, "runs/bench-xnli", title="XNLI, fp16, 4 nodes")
+    paths["md"], paths["throughput_png"], ...
+
+``rows`` are dicts (or objects with ``to_dict()``, e.g. ``timing.BenchmarkResult``), one
+per engine x dtype x batch size x node, as ``timing`` and ``placement.run_per_node`` make
+them. Unless the rows already hold cluster rows (``node_id == "cluster"``) or
+``cluster=False``, ``placement.cluster_total`` adds them (throughput summed over nodes,
+latency the worst node's). Rows that did not come through run_per_node are one node,
+"local". Written under ``out_dir`` (every file through ``stilts_ds.atomic.write_atomic``):
+
+==================  =====================================================================
+``bench.jsonl``     one JSON object per row, every row with every column (missing -> null);
+                    ``COLUMNS`` first, then any other fields in first-seen order
+``bench.csv``       the same columns; null -> empty cell, lists/dicts as JSON
+``bench.md``        nodes (host, device), one results table (a row per node and the
+                    cluster row under it, per engine/dtype/batch size), and the
+                    unavailable or failed engines with their reasons
+``tensorboard/``    scalars ``bench/<engine>_<precision>/<node>/<name>`` (``tb_logger.
+                    bench_tag``), name in ``throughput_samples_per_s``, ``latency_ms/p50``,
+                    ``latency_ms/p90``, ``latency_ms/p99``, ``parity_max_abs_diff``; step =
+                    batch size; node = ``node<i>`` or ``cluster``; the Markdown report as
+                    text under ``bench/report``. The precision is part of the engine
+                    component because one engine at two dtypes would otherwise write two
+                    values at one step of one tag
+``throughput.png``  samples/s against batch size (log2 axis), a line per engine/dtype, one
+                    panel per node and one for the cluster
+``latency.png``     p50/p90/p99 bars per engine/dtype at each batch size that was timed for
+                    latency (batch 1 and the serving batch), cluster rows (worst node)
+==================  =====================================================================
+
+The TensorBoard directory is written to a temporary sibling and swapped in, so running the
+report twice does not append a second copy of every scalar (and readers never see a
+half-written directory; between the two renames the old one is briefly absent).
+Plots use matplotlib's Agg canvas directly, never pyplot, so no global backend is set and
+nothing needs a display.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from stilts_ds.atomic import write_atomic
+from stilts_ds.inference.placement import CLUSTER, LATENCIES, PARITY, THROUGHPUT, node_sort_key, cluster_total, node_label
+
+COLUMNS = ("engine", "status", "reason", "node_id", "host", "device", "dtype", "batch_size", "seq_len",
+           THROUGHPUT, *LATENCIES, PARITY)
+PERCENTILES = ("p50", "p90", "p99")
+JSONL, CSV, MD, TB_DIR, THROUGHPUT_PNG, LATENCY_PNG = (
+    "bench.jsonl", "bench.csv", "bench.md", "tensorboard", "throughput.png", "latency.png")
+_MD_REASON_MAX = 400  # tracebacks belong in the JSONL; the table stays readable
+
+
+# ------------------------------------------------------------------ rows
+
+def _as_dict(row: Any) -> dict:
+    if isinstance(row, Mapping):
+        return dict(row)
+    if hasattr(row, "to_dict"):
+        return dict(row.to_dict())
+    raise TypeError(f"a report row must be a dict or have to_dict(), got {type(row).__name__}")
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        try:
+            return value.item()
+        except (ValueError, RuntimeError):
+            pass
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def prepare_rows(rows: Iterable[Any], *, cluster: bool = True) -> list[dict]:
+    """Rows as JSON-able dicts with ``node`` labels, cluster rows added, in report order
+    (engine, dtype, batch size, sequence length, node; cluster last)."""
+    out = [{k: _jsonable(v) for k, v in _as_dict(r).items()} for r in rows]
+    for i, r in enumerate(out):
+        missing = [k for k in ("engine", "status") if not r.get(k)]
+        if missing:
+            raise ValueError(f"report row {i} has no {' or '.join(missing)}: {r}")
+    if cluster and out and not any(r.get("node_id") == CLUSTER for r in out):
+        out += cluster_total(out)
+    for r in out:
+        r["node"] = node_label(r)
+    out.sort(key=_row_order)
+    return out
+
+
+def _row_order(r: Mapping[str, Any]) -> tuple:
+    bs, sl = r.get("batch_size"), r.get("seq_len")
+    return (str(r.get("engine")), str(r.get("dtype")), -1 if bs is None else bs, -1 if sl is None else sl,
+            str(r.get("workload") or ""), node_sort_key(r["node"]))
+
+
+def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    cols = list(COLUMNS[:3]) + ["node"] + list(COLUMNS[3:])
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    return cols
+
+
+# ------------------------------------------------------------------ JSONL / CSV
+
+def _jsonl(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> str:
+    # allow_nan: a diverged number is written as NaN, as tb_logger's metrics.jsonl does.
+    return "".join(json.dumps({c: r.get(c) for c in cols}) + "\n" for r in rows)
+
+
+def _csv(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow(["" if r.get(c) is None else json.dumps(r[c]) if isinstance(r[c], (dict, list)) else r[c]
+                    for c in cols])
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------ Markdown
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _cell(text: Any, limit: int | None = None) -> str:
+    s = "–" if text is None or text == "" else " ".join(str(text).split())
+    if limit and len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return s.replace("|", "\\|")
+
+
+def _short_id(node_id: Any) -> Any:
+    # Ray node ids are 56 hex digits; 12 identify a node in any real cluster (JSONL/CSV keep all).
+    return node_id[:12] + "…" if isinstance(node_id, str) and len(node_id) > 16 else node_id
+
+
+def _table(header: Sequence[str], body: Iterable[Sequence[str]], align: str) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return lines
+
+
+def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
+    node_rows = [r for r in rows if r["node"] != CLUSTER]
+    cluster_rows = [r for r in rows if r["node"] == CLUSTER]
+    nodes: dict[str, Mapping] = {}
+    for r in sorted(node_rows, key=lambda r: node_sort_key(r["node"])):
+        nodes.setdefault(r["node"], r)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    n_nodes = len({r.get("node_id") for r in node_rows})
+    count = f"{n_nodes} node{'s' if n_nodes != 1 else ''}" + (f", {len(nodes)} actors" if len(nodes) != n_nodes else "")
+    out = [f"# {_cell(title)}", "",
+           f"{count}, written {stamp}. Throughput: samples/s at "
+           "the batch size (cluster: sum over nodes, all running at once). Latency: ms per request "
+           "(cluster: the slowest node's percentile, an upper bound of the pooled one). Parity: max "
+           "|engine - fp32 torch-eager| over the parity batches (cluster: worst node).", ""]
+
+    out += ["## Nodes", ""]
+    out += _table(["node", "host", "device", "node id"],
+                  ([n, _cell(r.get("host")), _cell(r.get("device")), _cell(_short_id(r.get("node_id")))]
+                   for n, r in nodes.items()), "llll")
+
+    timed = [r for r in rows if r.get("status") == "ok" and r.get("batch_size") is not None]
+    out += ["", "## Results", ""]
+    if timed:
+        out += _table(["engine", "dtype", "batch", "seq len", "node", "samples/s", "p50 ms", "p90 ms", "p99 ms",
+                       "parity max abs diff"],
+                      ([_cell(r["engine"]), _cell(r.get("dtype")), _fmt(r.get("batch_size"), "d"),
+                        _fmt(r.get("seq_len"), "d"), f"**{r['node']}**" if r["node"] == CLUSTER else r["node"],
+                        _fmt(r.get(THROUGHPUT), ",.1f"), *(_fmt(r.get(k), ".2f") for k in LATENCIES),
+                        _fmt(r.get(PARITY), ".2e")] for r in timed), "lllrlrrrrr")
+    else:
+        out.append("No engine was timed.")
+
+    # Unavailable / failed: the nodes' own rows, one line per distinct reason with the nodes
+    # it happened on; a cluster row only where no node row explains it (a node that
+    # reported nothing for that engine/dtype).
+    groups: dict[tuple, list[str]] = {}
+    explained = set()
+    for r in node_rows:
+        if r.get("status") != "ok":
+            key = (r["engine"], r.get("dtype"), r.get("batch_size"), r.get("status"), r.get("reason"))
+            groups.setdefault(key, []).append(r["node"])
+            explained.add((r["engine"], r.get("dtype")))
+    for r in cluster_rows:
+        if r.get("status") != "ok" and (r["engine"], r.get("dtype")) not in explained:
+            key = (r["engine"], r.get("dtype"), r.get("batch_size"), r.get("status"), r.get("reason"))
+            groups.setdefault(key, []).append(CLUSTER)
+    out += ["", "## Unavailable or failed", ""]
+    if groups:
+        out += _table(["engine", "dtype", "batch", "status", "nodes", "reason"],
+                      ([_cell(e), _cell(d), _fmt(b, "d"), _cell(s), ", ".join(ns), _cell(reason, _MD_REASON_MAX)]
+                       for (e, d, b, s, reason), ns in groups.items()), "llrlll")
+    else:
+        out.append("None: every engine ran on every node.")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------ TensorBoard
+
+def _series_name(r: Mapping[str, Any]) -> str:
+    # The engine component of bench_tag: engine and precision (see module docstring);
+    # "/" would add a tag level, so it is replaced.
+    return f"{r['engine']}_{r.get('precision') or r.get('dtype') or 'na'}".replace("/", "_")
+
+
+def _tensorboard(rows: Sequence[Mapping[str, Any]], tb_dir: Path, md: str) -> None:
+    from stilts_ds.engine.tb_logger import MetricLogger, bench_tag
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{tb_dir.name}.", dir=tb_dir.parent))
+    try:
+        # mkdtemp makes it 0700; a TensorBoard server run by another user must read it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        with MetricLogger(tmp, rank=0) as log:
+            for r in rows:
+                if r.get("status") != "ok" or r.get("batch_size") is None:
+                    continue
+                values = {THROUGHPUT: r.get(THROUGHPUT), PARITY: r.get(PARITY),
+                          **{f"latency_ms/{p}": r.get(k) for p, k in zip(PERCENTILES, LATENCIES)}}
+                scalars = {bench_tag(_series_name(r), r["node"].replace("/", "_"), name): v
+                           for name, v in values.items() if v is not None}
+                if scalars:
+                    log.scalars(scalars, step=int(r["batch_size"]))
+            log.text("bench/report", md, step=0)
+        old = None
+        if tb_dir.exists():
+            old = tb_dir.parent / f".{tb_dir.name}.old.{os.getpid()}.{time.monotonic_ns()}"
+            tb_dir.rename(old)
+        tmp.rename(tb_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------ plots
+
+def _figure(n_panels: int, panel_w: float = 5.2, panel_h: float = 3.8, max_cols: int = 3):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = max(1, min(max_cols, n_panels))
+    nrows = max(1, math.ceil(n_panels / cols))
+    fig = Figure(figsize=(panel_w * cols, panel_h * nrows + 0.6), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _empty_plot(title: str, message: str) -> bytes:
+    fig, (ax,) = _figure(1)
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    ax.set_axis_off()
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def _throughput_png(rows: Sequence[Mapping[str, Any]], title: str) -> bytes:
+    timed = [r for r in rows if r.get("status") == "ok" and r.get("batch_size") is not None
+             and r.get(THROUGHPUT) is not None]
+    if not timed:
+        return _empty_plot(title, "no timed results (every engine unavailable or failed)")
+    panels = sorted({r["node"] for r in timed}, key=node_sort_key)
+    fig, axes = _figure(len(panels))
+    for ax, node in zip(axes, panels):
+        series: dict[str, list[tuple[int, float]]] = {}
+        for r in timed:
+            if r["node"] == node:
+                series.setdefault(f"{r['engine']} {r.get('dtype')}", []).append((r["batch_size"], r[THROUGHPUT]))
+        for label, points in sorted(series.items()):
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        sizes = sorted({r["batch_size"] for r in timed})
+        if len(sizes) > 1 and sizes[0] > 0:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        host = next((r.get("host") for r in timed if r["node"] == node), None)
+        if node == CLUSTER:
+            ax.set_title(f"cluster, {host}: sum over nodes" if host else "cluster: sum over nodes", fontsize=10)
+        else:
+            ax.set_title(f"{node}: {host}" if host else node, fontsize=10)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("samples/s")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: throughput")
+    return _png(fig)
+
+
+def _latency_png(rows: Sequence[Mapping[str, Any]], title: str) -> bytes:
+    timed = [r for r in rows if r.get("status") == "ok" and r.get("batch_size") is not None
+             and any(r.get(k) is not None for k in LATENCIES)]
+    # Cluster rows when there are any: one figure, the worst node's percentiles.
+    source = [r for r in timed if r["node"] == CLUSTER] or timed
+    if not source:
+        return _empty_plot(title, "no latency measured (every engine unavailable or failed)")
+    sizes = sorted({r["batch_size"] for r in source})
+    fig, axes = _figure(len(sizes), max_cols=2)
+    width = 0.8 / len(PERCENTILES)
+    for ax, bs in zip(axes, sizes):
+        at = sorted((r for r in source if r["batch_size"] == bs),
+                    key=lambda r: (r["engine"], str(r.get("dtype")), node_sort_key(r["node"])))
+        labels = [f"{r['engine']}\n{r.get('dtype')}" + ("" if r["node"] == CLUSTER else f"\n{r['node']}")
+                  for r in at]
+        for j, (p, key) in enumerate(zip(PERCENTILES, LATENCIES)):
+            xs = [i + (j - 1) * width for i in range(len(at))]
+            ax.bar(xs, [r.get(key) or 0.0 for r in at], width, label=p)
+        ax.set_xticks(range(len(at)), labels, fontsize=8)
+        ax.set_ylabel("ms per request")
+        ax.set_title(f"batch {bs}" + (" (worst node)" if at and at[0]["node"] == CLUSTER else ""), fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: latency percentiles")
+    return _png(fig)
+
+
+# ------------------------------------------------------------------ entry point
+
+def write_reports(rows: Iterable[Any], out_dir: str | os.PathLike, *, title: str,
+                  cluster: bool = True) -> dict[str, Path]:
+    """Write every report of a benchmark run into ``out_dir``; returns ``{"jsonl", "csv",
+    "md", "tensorboard", "throughput_png", "latency_png"}`` -> path (module docstring)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = prepare_rows(rows, cluster=cluster)
+    cols = columns_of(table)
+    md = _markdown(table, title)
+    paths = {
+        "jsonl": write_atomic(out_dir / JSONL, _jsonl(table, cols)),
+        "csv": write_atomic(out_dir / CSV, _csv(table, cols)),
+        "md": write_atomic(out_dir / MD, md),
+        "throughput_png": write_atomic(out_dir / THROUGHPUT_PNG, _throughput_png(table, title)),
+        "latency_png": write_atomic(out_dir / LATENCY_PNG, _latency_png(table, title)),
+    }
+    _tensorboard(table, out_dir / TB_DIR, md)
+    paths["tensorboard"] = out_dir / TB_DIR
+    return paths

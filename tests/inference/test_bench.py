@@ -1,0 +1,58 @@
+"""`stilts-ds bench` end to end: engines behind the parity gate, timed per node, scored
+through the same engine, reported."""
+import json
+
+from click.testing import CliRunner
+
+from stilts_ds.cli import main
+from stilts_ds.inference.bench import BenchSpec, run_bench
+from stilts_ds.modeling import export
+from stilts_ds.modeling.multitask import HeadSpec, MultiTaskModel
+from stilts_ds.modeling.presets import load_tokenizer, model_config
+
+
+def test_tiny_preset_on_two_nodes_one_row_per_node_and_engine(ray_cluster, tmp_path):
+    spec = BenchSpec(engines=("torch-eager", "torch-sdpa", "ds-kernel"), batch_sizes=(1, 4), seq_len=32,
+                     preset="tiny", synthetic_rows=32)
+    with ray_cluster.connected():
+        rows, paths = run_bench(spec, tmp_path)
+    timed = [r for r in rows if r["status"] == "ok"]
+    assert {(r["engine"], r["node_id"]) for r in timed} == {
+        (e, n) for e in ("torch-eager", "torch-sdpa") for n in {r["node_id"] for r in rows}}
+    assert len({r["node_id"] for r in rows}) == 2
+    for r in timed:
+        assert r["throughput_samples_per_s"] > 0
+        if r["latency_ms_p50"] is not None:
+            assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
+    kernel = [r for r in rows if r["engine"] == "ds-kernel"]
+    assert kernel and all(r["status"] == "unavailable" and "CUDA" in r["reason"] for r in kernel)
+    lines = [json.loads(x) for x in paths["jsonl"].read_text().splitlines()]
+    cluster = [x for x in lines if x["node_id"] == "cluster" and x["status"] == "ok"]
+    assert len(cluster) == 2 * 2  # two timed engines x two batch sizes
+    for c in cluster:  # the cluster's capacity is the sum of its nodes'
+        nodes = [r for r in timed if (r["engine"], r["batch_size"]) == (c["engine"], c["batch_size"])]
+        assert abs(c["throughput_samples_per_s"] - sum(r["throughput_samples_per_s"] for r in nodes)) < 1e-6
+
+
+def test_accuracy_through_the_engine_with_a_checkpoint(tmp_path):
+    tok = load_tokenizer("bundled")
+    model = MultiTaskModel.build(model_config("tiny", vocab_size=len(tok)), {"xnli": HeadSpec("pair_classification", 3)})
+    export.save_model(model, tmp_path / "model", tok)
+    result = CliRunner().invoke(main, [
+        "bench", "--checkpoint", str(tmp_path / "model"), "--task", "xnli", "--lang", "zh",
+        "--engines", "torch-eager,torch-sdpa", "--batch-sizes", "1,8", "--seq-len", "64", "--no-ray",
+        "--output", str(tmp_path / "out")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (tmp_path / "out" / "bench.jsonl").read_text().splitlines()]
+    scored = [r for r in rows if r.get("accuracy") is not None]
+    assert {r["engine"] for r in scored} >= {"torch-eager", "torch-sdpa"}
+    # Same fp32 weights through two attention implementations: the same predictions.
+    assert len({round(r["accuracy"], 6) for r in scored}) == 1
+
+
+def test_bench_rejects_bad_options(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(main, ["bench", "--preset", "tiny", "--engines", "torch-turbo", "--output", str(tmp_path)])
+    assert r.exit_code == 2 and "unknown engine" in r.output
+    r = runner.invoke(main, ["bench", "--output", str(tmp_path)])
+    assert r.exit_code == 2 and "exactly one of --preset" in r.output
