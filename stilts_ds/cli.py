@@ -227,6 +227,29 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
     click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 
+# ----------------------------------------------------------------------------- report
+@main.command()
+@click.option("--results", "results", multiple=True, required=True, metavar="ARM=PATH",
+              help="An arm's results.json (repeatable), e.g. english-mt=runs/quickstart/results.json.")
+@click.option("--bench", "bench_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="bench.jsonl files of `stilts-ds bench` (repeatable).")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+def report(results, bench_files, output):
+    """Trade-off report: accuracy per intermediate-training arm beside serving cost per engine,
+    as a Markdown/CSV table and a Pareto plot (accuracy vs samples/s)."""
+    from stilts_ds.studies.tradeoff import build_report
+
+    arms = {}
+    for item in results:
+        if "=" not in item:
+            raise StiltsError(f"--results {item!r}: expected ARM=PATH, e.g. english-mt=runs/quickstart/results.json")
+        name, path = item.split("=", 1)
+        arms[name] = Path(path)
+    paths = build_report(arms, list(bench_files), output)
+    click.echo(paths["md"].read_text(encoding="utf-8"))
+    click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
+
+
 # ----------------------------------------------------------------------------- demo
 QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
 

@@ -1,0 +1,145 @@
+"""The trade-off report: accuracy of each intermediate-training arm beside what serving costs.
+
+    stilts-ds report --results english-mt=runs/quickstart/results.json \
+        --results baseline=runs/baseline/results.json --bench runs/bench/bench.jsonl --output runs/report
+
+Accuracy comes from the study's ``results.json`` files (one per arm: the XTREME average and
+the per-task scores); efficiency from ``bench.jsonl`` files of ``stilts-ds bench`` (the
+cluster rows: throughput at the best batch size, latency p50 at batch 1, per engine and
+precision). Every (arm, engine, precision) becomes one row of ``tradeoff.md`` /
+``tradeoff.csv``; ``pareto.png`` plots accuracy against samples/s with the Pareto frontier
+(no other point is both faster and more accurate).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from stilts_ds.atomic import write_atomic
+from stilts_ds.errors import DataFileError
+from stilts_ds.studies.results import load_results
+
+
+@dataclass(frozen=True)
+class Serving:
+    engine: str
+    dtype: str
+    throughput_samples_per_s: float
+    best_batch_size: int
+    latency_ms_p50_batch1: float | None
+
+
+def serving_costs(bench_paths: Sequence[Path]) -> list[Serving]:
+    """Per (engine, dtype): the best cluster throughput over batch sizes and batch-1 latency."""
+    best: dict[tuple[str, str], dict] = {}
+    lat: dict[tuple[str, str], float] = {}
+    for path in bench_paths:
+        path = Path(path)
+        if not path.is_file():
+            raise DataFileError(path, "no such bench file (bench.jsonl from `stilts-ds bench`)")
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataFileError(path, f"not valid JSON ({e.msg})", lineno) from None
+            if row.get("node_id") != "cluster" or row.get("status") != "ok":
+                continue
+            key = (row["engine"], str(row["dtype"]))
+            if row.get("throughput_samples_per_s") and (
+                    key not in best or row["throughput_samples_per_s"] > best[key]["throughput_samples_per_s"]):
+                best[key] = row
+            if row.get("batch_size") == 1 and row.get("latency_ms_p50") is not None:
+                lat[key] = row["latency_ms_p50"]
+    return [Serving(e, d, r["throughput_samples_per_s"], int(r["batch_size"]), lat.get((e, d)))
+            for (e, d), r in sorted(best.items())]
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both axes (higher is better on both)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not any((x2 >= x and y2 >= y) and (x2 > x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i):
+            front.append(i)
+    return front
+
+
+def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_dir: Path,
+                 *, title: str = "Intermediate training: accuracy vs serving cost") -> dict[str, Path]:
+    arms = {name: load_results(Path(p)) for name, p in results.items()}
+    serving = serving_costs(bench_paths)
+    tasks = sorted({t for r in arms.values() for t in r.get("task_scores", {})})
+    rows = []
+    for arm, res in arms.items():
+        for s in serving or [None]:
+            rows.append({
+                "arm": arm, "xtreme_average": res["xtreme_average"],
+                **{f"score_{t}": res.get("task_scores", {}).get(t) for t in tasks},
+                "engine": s.engine if s else None, "dtype": s.dtype if s else None,
+                "throughput_samples_per_s": s.throughput_samples_per_s if s else None,
+                "best_batch_size": s.best_batch_size if s else None,
+                "latency_ms_p50_batch1": s.latency_ms_p50_batch1 if s else None,
+            })
+    points = [(r["throughput_samples_per_s"] or 0.0, r["xtreme_average"]) for r in rows]
+    front = set(pareto_front(points)) if serving else set()
+    for i, r in enumerate(rows):
+        r["pareto"] = i in front
+    out_dir = Path(out_dir)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    paths = {"csv": write_atomic(out_dir / "tradeoff.csv", buf.getvalue()),
+             "md": write_atomic(out_dir / "tradeoff.md", _markdown(rows, tasks, title))}
+    if serving:
+        paths["pareto_png"] = write_atomic(out_dir / "pareto.png", _pareto_png(rows, title))
+    return paths
+
+
+def _fmt(v, spec=".1f"):
+    return "–" if v is None else format(v, spec)
+
+
+def _markdown(rows, tasks, title) -> str:
+    head = ["arm", "XTREME avg", *tasks, "engine", "dtype", "samples/s (best batch)", "p50 ms @1", "Pareto"]
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        thr = "–" if r["throughput_samples_per_s"] is None else \
+            f"{r['throughput_samples_per_s']:,.1f} (B={r['best_batch_size']})"
+        cells = [r["arm"], _fmt(r["xtreme_average"]), *[_fmt(r[f"score_{t}"]) for t in tasks],
+                 r["engine"] or "–", r["dtype"] or "–", thr, _fmt(r["latency_ms_p50_batch1"], ".2f"),
+                 "yes" if r["pareto"] else ""]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pareto_png(rows, title) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        mine = [r for r in rows if r["arm"] == arm]
+        ax.scatter([r["throughput_samples_per_s"] for r in mine], [r["xtreme_average"] for r in mine], label=arm)
+        for r in mine:
+            ax.annotate(f"{r['engine']} {r['dtype']}", (r["throughput_samples_per_s"], r["xtreme_average"]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["throughput_samples_per_s"])
+    ax.plot([r["throughput_samples_per_s"] for r in front], [r["xtreme_average"] for r in front],
+            linestyle="--", color="grey", label="Pareto frontier")
+    ax.set_xlabel("throughput (samples/s, cluster)")
+    ax.set_ylabel("XTREME average")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
