@@ -19,21 +19,8 @@ from stilts_ds.data.sampler import RowBatcher
 from stilts_ds.engine.runtime import Runtime
 from stilts_ds.tasks.features import Features
 from stilts_ds.tasks.formats import get_format
-from stilts_ds.tasks.scoring import OUTPUT_KEYS
+from stilts_ds.tasks.scoring import OUTPUT_KEYS, pad_output
 from stilts_ds.tasks.spec import TaskSpec
-
-# Span-QA padding positions must never win a decode: a very negative logit.
-PAD_LOGIT = -1e4
-
-
-def _pad_tokens(arr: np.ndarray, width: int, token_axis: int, fill: float) -> np.ndarray:
-    missing = width - arr.shape[token_axis]
-    if missing <= 0:
-        return arr
-    pad = [(0, 0)] * arr.ndim
-    pad[token_axis] = (0, missing)
-    return np.pad(arr, pad, constant_values=fill)
-
 
 def predict(forward: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]], spec: TaskSpec,
             feats: Features, *, batch_size: int, runtime: Runtime, device: torch.device) -> dict[str, np.ndarray]:
@@ -53,12 +40,7 @@ def predict(forward: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.T
                 continue  # a ZeRO-3 keep-in-step pass: its outputs belong to nobody
             mine_rows.append(np.asarray(rows))
             for k in keys:
-                v = out[k].detach().float().cpu().numpy()
-                if k in ("start_logits", "end_logits"):
-                    v = _pad_tokens(v, width, 1, PAD_LOGIT)
-                elif spec.format == "tagging":
-                    v = _pad_tokens(v, width, 1, 0.0)
-                mine_out[k].append(v)
+                mine_out[k].append(pad_output(spec, k, out[k].detach().float().cpu().numpy(), width))
     local = (
         np.concatenate(mine_rows) if mine_rows else np.zeros(0, dtype=np.int64),
         {k: np.concatenate(v) if v else None for k, v in mine_out.items()},

@@ -72,7 +72,7 @@ def _accuracy(engine, spec: BenchSpec, feats) -> dict:
     """The task's primary score with every forward pass through ``engine``."""
     from stilts_ds.tasks.formats import get_format
     from stilts_ds.tasks.registry import get_task
-    from stilts_ds.tasks.scoring import OUTPUT_KEYS, decode_outputs, primary_score, score_predictions
+    from stilts_ds.tasks.scoring import OUTPUT_KEYS, decode_outputs, pad_output, primary_score, score_predictions
 
     task = get_task(spec.task)
     fmt = get_format(task.format)
@@ -83,12 +83,7 @@ def _accuracy(engine, spec: BenchSpec, feats) -> dict:
         batch = fmt.collate(feats, list(range(start, min(start + spec.serving(), len(feats))))).to(engine.device)
         out = engine.forward(batch.tensors, task=spec.task)
         for k in keys:
-            v = out[k].float().cpu().numpy()
-            if v.ndim >= 2 and task.format in ("span_qa", "tagging"):
-                pad = [(0, 0)] * v.ndim
-                pad[1] = (0, width - v.shape[1])
-                v = np.pad(v, pad, constant_values=-1e4 if task.format == "span_qa" else 0.0)
-            chunks[k].append(v)
+            chunks[k].append(pad_output(task, k, out[k].float().cpu().numpy(), width))
     outputs = {k: np.concatenate(v) for k, v in chunks.items()}
     scores = score_predictions(task, feats, decode_outputs(task, feats, outputs), spec.lang)
     return {"task": spec.task, "lang": spec.lang, "metric": task.metric, "accuracy": primary_score(scores)}
@@ -143,11 +138,12 @@ def run_bench(spec: BenchSpec, out_dir: Path, *, use_ray: bool = True, address: 
         gpus = 1 if torch.cuda.is_available() else 0
         rows = run_per_node(lambda: measure(spec), num_nodes=num_nodes, gpus_per_actor=gpus, address=address)
     else:
-        import platform
         import socket
 
-        rows = [{**r, "node_id": "local", "host": socket.gethostname(), "node_index": 0,
-                 "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu: {platform.processor() or platform.machine()}"}
+        from stilts_ds.inference.placement import device_name
+
+        gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        rows = [{**r, "node_id": "local", "host": socket.gethostname(), "node_index": 0, "device": device_name(gpus)}
                 for r in measure(spec)]
     paths = write_reports(rows, out_dir, title=title)
     return rows, paths

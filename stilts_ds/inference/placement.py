@@ -97,14 +97,15 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _device_name(gpu_ids: Sequence) -> str:
+def device_name(gpu_ids: Sequence) -> str:
+    """The GPUs this process sees (when it was given any), else the CPU model."""
     if gpu_ids:
         try:
             import torch
 
             if torch.cuda.is_available():
                 # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPUs, so 0..count-1 are its own.
-                names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+                names = [torch.cuda.getdevice_name(i) for i in range(torch.cuda.device_count())]
                 if names:
                     return ", ".join(names)
         except Exception:  # noqa: BLE001 - a broken CUDA setup still gets a name below
@@ -112,12 +113,13 @@ def _device_name(gpu_ids: Sequence) -> str:
     return f"cpu: {_cpu_model()}"
 
 
-def _as_dict(row: Any) -> dict:
+def as_row(row: Any) -> dict:
+    """A measurement row as a plain dict (dicts as they are, results via ``to_dict()``)."""
     if isinstance(row, Mapping):
         return dict(row)
     if hasattr(row, "to_dict"):
         return dict(row.to_dict())
-    raise TypeError(f"measure must return a list of dicts (or objects with to_dict()), got {type(row).__name__}")
+    raise TypeError(f"a bench row must be a dict or have to_dict(), got {type(row).__name__}")
 
 
 class _Runner:
@@ -129,13 +131,13 @@ class _Runner:
 
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-                "gpu_ids": gpu_ids, "device": _device_name(gpu_ids), "pid": os.getpid()}
+                "gpu_ids": gpu_ids, "device": device_name(gpu_ids), "pid": os.getpid()}
 
     def run(self, measure: Callable[[], Iterable]) -> list[dict]:
         rows = measure()
         if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
             raise TypeError(f"measure must return a list of rows, got {type(rows).__name__}")
-        return [_as_dict(r) for r in rows]
+        return [as_row(r) for r in rows]
 
 
 # ------------------------------------------------------------------ on the driver

@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from stilts_ds.atomic import write_atomic
-from stilts_ds.inference.placement import CLUSTER, LATENCIES, PARITY, THROUGHPUT, node_sort_key, cluster_total, node_label
+from stilts_ds.inference.placement import (CLUSTER, LATENCIES, PARITY, THROUGHPUT, as_row, cluster_total,
+                                          node_label, node_sort_key)
 
 COLUMNS = ("engine", "status", "reason", "node_id", "host", "device", "dtype", "batch_size", "seq_len",
            THROUGHPUT, *LATENCIES, PARITY)
@@ -65,14 +66,6 @@ _MD_REASON_MAX = 400  # tracebacks belong in the JSONL; the table stays readable
 
 
 # ------------------------------------------------------------------ rows
-
-def _as_dict(row: Any) -> dict:
-    if isinstance(row, Mapping):
-        return dict(row)
-    if hasattr(row, "to_dict"):
-        return dict(row.to_dict())
-    raise TypeError(f"a report row must be a dict or have to_dict(), got {type(row).__name__}")
-
 
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
@@ -94,7 +87,7 @@ def _jsonable(value: Any) -> Any:
 def prepare_rows(rows: Iterable[Any], *, cluster: bool = True) -> list[dict]:
     """Rows as JSON-able dicts with ``node`` labels, cluster rows added, in report order
     (engine, dtype, batch size, sequence length, node; cluster last)."""
-    out = [{k: _jsonable(v) for k, v in _as_dict(r).items()} for r in rows]
+    out = [{k: _jsonable(v) for k, v in as_row(r).items()} for r in rows]
     for i, r in enumerate(out):
         missing = [k for k in ("engine", "status") if not r.get(k)]
         if missing:

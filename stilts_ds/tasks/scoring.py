@@ -29,6 +29,20 @@ OUTPUT_KEYS = {
 }
 
 
+# Span-QA padding positions must never win a decode: a very negative logit.
+PAD_LOGIT = -1e4
+
+
+def pad_output(spec: TaskSpec, key: str, values: np.ndarray, width: int) -> np.ndarray:
+    """Pad a batch's token-axis output (dynamic padding) back to the table's ``width`` so
+    batches of different lengths stack: span logits with PAD_LOGIT, tagging logits with 0."""
+    if spec.format not in ("span_qa", "tagging") or values.ndim < 2 or values.shape[1] >= width:
+        return values
+    pad = [(0, 0)] * values.ndim
+    pad[1] = (0, width - values.shape[1])
+    return np.pad(values, pad, constant_values=PAD_LOGIT if spec.format == "span_qa" else 0.0)
+
+
 def decode_outputs(spec: TaskSpec, feats: Features, outputs: Mapping[str, np.ndarray], *,
                    bucc_threshold: float | None = None):
     if spec.format == "span_qa":
