@@ -37,6 +37,9 @@ setup(
         "matplotlib>=3.8",
     ],
     # sentencepiece trains the bundled tokenizer (tools/build_tokenizer.py); a test rebuilds it.
-    extras_require={"test": ["pytest>=8", "sentencepiece>=0.2"], "build": ["sentencepiece>=0.2"]},
+    # ray[default] brings the dashboard's job server (aiohttp, ...) that `ray job submit` talks to
+    # (tests/test_cluster_launch.py); the cluster YAMLs install ray[default,train] on the nodes.
+    extras_require={"test": ["pytest>=8", "sentencepiece>=0.2", "ray[default]"],
+                    "build": ["sentencepiece>=0.2"]},
     entry_points={"console_scripts": ["stilts-ds=stilts_ds.cli:main"]},
 )

@@ -1,17 +1,35 @@
 """Atomic file writes: a reader, or a crash, sees the old file or the new one, never half.
 
     write_atomic(path, text_or_bytes)
+    with atomic_directory(out_dir, overwrite=True) as tmp:   # fill tmp; it becomes out_dir
+        ...
 
 The data goes to a temporary file in the target's directory (os.replace is a rename only
 within one filesystem), is fsynced, then renamed over the target. On any failure or
 interruption the temporary file is removed and the previous file is left untouched.
-Caches, checkpoints' side files, merged configs and reports all go through here.
+Caches, checkpoints' side files, merged configs and reports all go through here; model
+exports and TensorBoard report directories go through ``atomic_directory``.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+
+from stilts_ds.errors import StiltsError
+
+
+class DirectoryExistsError(StiltsError, FileExistsError):
+    pass
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -21,9 +39,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file owner-only; give it the mode a plain open() would (umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
@@ -34,3 +50,65 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def _fsync_tree(root: Path) -> None:
+    # Rename only makes the export atomic if its files are on disk before the rename: a
+    # crash just after it must not leave a complete-looking directory of empty files.
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # platforms that cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_directory(out_dir: str | os.PathLike, overwrite: bool = False):
+    """Yield a temporary directory beside ``out_dir``; on success it becomes ``out_dir``.
+
+    On an exception the temporary directory is removed and ``out_dir`` is untouched. With
+    ``overwrite`` an existing ``out_dir`` is swapped out (renamed aside, the new one renamed
+    in, the old one deleted) and restored if the swap fails.
+    """
+    out_dir = Path(out_dir)
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not overwrite:
+        raise DirectoryExistsError(f"{out_dir} already exists; remove it or pass overwrite=True")
+    # Same parent directory, hence the same filesystem: os.replace/rename is atomic there.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+    # mkdtemp makes it owner-only; a TensorBoard server or a colleague must read the result.
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if out_dir.exists():
+            if not overwrite:
+                raise DirectoryExistsError(f"{out_dir} appeared while it was being written; not replacing it")
+            old = parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(out_dir, old)
+            try:
+                os.rename(tmp, out_dir)
+            except BaseException:
+                os.rename(old, out_dir)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -6,6 +6,7 @@
     stilts-ds pipeline --config configs/quickstart.yaml     # train, finetune, evaluate
     stilts-ds demo                                          # the quick start (make demo)
     stilts-ds bench --preset tiny --batch-sizes 1,4 --seq-len 32 --output runs/bench
+    stilts-ds scale --sweep configs/sweeps/quickstart.yaml --output runs/scale   # scaling study
 
 Bad input (unknown task, missing split, malformed file) prints ``error: ...`` naming the
 file/option and exits with status 2; anything else is a bug and keeps its traceback.
@@ -119,6 +120,9 @@ def _parse_sets(values) -> dict:
 
 
 def _study_options(fn):
+    fn = click.option("--arm", "arms", multiple=True,
+                      help="With a config that declares arms: the arm(s) to run (default for pipeline: all). "
+                           "Repeatable.")(fn)
     fn = click.option("--in-process", is_flag=True,
                       help="Run the worker in this process at world size 1 (no Ray); needs cluster.num_workers=1.")(fn)
     fn = click.option("--force", is_flag=True, help="Rerun stages whose outputs exist.")(fn)
@@ -129,47 +133,66 @@ def _study_options(fn):
     return fn
 
 
-def _study(config_path, sets, force, in_process):
+def _study(config_path, sets, force, in_process, arms=()):
+    """The Study of the config, or of its one chosen arm when the config declares arms."""
     from stilts_ds.config import load_config
+    from stilts_ds.studies.arms import select_arms
     from stilts_ds.studies.pipeline import Study
 
-    return Study(load_config(config_path, _parse_sets(sets)), force=force, in_process=in_process)
+    cfg = load_config(config_path, _parse_sets(sets))
+    chosen = select_arms(cfg, arms)
+    if chosen:
+        if len(chosen) != 1:
+            raise StiltsError(f"{config_path} declares arms ({', '.join(cfg.arm_configs())}): name one with --arm, "
+                              "or run them all with `stilts-ds pipeline`")
+        cfg = chosen[0].config
+    return Study(cfg, force=force, in_process=in_process)
 
 
 @main.command()
 @_study_options
-def train(config_path, sets, force, in_process):
+def train(config_path, sets, force, in_process, arms):
     """Phase 1: intermediate training (all tasks of `intermediate.tasks` at once)."""
-    encoder = _study(config_path, sets, force, in_process).intermediate()
+    encoder = _study(config_path, sets, force, in_process, arms).intermediate()
     click.echo(f"encoder: {encoder}")
 
 
 @main.command()
 @_study_options
 @click.option("--task", "tasks", multiple=True, help="Only these target tasks (default: finetune.tasks).")
-def finetune(config_path, sets, force, in_process, tasks):
+def finetune(config_path, sets, force, in_process, arms, tasks):
     """Phase 2: fine-tune each target task on its English training data (model selection on English dev)."""
-    study = _study(config_path, sets, force, in_process)
+    study = _study(config_path, sets, force, in_process, arms)
     for task in tasks or study.cfg.finetune.tasks:
         click.echo(f"{task}: {study.finetune(task)}")
 
 
 @main.command()
 @_study_options
-def evaluate(config_path, sets, force, in_process):
+def evaluate(config_path, sets, force, in_process, arms):
     """Phase 3: zero-shot evaluation in every language; writes results.json and results.md."""
     from stilts_ds.studies.results import results_markdown
 
-    click.echo(results_markdown(_study(config_path, sets, force, in_process).evaluate()))
+    click.echo(results_markdown(_study(config_path, sets, force, in_process, arms).evaluate()))
 
 
 @main.command()
 @_study_options
-def pipeline(config_path, sets, force, in_process):
-    """All three phases; finished stages are skipped (idempotent), --force reruns them."""
+def pipeline(config_path, sets, force, in_process, arms):
+    """All three phases (for every arm the config declares, then arms.md side by side);
+    finished stages are skipped (idempotent), --force reruns them."""
+    from stilts_ds.config import load_config
+    from stilts_ds.studies.arms import run_arms
     from stilts_ds.studies.results import results_markdown
 
-    click.echo(results_markdown(_study(config_path, sets, force, in_process).run()))
+    cfg = load_config(config_path, _parse_sets(sets))
+    if not cfg.arm_configs():
+        click.echo(results_markdown(_study(config_path, sets, force, in_process, arms).run()))
+        return
+    run_arms(cfg, arms, force=force, in_process=in_process)
+    click.echo((cfg.run_dir / "arms.md").read_text(encoding="utf-8"))
+    click.echo(f"arms: {cfg.run_dir / 'arms.md'}, {cfg.run_dir / 'arms.png'}; "
+               f"report: stilts-ds report --study {cfg.output_dir} --output {cfg.output_dir}/report")
 
 
 # ----------------------------------------------------------------------------- bench
@@ -229,25 +252,101 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
 
 # ----------------------------------------------------------------------------- report
 @main.command()
-@click.option("--results", "results", multiple=True, required=True, metavar="ARM=PATH",
+@click.option("--study", "study_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A study's run dir: its arms (arms.json, or results.json) and bench*/bench.jsonl.")
+@click.option("--results", "results", multiple=True, metavar="ARM=PATH",
               help="An arm's results.json (repeatable), e.g. english-mt=runs/quickstart/results.json.")
 @click.option("--bench", "bench_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="bench.jsonl files of `stilts-ds bench` (repeatable).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
-def report(results, bench_files, output):
-    """Trade-off report: accuracy per intermediate-training arm beside serving cost per engine,
-    as a Markdown/CSV table and a Pareto plot (accuracy vs samples/s)."""
-    from stilts_ds.studies.tradeoff import build_report
+def report(study_dir, results, bench_files, output):
+    """Trade-off report: accuracy per intermediate-training arm (English-only and multilingual
+    side by side) beside training and serving cost per engine, as a Markdown/CSV table and plots
+    (accuracy vs samples/s with the Pareto frontier; scores per arm)."""
+    from stilts_ds.studies.tradeoff import build_report, study_inputs
 
-    arms = {}
+    if not study_dir and not results:
+        raise StiltsError("give --study DIR (a study's run dir) or one or more --results ARM=PATH")
+    arms, benches, info = study_inputs(study_dir) if study_dir else ({}, [], {})
     for item in results:
         if "=" not in item:
             raise StiltsError(f"--results {item!r}: expected ARM=PATH, e.g. english-mt=runs/quickstart/results.json")
         name, path = item.split("=", 1)
         arms[name] = Path(path)
-    paths = build_report(arms, list(bench_files), output)
+    paths = build_report(arms, benches + list(bench_files), output, arm_info=info)
     click.echo(paths["md"].read_text(encoding="utf-8"))
     click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+# ----------------------------------------------------------------------------- scale
+# Axis options of `scale` and the sweep keys they set (None: not given on the command line).
+_SCALE_AXES = {"nodes": "--nodes", "workers_per_node": "--workers-per-node", "batch_sizes": "--batch-sizes",
+               "seq_lens": "--seq-lens", "precisions": "--precisions", "engines": "--engines",
+               "zero_stages": "--zero-stages", "scaling": "--scaling", "preset": "--preset", "steps": "--steps",
+               "warmup_steps": "--warmup-steps", "data": "--data"}
+
+
+@main.command()
+@click.option("--sweep", "sweep_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Sweep YAML (configs/sweeps/quickstart.yaml); or give --mode and the axis options.")
+@click.option("--mode", type=click.Choice(["inference", "training"]), default=None,
+              help="Sweep from options instead of a YAML: inference or training.")
+@click.option("--nodes", default=None, help="Node counts, comma-separated (default 1).")
+@click.option("--workers-per-node", default=None, help="Ray actors (inference) or DeepSpeed ranks (training) per node.")
+@click.option("--batch-sizes", default=None,
+              help="Inference batches (default 1,8); training: per worker for weak scaling, global for strong (default 8).")
+@click.option("--seq-lens", default=None, help="Sequence lengths (default 128).")
+@click.option("--precisions", default=None, help="fp32, fp16, bf16 (default fp32).")
+@click.option("--engines", default=None, help="Inference engines (default torch-sdpa).")
+@click.option("--zero-stages", default=None, help="Training ZeRO stages 1,2,3 (default 2).")
+@click.option("--scaling", default=None, help="Training: weak and/or strong (default weak).")
+@click.option("--preset", default=None, help="Architecture with random weights: tiny (default), xlmr-large.")
+@click.option("--steps", default=None, help="Training optimizer steps per point (default 6).")
+@click.option("--warmup-steps", default=None, help="Training steps left out of tokens/s (default 2).")
+@click.option("--data", default=None, help="Training rows: synthetic (default, exactly seq-len tokens) or fixture.")
+@click.option("--bandwidth-gbps", type=float, default=None,
+              help="Link bandwidth (Gbit/s) for the communication model (default 100 = 12.5 GB/s).")
+@click.option("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray).")
+@click.option("--no-ray", is_flag=True, help="Measure in this process (one node, one worker) instead of on Ray.")
+@click.option("--name", default=None, help="Sweep name (default: the YAML's, else scale).")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Study directory: scale.jsonl/.csv/.md, PNG plots, tensorboard/; a rerun resumes it.")
+@click.option("--force", is_flag=True, help="Rerun finished points too (old rows stay in scale.jsonl).")
+def scale(sweep_path, mode, bandwidth_gbps, address, no_ray, name, output, force, **axes):
+    """Scaling study: throughput and latency per node (inference), tokens/s by ZeRO stage and
+    node count with weak/strong scaling efficiency (training), beside a communication model's
+    predicted step time. An interrupted sweep resumes: finished points are skipped."""
+    from stilts_ds.studies.scale import run_sweep
+    from stilts_ds.studies.sweep_spec import _Where, load_sweep, sweep_from_mapping
+
+    given = {k: v for k, v in axes.items() if v is not None}
+    top = {"bandwidth_gbps": bandwidth_gbps, "address": address, "name": name, "ray": False if no_ray else None}
+    if sweep_path is not None:
+        if mode or given:
+            raise StiltsError(f"give --sweep or --mode with axis options, not both "
+                              f"(got {', '.join(_SCALE_AXES[k] for k in given) or '--mode'} with --sweep)")
+        spec = load_sweep(sweep_path, top)
+    else:
+        if mode is None:
+            raise StiltsError("give --sweep YAML (e.g. configs/sweeps/quickstart.yaml) or --mode inference|training")
+        other = "training" if mode == "inference" else "inference"
+        from stilts_ds.studies.sweep_spec import INFERENCE_KEYS, TRAINING_KEYS
+
+        wrong = [k for k in given if k not in (INFERENCE_KEYS if mode == "inference" else TRAINING_KEYS)]
+        if wrong:
+            raise StiltsError(f"{', '.join(_SCALE_AXES[k] for k in wrong)}: {'an' if other == 'inference' else 'a'} "
+                              f"{other} option; "
+                              f"use it with --mode {other}")
+        spec = sweep_from_mapping({**{k: v for k, v in top.items() if v is not None}, mode: given},
+                                  _Where(options={**_SCALE_AXES, "bandwidth_gbps": "--bandwidth-gbps",
+                                                  "address": "--address", "name": "--name"}))
+    result = run_sweep(spec, output, force=force)
+    click.echo(result.paths["md"].read_text(encoding="utf-8"))
+    click.echo("\n".join(f"{k}: {v}" for k, v in result.paths.items()))
+    click.echo(f"points: {len(result.points)} ({len(result.ran)} run now, {len(result.skipped)} finished earlier, "
+               f"{len(result.failed)} failed)")
+    if result.failed:
+        sys.exit(1)
 
 
 # ----------------------------------------------------------------------------- demo
@@ -260,12 +359,14 @@ QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.ya
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value. Repeatable.")
 @click.option("--force", is_flag=True, help="Rerun stages whose outputs exist.")
 def demo(config_path, sets, force):
-    """The quick start: the task table, every fixture featurized, then the whole three-phase
-    study (tiny XLM-R, local Ray with two workers, DeepSpeed ZeRO-2 on the CPU), ending with
-    the results table. Needs no GPU and no hub access."""
+    """The quick start: the task table, every fixture featurized, the whole three-phase study
+    for each arm of the config (tiny XLM-R, local Ray with two workers, DeepSpeed ZeRO-2 on the
+    CPU), a benchmark of one fine-tuned checkpoint through every engine, and the study report
+    (tables and plots) in <output_dir>/report. Needs no GPU and no hub access."""
     from stilts_ds.config import load_config
+    from stilts_ds.studies.arms import run_arms
     from stilts_ds.studies.pipeline import Study
-    from stilts_ds.studies.results import results_markdown
+    from stilts_ds.studies.tradeoff import build_report, study_inputs
     from stilts_ds.tasks.catalog import task_rows, task_table
     from stilts_ds.tasks.registry import TASKS
 
@@ -275,10 +376,46 @@ def demo(config_path, sets, force):
     done = study.prepare_all(TASKS.values())
     click.echo(f"\nprepared {len(done)} task splits into {cfg.cache_dir()} "
                f"({sum(d.examples for d in done)} examples)\n")
-    results = study.run()
-    click.echo(results_markdown(results))
-    click.echo(f"\nresults: {cfg.run_dir / 'results.json'}, {cfg.run_dir / 'results.md'}; "
-               f"TensorBoard: tensorboard --logdir {cfg.run_dir}")
+    if cfg.arm_configs():
+        run_arms(cfg, force=force)
+        first = next(iter(cfg.arm_configs().values())).config
+    else:
+        study.run()
+        first = cfg
+    _demo_bench(first, cfg.run_dir / "bench", force)
+    results, benches, info = study_inputs(cfg.run_dir)
+    paths = build_report(results, benches, cfg.run_dir / "report", arm_info=info,
+                         title=f"{cfg.name}: accuracy vs training and serving cost")
+    click.echo(paths["md"].read_text(encoding="utf-8"))
+    click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
+    click.echo(f"TensorBoard: tensorboard --logdir {cfg.run_dir}")
+
+
+def _demo_bench(cfg, output: Path, force: bool) -> None:
+    """Serve the first fine-tuned classification model of ``cfg`` through every engine (one Ray
+    actor per node), scoring its task's English test split through each; skipped when done."""
+    from stilts_ds.data.prepare import prepare as run_prepare
+    from stilts_ds.inference.bench import BenchSpec, run_bench
+    from stilts_ds.modeling.presets import load_tokenizer
+    from stilts_ds.tasks.registry import get_task
+
+    if (output / "bench.jsonl").is_file() and not force:
+        click.echo(f"bench: {output / 'bench.jsonl'} exists, skipping (--force reruns)", err=True)
+        return
+    task = next((t for t in cfg.finetune.tasks if get_task(t).format == "pair_classification"), None)
+    if task is None:
+        click.echo("bench: no fine-tuned classification task to serve, skipping", err=True)
+        return
+    checkpoint = cfg.run_dir / "phase2" / task / "model"
+    (item,) = run_prepare([get_task(task)], tokenizer=load_tokenizer(str(checkpoint)), cache_dir=cfg.cache_dir(),
+                          source=cfg.data.source_of(task)[0], data_dir=cfg.data.source_of(task)[1],
+                          splits=["test"], langs=["en"],
+                          max_length=cfg.data.max_length, progress=False)
+    click.echo(f"\nbench: serving {checkpoint} ({task}) through every engine", err=True)
+    spec = BenchSpec(engines=("torch-eager", "torch-sdpa", "ds", "ds-kernel"), precisions=("fp32",),
+                     batch_sizes=(1, 8), seq_len=cfg.data.max_length, checkpoint=str(checkpoint), task=task,
+                     features=str(item.path), lang="en")
+    run_bench(spec, output, use_ray=True, address=cfg.cluster.ray_address)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ contradictions with a message that names the option and the fix; unknown keys ar
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +54,25 @@ class DataConfig:
     max_length: int = _help("Tokens per row for non-QA tasks (the paper: 256).", 256)
     qa_max_length: int = _help("Tokens per window for span QA (the paper: 384).", 384)
     cache_dir: str | None = _help("Feature cache; default <output_dir>/cache.", None)
+    local_tasks: Mapping[str, str] = _help(
+        "Tasks read from a local data root whatever `source` says, {task: dir} (CCGbank, Mewsli-X, LAReQA, "
+        "translated copies: data with no hub copy). A key without '@' covers the task's translated copies too.",
+        factory=dict)
 
     def __post_init__(self):
         if self.source not in ("hub", "local"):
             raise ConfigError(f"data.source must be 'hub' or 'local', not {self.source!r}")
+        if not isinstance(self.local_tasks, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.local_tasks.items()):
+            raise ConfigError("data.local_tasks must map task names to directories, e.g. {ccg: /data/ccgbank}")
+        object.__setattr__(self, "local_tasks", dict(self.local_tasks))
+
+    def source_of(self, task: str) -> tuple[str, str | None]:
+        """(source, data_dir) that ``task`` is read from."""
+        for key in (task, task.split("@")[0]):
+            if key in self.local_tasks:
+                return "local", self.local_tasks[key]
+        return self.source, self.data_dir
         if self.max_length < 16 or self.qa_max_length < 16:
             raise ConfigError("data.max_length and data.qa_max_length must be at least 16")
 
@@ -114,6 +130,9 @@ class TrainConfig:
     sampling: str = _help("Multi-task sampling: proportional, temperature or uniform.", "proportional")
     temperature: float = _help("Temperature of 'temperature' sampling.", 2.0)
     sampling_cap: int | None = _help("Examples counted per task at most when weighting (cap on huge tasks).", None)
+    weights: Mapping[str, float] = _help(
+        "Fixed sampling shares for some tasks (e.g. {mlm: 0.2}); the other tasks share the rest by `sampling`.",
+        factory=dict)
     seed: int = _help("Seed of sampling, shuffling and head initialisation.", 42)
     checkpoint_every: int = _help("Optimizer steps between checkpoints.", 500)
     log_every: int = _help("Optimizer steps between TensorBoard points.", 10)
@@ -131,6 +150,18 @@ class TrainConfig:
             raise ConfigError("warmup_ratio must be in [0, 1)")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be at least 1")
+        object.__setattr__(self, "weights", dict(self.weights))
+        unknown = set(self.weights) - set(self.tasks)
+        if unknown and self.tasks:
+            raise ConfigError(f"weights names {sorted(unknown)}, which are not in tasks {list(self.tasks)}")
+        bad = {t: w for t, w in self.weights.items() if isinstance(w, bool) or not isinstance(w, (int, float))
+               or not 0 < w < 1}
+        if bad:
+            raise ConfigError(f"weights must be shares in (0, 1), got {bad}")
+        if self.weights and (sum(self.weights.values()) > 1 + 1e-9 or
+                             (set(self.weights) == set(self.tasks) and abs(sum(self.weights.values()) - 1) > 1e-6)):
+            raise ConfigError(f"weights sum to {sum(self.weights.values()):.3f}: fixed shares must leave room for "
+                              "the other tasks (sum < 1), or sum to exactly 1 when every task is listed")
 
     def override(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -185,6 +216,10 @@ class ExperimentConfig:
     intermediate: TrainConfig | None = _help("Phase 1 (none: fine-tune the pretrained encoder directly).", None)
     finetune: FinetuneConfig = _help("Phase 2.", factory=FinetuneConfig)
     evaluate: EvaluateConfig = _help("Phase 3.", factory=EvaluateConfig)
+    arms: Mapping[str, Mapping[str, Any]] = _help(
+        "Named arms of the study, each a set of overrides of this config (e.g. {english-multi: {}, "
+        "plus-mlm: {intermediate: {tasks: [..., mlm]}}}); each arm runs the three phases under "
+        "<output_dir>/arms/<arm>. An arm may carry a `description`.", factory=dict)
 
     def __post_init__(self):
         from stilts_ds.tasks.registry import get_task
@@ -202,8 +237,46 @@ class ExperimentConfig:
                 if phase in ("intermediate", "finetune") and "train" not in spec.splits:
                     raise ConfigError(f"{phase}.tasks: {name!r} has no training data (it is scored from the "
                                       "phase-1 encoder); list it under evaluate.tasks only")
+        for name in self.data.local_tasks:
+            try:
+                get_task(name)
+            except StiltsError as e:
+                raise ConfigError(f"data.local_tasks: {e}") from None
         if self.intermediate is not None and not self.intermediate.tasks:
             raise ConfigError("intermediate.tasks is empty: list tasks, or remove the intermediate section")
+        if not isinstance(self.arms, Mapping):
+            raise ConfigError(f"arms: expected a mapping of arm name -> overrides, got {type(self.arms).__name__}")
+        object.__setattr__(self, "arms", {k: (v or {}) for k, v in self.arms.items()})
+        # Built here so that a bad arm fails at load time, naming the arm and the option.
+        object.__setattr__(self, "_arms", {name: self._arm(name, changes) for name, changes in self.arms.items()})
+
+    def _arm(self, name: str, changes: Mapping[str, Any]) -> "Arm":
+        where = f"arms.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ConfigError(f"arms: arm name {name!r} must be letters, digits, '_', '.', '-' (it names a directory)")
+        if not isinstance(changes, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of overrides, got {type(changes).__name__}")
+        changes = dict(changes)
+        description = changes.pop("description", "")
+        fixed = sorted({"arms", "name", "output_dir"} & set(changes))
+        if fixed:
+            raise ConfigError(f"{where}: {fixed} cannot be set per arm (the study names and places its arms)")
+        base = self.to_dict()
+        base.pop("arms")
+        base["name"] = f"{self.name}-{name}"
+        base["output_dir"] = str(self.run_dir / "arms" / name)
+        # Arms share one feature cache: featurization does not depend on the arm.
+        base["data"]["cache_dir"] = str(self.cache_dir())
+        merged = _deep_merge(base, changes, where)
+        try:
+            cfg = from_dict(merged)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        return Arm(name=name, description=str(description), config=cfg)
+
+    def arm_configs(self) -> dict[str, "Arm"]:
+        """{arm name: Arm}, in the order the config lists them (empty without arms)."""
+        return dict(self._arms)
 
     # -- paths
     # Absolute paths: Ray workers run in their own working directories.
@@ -219,6 +292,38 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a study: its name, a line saying what it tests, and its full config."""
+
+    name: str
+    description: str
+    config: ExperimentConfig
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether phase 1 sees non-English data (the mlm task or translated task copies)."""
+        inter = self.config.intermediate
+        return bool(inter) and any(t == "mlm" or "@" in t for t in inter.tasks)
+
+
+def _deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any], where: str) -> dict:
+    """``base`` with ``changes`` applied: mappings merge key by key, anything else replaces
+    (a list of tasks is replaced, not extended; ``null`` removes an optional section)."""
+    out = dict(base)
+    for key, value in changes.items():
+        if key not in base:
+            valid = sorted(set(base) - {"name", "output_dir"})
+            raise ConfigError(f"{where}: unknown option {key!r}; valid: {valid}")
+        if isinstance(value, Mapping) and isinstance(base[key], Mapping) and key not in ("weights", "per_task"):
+            out[key] = _deep_merge(base[key], value, f"{where}.{key}")
+        elif isinstance(value, Mapping) and base[key] is None:
+            out[key] = dict(value)
+        else:
+            out[key] = value
+    return out
 
 
 def _build(cls, data: Any, where: str):

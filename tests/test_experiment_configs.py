@@ -102,7 +102,7 @@ def test_paper_intermediate_recipe(paper):
 
 
 def test_paper_finetune_follows_jiant_xtreme_recipe(paper):
-    assert paper.finetune.tasks == FINETUNE and len(paper.finetune.tasks) == 7
+    assert paper.finetune.tasks == FINETUNE + ("xcopa",) and len(paper.finetune.tasks) == 8
     world = paper.cluster.num_workers
     for task, (epochs, rows_per_step) in JIANT_XTREME.items():
         recipe = paper.finetune.recipe(task)
@@ -118,7 +118,7 @@ def test_paper_finetune_follows_jiant_xtreme_recipe(paper):
 
 
 def test_paper_evaluate(paper):
-    assert paper.evaluate.tasks == EVALUATE and len(paper.evaluate.tasks) == 9
+    assert paper.evaluate.tasks == EVALUATE + ("xcopa",) and len(paper.evaluate.tasks) == 10
     assert paper.evaluate.split == "test"
     assert paper.evaluate.retrieval_layer == 14
 
@@ -168,8 +168,28 @@ def test_quickstart_is_the_laptop_run(quickstart):
     assert quickstart.cluster.multi_node is False
     assert quickstart.deepspeed.base == "zero2"
     assert quickstart.intermediate.tasks == INTERMEDIATE
-    assert quickstart.finetune.tasks == FINETUNE
-    assert quickstart.evaluate.tasks == EVALUATE
+    assert quickstart.finetune.tasks == FINETUNE + ("xcopa",)
+    assert quickstart.evaluate.tasks == EVALUATE + ("xcopa", "mewslix", "lareqa")
+    arms = quickstart.arm_configs()
+    assert list(arms) == ["english", "multilingual"]
+    assert not arms["english"].multilingual and arms["english"].config.intermediate.tasks == INTERMEDIATE
+    multi = arms["multilingual"].config.intermediate
+    assert arms["multilingual"].multilingual and multi.tasks[:9] == INTERMEDIATE and "mlm" in multi.tasks
+    assert multi.weights == {"mlm": 0.2} and any("@" in t for t in multi.tasks)
+
+
+def test_paper_declares_the_study_arms(paper):
+    arms = paper.arm_configs()
+    assert arms["baseline"].config.intermediate is None
+    for task in INTERMEDIATE:  # the paper's single-task arms
+        assert arms[task].config.intermediate.tasks == (task,)
+    assert arms["multi-task"].config.intermediate.tasks == INTERMEDIATE
+    assert "mlm" in arms["plus-mlm"].config.intermediate.tasks and arms["plus-mlm"].multilingual
+    translated = [t for t in arms["plus-translated"].config.intermediate.tasks if "@" in t]
+    assert len(translated) == 14 and all(t.startswith("mnli@") for t in translated)
+    # Arms share the feature cache; each has its own run dir.
+    assert {a.config.cache_dir() for a in arms.values()} == {paper.cache_dir()}
+    assert len({a.config.run_dir for a in arms.values()}) == len(arms)
 
 
 # ----------------------------------------------------------------------------- bad configs

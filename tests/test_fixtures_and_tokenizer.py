@@ -43,6 +43,19 @@ XTREME_FILES = {
     "tydiqa": {"train": ("en",), "validation": ("en",), "test": ("en", "ar", "ru", "bn", "te")},
     "bucc": {"validation": ("de", "fr", "ru", "zh"), "test": ("de", "fr", "ru", "zh")},
     "tatoeba": {"test": ("ar", "hi", "ru", "zh", "de")},
+    # XTREME-R
+    "xcopa": {"train": ("en",), "validation": ("en", "zh"), "test": ("zh",)},
+    "lareqa": {"test": ("en", "de", "ru", "zh")},
+    "mewslix": {"test": ("en", "de", "ar", "ja")},
+}
+LAREQA_POOL_LANGS = ("en", "de", "ru", "zh")
+N_LAREQA_PARAGRAPHS, N_MEWSLIX_CONTEXTS, N_MEWSLIX_ENTITIES = 6, 8, 22
+# Multilingual intermediate data: task -> {split: languages}, files <task>/<split>.<lang>.jsonl
+# (mlm text; translated copies of English intermediate tasks, beside their English files).
+MULTILINGUAL_FILES = {
+    "mlm": {"train": ("en", "de", "fr", "ru", "zh", "ar", "hi")},
+    "mnli": {"train": ("de", "ru", "zh", "ar", "hi")},
+    "squad_v1": {"train": ("de", "zh")},
 }
 
 QA_TASKS = ("squad_v1", "squad_v2", "xquad", "mlqa", "tydiqa")
@@ -72,6 +85,10 @@ def expected_files() -> list[tuple[str, str, str | None, Path]]:
         for split in splits:
             out.append((task, split, None, FIXTURES / task / f"{split}.jsonl"))
     for task, by_split in XTREME_FILES.items():
+        for split, langs in by_split.items():
+            for lang in langs:
+                out.append((task, split, lang, FIXTURES / task / f"{split}.{lang}.jsonl"))
+    for task, by_split in MULTILINGUAL_FILES.items():
         for split, langs in by_split.items():
             for lang in langs:
                 out.append((task, split, lang, FIXTURES / task / f"{split}.{lang}.jsonl"))
@@ -147,7 +164,8 @@ def test_schema_counts_and_labels(item):
     task, split, lang, path = item
     rows = read_rows(path)
     where = file_id(item)
-    want = {"bucc": 32, "tatoeba": N_EVAL}.get(task, N_TRAIN if split == "train" else N_EVAL)
+    want = {"bucc": 32, "tatoeba": N_EVAL, "lareqa": N_LAREQA_PARAGRAPHS * len(LAREQA_POOL_LANGS),
+            "mewslix": N_MEWSLIX_CONTEXTS + N_MEWSLIX_ENTITIES}.get(task, N_TRAIN if split == "train" else N_EVAL)
     assert len(rows) == want, (where, len(rows))
 
     if task in ("mnli",) or (task == "xnli" and split == "train"):
@@ -245,8 +263,47 @@ def test_schema_counts_and_labels(item):
             assert r["source_lang"] == lang and r["target_lang"] == "en", where
             assert r["source_sentence"] and r["target_sentence"], where
         assert len({r["target_sentence"] for r in rows}) == len(rows)
+    elif task == "xcopa":  # SuperGLUE COPA rows (en), XCOPA rows with "changed" (others)
+        keys = {"premise", "choice1", "choice2", "question", "idx", "label"} | ({"changed"} if lang != "en" else set())
+        for r in rows:
+            assert set(r) == keys and r["question"] in ("cause", "effect") and r["label"] in (0, 1), where
+        assert sorted(r["idx"] for r in rows) == list(range(len(rows)))
+    elif task == "lareqa":  # every language's file is the same multilingual pool
+        assert path.read_bytes() == (FIXTURES / "lareqa" / "test.en.jsonl").read_bytes()
+        assert sorted({r["lang"] for r in rows}) == sorted(LAREQA_POOL_LANGS)
+        for r in rows:
+            assert set(r) == {"lang", "context_id", "context", "sentence_breaks", "qas"}, where
+            assert r["context_id"].startswith(r["lang"] + "_"), where
+            for qa in r["qas"]:
+                (answer,) = qa["answers"]
+                start = answer["answer_start"]
+                assert r["context"][start:start + len(answer["text"])] == answer["text"], where
+                assert any(s <= start < e for s, e in r["sentence_breaks"]), where
+        ids = {lang: sorted(qa["id"] for r in rows if r["lang"] == lang for qa in r["qas"]) for lang in LAREQA_POOL_LANGS}
+        assert len({tuple(v) for v in ids.values()}) == 1, "XQuAD-R is parallel: the same question ids per language"
+    elif task == "mewslix":
+        mentions = [r for r in rows if "mentions" in r]
+        entities = {r["entity_id"] for r in rows if "entity_id" in r}
+        assert len(mentions) == N_MEWSLIX_CONTEXTS and len(entities) == N_MEWSLIX_ENTITIES, where
+        for r in mentions:
+            ctx = r["context"]
+            assert ctx["language"] == lang, where
+            for m in r["mentions"]:
+                span = m["mention_span"]
+                assert ctx["text"][span["start"]:span["end"]] == span["text"] and m["entity_id"] in entities, where
+    elif task == "mlm":
+        for r in rows:
+            assert set(r) == {"text"} and isinstance(r["text"], str) and r["text"].strip(), where
     else:  # pragma: no cover
         pytest.fail(f"no schema check for {task}")
+
+
+@pytest.mark.parametrize("lang", MULTILINGUAL_FILES["mnli"]["train"])
+def test_translated_mnli_keeps_the_english_rows_and_labels(lang):
+    english = read_rows(FIXTURES / "mnli" / "train.jsonl")
+    translated = read_rows(FIXTURES / "mnli" / f"train.{lang}.jsonl")
+    assert [(r["idx"], r["label"]) for r in translated] == [(r["idx"], r["label"]) for r in english]
+    assert all(t["premise"] != e["premise"] for t, e in zip(translated, english))
 
 
 def test_qa_ids_unique_across_files():
@@ -290,6 +347,10 @@ def test_xtreme_files_use_their_script(item):
     rows = read_rows(path)
     if task == "bucc":  # English-only distractor rows have no source sentence
         rows = [r for r in rows if r["source_sentence"]]
+    if task == "lareqa":  # the file holds every language's paragraphs: check its own
+        rows = [r for r in rows if r["lang"] == lang]
+    if task == "mewslix":  # the candidate entities are English descriptions
+        rows = [r for r in rows if "mentions" in r]
     in_script = sum(_in_script(_row_text(r), lang) for r in rows)
     assert in_script == len(rows), f"{file_id(item)}: {len(rows) - in_script} rows without {lang} script"
 

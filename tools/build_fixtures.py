@@ -1358,7 +1358,214 @@ def plan() -> dict:
     for lang in TATOEBA_LANGS:
         path = f"tatoeba/test.{lang}.jsonl"
         p[path] = (lambda l=lang, q=path: build_tatoeba(l, q))
+    plan_xtreme_r(p)
+    plan_multilingual(p)
     return p
+
+
+# ---------------------------------------------------------------------------------------
+# XTREME-R: XCOPA (COPA rows), LAReQA (XQuAD-R paragraphs), Mewsli-X (mentions + entities)
+# ---------------------------------------------------------------------------------------
+
+XCOPA_LANGS = ("zh",)  # the XCOPA language our templates render
+LAREQA_LANGS = ("en", "de", "ru", "zh")  # XQuAD-R languages our templates render
+MEWSLIX_LANGS = ("en", "de", "ar", "ja")  # Mewsli-X mention languages our templates render
+# Japanese has names but no event templates: the mention sentence for Mewsli-X.
+MEWSLIX_JA = "{p}は{y}年に{c}へ行きました。"
+N_LAREQA_PARAGRAPHS = 6
+N_MEWSLIX_CONTEXTS = 8
+
+
+def build_copa(split: str, lang: str, n: int, path: str, *, xcopa: bool = False) -> list[dict]:
+    """COPA-schema rows: the right choice is a fact about the premise's city (keyword overlap),
+    the wrong one a fact about another city; question alternates cause / effect."""
+    rng = rng_for(path)
+    labels = balanced_labels(rng, n, 2)
+
+    def make(i):
+        etype = rng.choice([t for t in ("travel", "buy", "born") if t in LANG_EVENT_TYPES[lang]])
+        ev = sample_event(rng, etype)
+        premise, _, _ = render(lang, ev, "full")
+        right, _, _ = render(lang, ev, "fact")
+        other = sample_event(rng, "travel", avoid={"c": {ev["c"]}})
+        wrong, _, _ = render(lang, other, "fact")
+        choices = (right, wrong) if labels[i] == 0 else (wrong, right)
+        row = {"premise": premise, "choice1": choices[0], "choice2": choices[1],
+               "question": ("cause", "effect")[i % 2], "idx": i, "label": labels[i]}
+        if xcopa:
+            row["changed"] = False
+        return row
+
+    return unique_rows(rng, n, make, lambda r: r["premise"])
+
+
+def _lareqa_paragraphs() -> list[dict]:
+    """Parallel paragraphs: the same events in every language, one question per paragraph."""
+    rng = rng_for("lareqa", "paragraphs")
+    out, used_targets = [], set()
+    while len(out) < N_LAREQA_PARAGRAPHS:
+        target = sample_event(rng, rng.choice(("travel", "buy", "born", "work")))
+        key = (target["type"], target["p"], target["c"])
+        if key in used_targets:
+            continue
+        used_targets.add(key)
+        used = {k: {target[k]} for k in ("p", "c", "y", "n", "o", "org")}
+        events = [target]
+        for _ in range(rng.randint(1, 2)):
+            ev = sample_event(rng, rng.choice(("travel", "buy", "born", "work")), avoid=used)
+            for k in used:
+                used[k].add(ev[k])
+            events.append(ev)
+        rng.shuffle(events)
+        q = rng.randrange(len(QUESTIONS["en"][target["type"]]))
+        out.append({"events": events, "target": events.index(target), "q": q,
+                    "xling_id": stable_hex("lareqa", len(out))})
+    return out
+
+
+def build_lareqa_pool() -> list[dict]:
+    """Every language's paragraphs (the shared answer pool), in our lareqa row schema."""
+    rows = []
+    paragraphs = _lareqa_paragraphs()
+    for lang in LAREQA_LANGS:
+        for number, par in enumerate(paragraphs, start=1):
+            context, breaks, answer_start = "", [], None
+            for k, ev in enumerate(par["events"]):
+                if k:
+                    context += SENT_JOIN.get(lang, " ")
+                text, spans, values = render(lang, ev)
+                if k == par["target"]:
+                    template, field = QUESTIONS[lang][ev["type"]][par["q"]]
+                    question, _ = fill(template, values)
+                    answer_text, answer_start = values[field], len(context) + spans[field][0]
+                breaks.append([len(context), len(context) + len(text)])
+                context += text
+            assert context[answer_start:answer_start + len(answer_text)] == answer_text
+            rows.append({"lang": lang, "context_id": f"{lang}_{number}", "context": context,
+                         "sentence_breaks": breaks,
+                         "qas": [{"id": par["xling_id"], "question": question,
+                                  "answers": [{"text": answer_text, "answer_start": answer_start}]}]})
+    return rows
+
+
+def _mewslix_entities() -> list[dict]:
+    rows = []
+    for i, city in enumerate(CITIES):
+        title = city["en"]
+        sents = [f"{title} is a city.", f"{title} has {CITY_ADJ['en'][i % 4]} streets."]
+        desc = " ".join(sents)
+        rows.append({"entity_id": f"Q{9100 + i}", "title": title, "description": desc,
+                     "sentence_spans": [{"start": 0, "end": len(sents[0])},
+                                        {"start": len(sents[0]) + 1, "end": len(desc)}],
+                     "description_language": "en",
+                     "description_url": f"https://en.wikipedia.org/wiki/Fixture_city_{i}"})
+    for i, person in enumerate(PEOPLE):
+        desc = f"{person['en']} is a person in a story."
+        rows.append({"entity_id": f"Q{9200 + i}", "title": person["en"], "description": desc,
+                     "sentence_spans": [{"start": 0, "end": len(desc)}], "description_language": "en",
+                     "description_url": f"https://en.wikipedia.org/wiki/Fixture_person_{i}"})
+    return rows
+
+
+def build_mewslix(lang: str, path: str) -> list[dict]:
+    """Mentions of cities in ``lang`` (Mewsli-X ContextualMentions rows), then every entity."""
+    rng = rng_for(path)
+    rows = []
+    for j in range(N_MEWSLIX_CONTEXTS):
+        ev = sample_event(rng, rng.choice(("travel", "buy", "born")))
+        other = sample_event(rng, "work", avoid={"p": {ev["p"]}})
+        if lang == "ja":
+            first, _ = fill("{p}は{c}に住んでいます。", {"p": PEOPLE[other["p"]]["ja"], "c": CITIES[other["c"]]["ja"]})
+            second, spans = fill(MEWSLIX_JA, {"p": PEOPLE[ev["p"]]["ja"], "y": str(ev["y"]),
+                                                 "c": CITIES[ev["c"]]["ja"]})
+        else:
+            first, _, _ = render(lang, other)
+            second, spans, values = render(lang, ev)
+        joiner = SENT_JOIN.get(lang, " ")
+        text = first + joiner + second
+        offset = len(first) + len(joiner)
+        start, end = spans["c"][0] + offset, spans["c"][1] + offset
+        rows.append({
+            "context": {"document_title": f"fixture {lang} {j}", "document_url": f"https://{lang}.wikinews.org/wiki/Fixture_{j}",
+                        "document_id": stable_hex("mewslix", lang, j, n=16), "language": lang, "text": text,
+                        "sentence_spans": [{"start": 0, "end": len(first)}, {"start": offset, "end": len(text)}]},
+            "mentions": [{"example_id": stable_hex("mewslix", lang, j, "m", n=32),
+                          "mention_span": {"start": start, "end": end, "text": text[start:end]},
+                          "entity_id": f"Q{9100 + ev['c']}"}],
+        })
+    return rows + _mewslix_entities()
+
+
+def plan_xtreme_r(p: dict) -> None:
+    """XTREME-R's own tasks (xcopa, mewslix, lareqa) and their English training data."""
+    p["xcopa/train.en.jsonl"] = lambda: build_copa("train", "en", N_TRAIN, "xcopa/train.en.jsonl")
+    p["xcopa/validation.en.jsonl"] = lambda: build_copa("validation", "en", N_EVAL, "xcopa/validation.en.jsonl")
+    for split in ("validation", "test"):
+        for lang in XCOPA_LANGS:
+            path = f"xcopa/{split}.{lang}.jsonl"
+            p[path] = (lambda s=split, l=lang, q=path: build_copa(s, l, N_EVAL, q, xcopa=True))
+    for lang in LAREQA_LANGS:  # each language's file holds the whole multilingual pool
+        p[f"lareqa/test.{lang}.jsonl"] = build_lareqa_pool
+    for lang in MEWSLIX_LANGS:
+        path = f"mewslix/test.{lang}.jsonl"
+        p[path] = (lambda l=lang, q=path: build_mewslix(l, q))
+
+
+# ---------------------------------------------------------------------------------------
+# Multilingual intermediate data: raw text for mlm, "machine-translated" intermediate tasks
+# ---------------------------------------------------------------------------------------
+
+MLM_LANGS = ("en", "de", "fr", "ru", "zh", "ar", "hi")
+MNLI_TRANSLATIONS = ("de", "ru", "zh", "ar", "hi")  # the languages with restated/negated forms
+SQUAD_TRANSLATIONS = ("de", "zh")
+
+
+def build_mlm(lang: str, n: int, path: str) -> list[dict]:
+    """n documents of 2-4 sentences about unrelated events (and now and then a city fact),
+    as {"text": ...} rows: the text field of the wikimedia/wikipedia schema."""
+    rng = rng_for(path)
+    rows = []
+    for _ in range(n):
+        sentences = []
+        for _ in range(rng.randint(2, 4)):
+            form = "fact" if rng.random() < 0.2 else "full"
+            ev = sample_event(rng, rng.choice(LANG_EVENT_TYPES[lang]))
+            sentences.append(render(lang, ev, form)[0])
+        rows.append({"text": SENT_JOIN.get(lang, " ").join(sentences)})
+    return rows
+
+
+def build_mnli_translation(lang: str, n: int, path: str, source: str = "mnli/train.jsonl") -> list[dict]:
+    """The English MNLI train file "translated": row i draws the same events, label and idx
+    as row i of ``source`` (same RNG, same draws, same de-duplication on the English text)
+    and renders them in ``lang``, as a machine-translated copy keeps rows and labels."""
+    rng = rng_for(source)
+    labels = balanced_labels(rng, n, 3)
+
+    def make(i):
+        state = rng.getstate()
+        english = nli_pair(rng, "en", labels[i])
+        after = rng.getstate()
+        rng.setstate(state)
+        premise, hypothesis = nli_pair(rng, lang, labels[i])
+        assert rng.getstate() == after  # rendering consumes no randomness: the draws match
+        return {"premise": premise, "hypothesis": hypothesis, "label": labels[i], "idx": i, "_en": english}
+
+    rows = unique_rows(rng, n, make, lambda r: r["_en"])
+    return [{k: v for k, v in r.items() if k != "_en"} for r in rows]
+
+
+def plan_multilingual(p: dict) -> None:
+    """Multilingual intermediate data: mlm text and machine-translated intermediate tasks."""
+    for lang in MLM_LANGS:
+        path = f"mlm/train.{lang}.jsonl"
+        p[path] = (lambda l=lang, q=path: build_mlm(l, N_TRAIN, q))
+    for lang in MNLI_TRANSLATIONS:
+        path = f"mnli/train.{lang}.jsonl"
+        p[path] = (lambda l=lang, q=path: build_mnli_translation(l, N_TRAIN, q))
+    for lang in SQUAD_TRANSLATIONS:  # SQuAD-style rows in the language (not row-parallel to English)
+        path = f"squad_v1/train.{lang}.jsonl"
+        p[path] = (lambda l=lang, q=path: build_squad("squad_v1", "train", l, N_TRAIN, q))
 
 
 README = """\
@@ -1380,8 +1587,16 @@ English intermediate tasks live in `<task>/<split>.jsonl` (anli_plus, mnli, qqp,
 squad_v2, hellaswag, cosmosqa, commonsenseqa, ccg, plus `ccg/tags.txt`, the sorted supertag
 list; the CCG rows are our own toy supertagged sentences since CCGbank is licensed), XTREME
 tasks in `<task>/<split>.<lang>.jsonl` (xnli, pawsx, udpos, panx, xquad, mlqa, tydiqa, bucc,
-tatoeba), with English training files `<task>/train.en.jsonl` and non-Latin scripts (Arabic,
+tatoeba; XTREME-R's xcopa in COPA rows, lareqa as XQuAD-R paragraphs with sentence breaks
+where every language's file holds the whole multilingual answer pool, mewslix as Mewsli-X
+mention rows followed by all candidate entities), with English training files `<task>/train.en.jsonl` and non-Latin scripts (Arabic,
 Devanagari, Cyrillic, Chinese, Japanese, Korean, Bengali, Telugu) in the other languages.
+Multilingual intermediate data: `mlm/train.<lang>.jsonl` (en de fr ru zh ar hi; 32 documents
+of a few sentences each as `{"text": ...}`, the text field of the wikimedia/wikipedia rows)
+for the `mlm` task, and translated training copies beside the English files for
+`<task>@<lang>`: `mnli/train.<lang>.jsonl` (de ru zh ar hi; row i is English row i with
+the same events and label rendered in that language) and `squad_v1/train.<lang>.jsonl`
+(de zh; SQuAD-style rows written in the language).
 """
 
 

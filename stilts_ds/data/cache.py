@@ -15,6 +15,7 @@ import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from stilts_ds import atomic
 from stilts_ds.errors import StiltsError
@@ -54,13 +55,18 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def data_fingerprint(source: str, path: Path | None = None) -> str:
-    """Local files: size and modification time (cheap for gigabyte splits). Hub: 'hub'
+def data_fingerprint(source: str, path: Path | Sequence[Path] | None = None) -> str:
+    """Local files: path, size and modification time of each (cheap for gigabyte splits; a
+    composite language has several files, and adding one changes the key). Hub: 'hub'
     (the datasets library versions its own cache)."""
     if path is None:
         return source
-    st = Path(path).stat()
-    return hashlib.sha256(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    parts = []
+    for p in paths:
+        st = Path(p).stat()
+        parts.append(f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
 def cache_path(cache_dir: Path | str, key: CacheKey) -> Path:

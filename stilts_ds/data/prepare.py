@@ -18,7 +18,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from stilts_ds.data import cache
-from stilts_ds.data.sources import FIXTURES_DIR, load_examples, load_labels, local_path, local_splits
+from stilts_ds.data.sources import FIXTURES_DIR, load_examples, load_labels, local_paths, local_splits
 from stilts_ds.errors import StiltsError
 from stilts_ds.tasks.features import Features, concat_features
 from stilts_ds.tasks.formats import get_format
@@ -110,7 +110,8 @@ def prepare(tasks: Sequence[TaskSpec], *, tokenizer, cache_dir: Path | str, sour
         bar.set_postfix_str(f"{spec.name}/{split}/{lang}")
         start = time.perf_counter()
         length = max_length_for(spec, max_length)
-        data_fp = cache.data_fingerprint(source, local_path(spec, split, lang, data_dir) if source == "local" else None)
+        files = [path for _, path in local_paths(spec, split, lang, data_dir)] if source == "local" else None
+        data_fp = cache.data_fingerprint(source, files)
         key = cache.CacheKey(spec.name, split, lang, tok_fp, length, data_fp)
         path = cache.cache_path(cache_dir, key)
         if path.exists() and not force:

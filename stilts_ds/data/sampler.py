@@ -2,9 +2,10 @@
 
 Three pieces, all pure numpy (no deepspeed, no ray), all seeded and resumable:
 
-- ``task_weights(sizes, strategy)`` turns example counts into a sampling distribution over
-  tasks: ``"proportional"`` (default), ``"temperature"`` (T5 / XLM-R style, with an optional
-  cap on huge tasks) or ``"uniform"``.
+- ``task_weights(sizes, strategy, fixed=...)`` turns example counts into a sampling
+  distribution over tasks: ``"proportional"`` (default), ``"temperature"`` (T5 / XLM-R
+  style, with an optional cap on huge tasks) or ``"uniform"``; ``fixed`` pins the share of
+  some tasks (``{"mlm": 0.2}``: one step in five is MLM) and the others split the rest.
 - ``TaskSampler(weights, seed)`` draws the task of each training step. Every rank builds it
   from the same weights and seed, so every rank picks the same task at every step and the
   ZeRO collectives of that step line up.
@@ -64,8 +65,14 @@ def task_weights(
     strategy: Strategy = "proportional",
     temperature: float = 2.0,
     cap: int | None = None,
+    fixed: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """Sampling probability per task, summing to 1, in the order of ``sizes``.
+
+    ``fixed`` (the config's ``weights``) gives some tasks a fixed share in (0, 1); the other
+    tasks split ``1 - sum(fixed)`` by ``strategy``. Raw text for MLM is counted in blocks,
+    not examples, so a size-based share would say nothing about how much MLM a run does:
+    a fixed share does. Listing every task asks for shares summing to 1.
 
     - ``proportional``: p_i = n_i / sum(n).
     - ``temperature``: p_i proportional to (n_i / N)^(1/T), renormalised; T = 1 is
@@ -94,6 +101,8 @@ def task_weights(
     ):
         raise SamplerError(f"temperature must be a positive finite number (1 = proportional), got {temperature!r}")
 
+    if fixed:
+        return _with_fixed_shares(sizes, fixed, strategy, temperature, cap)
     names = list(sizes)
     if strategy == "uniform":
         return {name: 1.0 / len(names) for name in names}
@@ -105,6 +114,30 @@ def task_weights(
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
     return {name: float(p) for name, p in zip(names, probs)}
+
+
+def _with_fixed_shares(sizes, fixed, strategy, temperature, cap) -> dict[str, float]:
+    unknown = sorted(set(fixed) - set(sizes))
+    if unknown:
+        raise SamplerError(f"weights name {unknown}, which are not trained in this phase (tasks: {list(sizes)}); "
+                           "list them under tasks or remove them from weights")
+    bad = {t: w for t, w in fixed.items()
+           if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or not 0 < w < 1}
+    if bad:
+        raise SamplerError(f"weights must be shares in (0, 1), got {bad}")
+    total = float(sum(fixed.values()))
+    rest = [t for t in sizes if t not in fixed]
+    if rest and total >= 1 - 1e-9:
+        raise SamplerError(f"weights {dict(fixed)} sum to {total:.3f} and leave nothing for {rest}; "
+                           "lower them (sum < 1) or give every task a weight")
+    if not rest and abs(total - 1) > 1e-6:
+        raise SamplerError(f"weights give every task a share but sum to {total:.3f}, not 1")
+    shares = {t: float(w) for t, w in fixed.items()}
+    if rest:
+        others = task_weights({t: sizes[t] for t in rest}, strategy, temperature=temperature, cap=cap)
+        shares.update({t: (1 - total) * p for t, p in others.items()})
+    norm = sum(shares.values())
+    return {t: shares[t] / norm for t in sizes}
 
 
 class TaskSampler:

@@ -6,10 +6,18 @@ Both sources yield rows of the same schema, so one reader serves both:
     examples = load_examples(get_task("xnli"), "test", "zh", source="hub")   # on a cluster
 
 A malformed local line is reported as ``file:line: what is wrong``; nothing is guessed.
+
+A composite language key (``mnli@en+de`` trains on ``"en+de"``; ``mlm`` on ``"xtreme"``) is
+read one real language at a time, each through its own file or hub parts, and the rows are
+joined; their guids get a ``<lang>:`` prefix so copies of one row in two languages stay
+distinct.
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -18,6 +26,8 @@ from stilts_ds.tasks.spec import HubPart, TaskSpec
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "resources" / "fixtures"
 SOURCES = ("local", "hub")
+
+log = logging.getLogger(__name__)
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
@@ -37,25 +47,53 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
+def _missing_hint(spec: TaskSpec, split: str, lang: str) -> str:
+    if spec.local_only_help:
+        return spec.local_only_help
+    try:
+        one = spec.components(lang)[0]  # a composite key: show the first language's call
+        parts = ", ".join(p.describe() for p in spec.hub_parts(split, one)) if spec.hub_parts else ""
+    except StiltsError:  # a derived task with no hub copy in this language
+        parts = ""
+    schema = f" ({parts})" if parts else ""
+    return (f"write the split there as JSON lines in the hub schema{schema}, see "
+            f"{FIXTURES_DIR / (spec.base or spec.name)} for examples" + (", or use --source hub" if parts else ""))
+
+
 def local_path(spec: TaskSpec, split: str, lang: str, data_dir: Path) -> Path:
+    """The local file of one real language (see ``local_paths`` for composite keys)."""
     path = Path(data_dir) / spec.local_file(split, lang)
     if not path.is_file():
-        hint = spec.local_only_help or (
-            f"write the split there as JSON lines in the hub schema ({', '.join(p.describe() for p in spec.hub_parts(split, lang))}), "
-            f"see {FIXTURES_DIR / spec.name} for examples, or use --source hub"
-        )
-        raise DataFileError(path, f"missing: task {spec.name!r} split {split!r} language {lang!r}. {hint}")
+        raise DataFileError(path, f"missing: task {spec.name!r} split {split!r} language {lang!r}. "
+                                  f"{_missing_hint(spec, split, lang)}")
     return path
 
 
+def local_paths(spec: TaskSpec, split: str, lang: str, data_dir: Path) -> list[tuple[str, Path]]:
+    """(language, file) for every language behind ``lang``. A composite key wants every
+    file, except a key in ``spec.partial_parts`` (mlm's default), which takes the languages
+    that have one and wants at least one."""
+    if lang not in spec.lang_parts:
+        return [(lang, local_path(spec, split, lang, data_dir))]
+    if lang not in spec.partial_parts:
+        return [(part, local_path(spec, split, part, data_dir)) for part in spec.lang_parts[lang]]
+    found = [(part, Path(data_dir) / spec.local_file(split, part)) for part in spec.lang_parts[lang]]
+    found = [(part, path) for part, path in found if path.is_file()]
+    if not found:
+        example = Path(data_dir) / spec.local_file(split, spec.lang_parts[lang][0])
+        raise DataFileError(example.parent, f"task {spec.name!r} split {split!r} has no file for any of "
+                                            f"{', '.join(spec.lang_parts[lang])}. {_missing_hint(spec, split, lang)}")
+    return found
+
+
 def local_splits(spec: TaskSpec, data_dir: Path) -> list[tuple[str, str]]:
-    """The (split, language) pairs of ``spec`` that have a file under ``data_dir``."""
-    return [
-        (split, lang)
-        for split, langs in spec.splits.items()
-        for lang in langs
-        if (Path(data_dir) / spec.local_file(split, lang)).is_file()
-    ]
+    """The (split, language) pairs of ``spec`` that have their file(s) under ``data_dir``."""
+    def present(split: str, lang: str) -> bool:
+        files = [Path(data_dir) / spec.local_file(split, part) for part in spec.components(lang)]
+        have = [f.is_file() for f in files]
+        return any(have) if lang in spec.partial_parts else all(have)
+
+    return [(split, lang) for split, langs in spec.splits.items() for lang in langs if present(split, lang)]
 
 
 def _read_rows(spec: TaskSpec, rows, split: str, lang: str, where) -> list:
@@ -77,7 +115,9 @@ def _read_rows(spec: TaskSpec, rows, split: str, lang: str, where) -> list:
 def _hub_rows(part: HubPart) -> Iterator[tuple[int, Mapping[str, Any]]]:
     try:
         import datasets  # imported here: the local path never needs it
-        ds = datasets.load_dataset(part.path, part.name, split=part.split)
+        ds = datasets.load_dataset(part.path, part.name, split=part.split, streaming=bool(part.take))
+        if part.take:
+            ds = itertools.islice(ds, part.take)
     except Exception as e:  # network, auth, renamed configs: all end the same way for a user
         raise StiltsError(
             f"could not load {part.describe()} from the hub ({type(e).__name__}: {e}). "
@@ -91,28 +131,45 @@ def _hub_rows(part: HubPart) -> Iterator[tuple[int, Mapping[str, Any]]]:
         yield i, row
 
 
-def load_examples(spec: TaskSpec, split: str, lang: str | None = None, *, source: str = "local",
-                  data_dir: Path | str | None = None) -> list:
-    """All examples of one (task, split, language); an unknown split or language raises."""
-    lang = spec.check(split, lang)
+def _load_one(spec: TaskSpec, split: str, lang: str, source: str, data_dir: Path | None,
+              path: Path | None) -> list:
+    """Examples of one real language."""
     if source == "local":
-        path = local_path(spec, split, lang, Path(data_dir or FIXTURES_DIR))
-
         def where(lineno, msg):
             return DataFileError(path, msg, lineno)
 
         return _read_rows(spec, iter_jsonl(path), split, lang, where)
-    if source == "hub":
-        if spec.hub_parts is None:
-            raise StiltsError(f"task {spec.name!r} has no hub source. {spec.local_only_help}")
-        examples: list = []
-        for part in spec.hub_parts(split, lang):
-            def where(row, msg, part=part):
-                return StiltsError(f"{part.describe()} row {row}: {msg}")
+    if spec.hub_parts is None:
+        raise StiltsError(f"task {spec.name!r} has no hub source. {spec.local_only_help}")
+    examples: list = []
+    for part in spec.hub_parts(split, lang):
+        def where(row, msg, part=part):
+            return StiltsError(f"{part.describe()} row {row}: {msg}")
 
-            examples.extend(_read_rows(spec, _hub_rows(part), split, lang, where))
-        return examples
-    raise StiltsError(f"unknown source {source!r}; use one of: {', '.join(SOURCES)}")
+        examples.extend(_read_rows(spec, _hub_rows(part), split, lang, where))
+    return examples
+
+
+def load_examples(spec: TaskSpec, split: str, lang: str | None = None, *, source: str = "local",
+                  data_dir: Path | str | None = None) -> list:
+    """All examples of one (task, split, language); an unknown split or language raises."""
+    lang = spec.check(split, lang)
+    if source not in SOURCES:
+        raise StiltsError(f"unknown source {source!r}; use one of: {', '.join(SOURCES)}")
+    if source == "local":
+        parts = local_paths(spec, split, lang, Path(data_dir or FIXTURES_DIR))
+    else:
+        parts = [(part, None) for part in spec.components(lang)]
+    if lang not in spec.lang_parts:
+        return _load_one(spec, split, lang, source, data_dir, parts[0][1])
+    examples: list = []
+    for part, path in parts:
+        rows = _load_one(spec, split, part, source, data_dir, path)
+        examples.extend(dataclasses.replace(ex, guid=f"{part}:{ex.guid}") for ex in rows)
+    if source == "local" and lang in spec.partial_parts:
+        log.info("task %s split %s: %d examples from %s", spec.name, split, len(examples),
+                 ", ".join(part for part, _ in parts))
+    return examples
 
 
 def load_labels(spec: TaskSpec, data_dir: Path | str | None = None) -> tuple[str, ...] | None:
@@ -120,7 +177,7 @@ def load_labels(spec: TaskSpec, data_dir: Path | str | None = None) -> tuple[str
     labels_file = spec.options.get("labels_file")
     if labels_file is None:
         return spec.labels
-    path = Path(data_dir or FIXTURES_DIR) / spec.name / labels_file
+    path = Path(data_dir or FIXTURES_DIR) / (spec.base or spec.name) / labels_file
     if not path.is_file():
         raise DataFileError(path, f"missing label list for task {spec.name!r}. {spec.local_only_help}")
     labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())

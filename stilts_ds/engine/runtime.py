@@ -106,13 +106,15 @@ class LocalRuntime(Runtime):
         self.run_dir = run_dir
         self.last_metrics: dict = {}
         if not dist.is_initialized():
-            # DeepSpeed needs a process group even alone; gloo on one rank costs nothing.
-            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+            # DeepSpeed needs a process group even alone; gloo on one rank costs nothing. Its
+            # store gets a fresh port, never an inherited MASTER_PORT: a parent process (a test
+            # run, a Ray job's driver) may hold that port with its own group.
+            port = _free_port()
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
             os.environ.setdefault("RANK", "0")
             os.environ.setdefault("LOCAL_RANK", "0")
             os.environ.setdefault("WORLD_SIZE", "1")
-            dist.init_process_group("gloo", rank=0, world_size=1)
+            dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
 
     @property
     def checkpoint_path(self) -> Path:

@@ -46,7 +46,9 @@ from stilts_ds.tasks.scoring import decode_outputs, primary_score, score_predict
 
 
 def build_model(encoder: str, tokenizer_name: str, heads: dict, head_dropout: float) -> MultiTaskModel:
-    specs = {t: HeadSpec(h["format"], int(h["num_labels"]), h.get("head")) for t, h in heads.items()}
+    # A job's head name wins; else the task's own (a translated copy, mnli@de, shares mnli's).
+    specs = {t: HeadSpec(h["format"], int(h["num_labels"]), h.get("head") or get_task(t).head_name)
+             for t, h in heads.items()}
     if encoder in PRESETS:  # random weights of a named architecture
         vocab = None if "vocab_size" in PRESETS[encoder] else len(load_tokenizer(tokenizer_name))
         return MultiTaskModel.build(model_config(encoder, vocab_size=vocab), specs, head_dropout=head_dropout)
@@ -128,7 +130,8 @@ def train_worker(job: dict) -> None:
 
     sizes = {t: len(f) for t, f in feats.items()}
     sampler = TaskSampler(task_weights(sizes, train["sampling"], temperature=train["temperature"],
-                                       cap=train["sampling_cap"]), seed=train["seed"])
+                                       cap=train["sampling_cap"], fixed=train.get("weights") or None),
+                          seed=train["seed"])
     batchers = {t: RowBatcher(n, micro, rank=rt.rank, world_size=rt.world_size, seed=train["seed"])
                 for t, n in sizes.items()}
     best = {"score": None, "step": None}
@@ -185,7 +188,12 @@ def train_worker(job: dict) -> None:
     while engine.global_steps < total:
         task = sampler.next()
         rows = batchers[task].next()
-        batch = fmts[task].collate(feats[task], rows).to(device)
+        if tasks[task]["head"]["format"] == "mlm":
+            # Masks drawn per batch, seeded by the run's seed and the sampler's step count
+            # (checkpointed), so a resumed run masks every batch as the first run did.
+            batch = fmts[task].collate(feats[task], rows, seed=train["seed"], step=sampler.steps).to(device)
+        else:
+            batch = fmts[task].collate(feats[task], rows).to(device)
         meter.start()
         out = engine(task, batch.tensors)
         engine.backward(out["loss"])

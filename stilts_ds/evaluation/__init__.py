@@ -15,8 +15,10 @@ from stilts_ds.evaluation.official_files import (
     read_bucc_pairs,
     read_labels,
     read_qa_predictions,
+    read_ranked_ids,
     read_squad_references,
     read_tags,
+    read_xcopa_labels,
 )
 from stilts_ds.evaluation.score import score_files
 
@@ -25,7 +27,9 @@ __all__ = [
     "read_bucc_pairs",
     "read_labels",
     "read_qa_predictions",
+    "read_ranked_ids",
     "read_squad_references",
     "read_tags",
+    "read_xcopa_labels",
     "score_files",
 ]

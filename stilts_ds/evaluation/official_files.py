@@ -21,6 +21,13 @@ Formats (as xtreme ``evaluate.py`` reads them; files are UTF-8, universal newlin
   Returns id -> list of answer texts in file order. Stricter than the official reader:
   a missing key, a wrong type or a duplicate question id is an error naming where.
 - QA predictions: a JSON object mapping question id -> answer text.
+- XCOPA labels (XTREME-R): JSON lines, one object with an integer "label" per example, in
+  order (predictions ``{"label": 0}`` as run_xcopa.py writes them; references the XCOPA rows
+  themselves), read like evaluate.py ``read_xcopa``; a line without "label" is an error.
+- ranked ids (XTREME-R Mewsli-X, LAReQA): one JSON object mapping a query id to a list of
+  ids: predictions ranked best first, references the gold ids (evaluate.py reads Mewsli-X
+  with ``read_squad``, which returns such an object unchanged). The official scorer has no
+  LAReQA file format (its language list for lareqa is empty); we use Mewsli-X's.
 - BUCC pairs: "source_id<TAB>target_id" per line. The official scorer splits each
   stripped line on tabs and would count a blank or malformed line as a (bogus) pair; we
   reject any line that does not have exactly two fields, naming file:line.
@@ -190,3 +197,37 @@ def read_bucc_pairs(path: PathLike) -> list[tuple[str, str]]:
             )
         pairs.append((fields[0], fields[1]))
     return pairs
+
+
+def read_xcopa_labels(path: PathLike) -> list[Any]:
+    """The "label" of every JSON line (blank lines skipped), as evaluate.py ``read_xcopa``."""
+    labels: list[Any] = []
+    for number, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ScoreInputError(f"{path}:{number}: invalid JSON: {error.msg}") from None
+        if not isinstance(row, dict) or "label" not in row:
+            raise ScoreInputError(
+                f"{path}:{number}: expected a JSON object with a 'label' key (e.g. {{\"label\": 1}}), "
+                f"got {line.strip()[:80]!r}"
+            )
+        labels.append(row["label"])
+    return labels
+
+
+def read_ranked_ids(path: PathLike) -> dict[str, list[str]]:
+    """Query id -> list of ids, from one JSON object (Mewsli-X / LAReQA files)."""
+    content = _load_json(path)
+    if not isinstance(content, dict):
+        raise ScoreInputError(
+            f"{path}: expected a JSON object mapping each query id to a list of ids, got {_json_type(content)}"
+        )
+    for qid, ids in content.items():
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ScoreInputError(
+                f"{path}: entry {qid!r} must be a list of id strings, got {json.dumps(ids)[:80]}"
+            )
+    return content

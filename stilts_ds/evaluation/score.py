@@ -13,7 +13,13 @@ accuracy, tatoeba_accuracy         read_labels for both files
 seqeval_f1, tag_accuracy           read_tags for both files
 squad_v1, squad_v2, mlqa           read_qa_predictions / read_squad_references
 bucc_f1                            read_bucc_pairs for both files
+accuracy, XCOPA (*.jsonl)          read_xcopa_labels for both files
+lareqa_map_at_20                   read_ranked_ids for both files
+mewslix_map_at_20                  read_ranked_ids for both files
 =================================  ===========================================
+
+XCOPA's metric is plain ``accuracy``; its files are JSON lines, so ``score_files`` takes
+``file_format="xcopa"`` (for callers that know the task) or recognises ``.jsonl`` names.
 
 As in xtreme ``evaluate.py``, label and tag files must hold the same number of
 examples/sentences (here a ``ScoreInputError`` naming both files and counts, there an
@@ -32,14 +38,18 @@ from stilts_ds.evaluation.official_files import (
     read_bucc_pairs,
     read_labels,
     read_qa_predictions,
+    read_ranked_ids,
     read_squad_references,
     read_tags,
+    read_xcopa_labels,
 )
 from stilts_ds.metrics import (
     METRICS,
     MLQA_LANGUAGES,
     accuracy,
     bucc_f1,
+    mean_average_precision_at_k,
+    mewslix_map_at_k,
     mlqa_em_f1,
     seqeval_f1,
     squad_v1_em_f1,
@@ -91,6 +101,32 @@ def _score_bucc(predictions_path: PathLike, references_path: PathLike) -> dict:
     return bucc_f1(read_bucc_pairs(references_path), read_bucc_pairs(predictions_path))
 
 
+def _score_xcopa(predictions_path: PathLike, references_path: PathLike) -> dict:
+    predictions = read_xcopa_labels(predictions_path)
+    references = read_xcopa_labels(references_path)
+    if len(predictions) != len(references):
+        raise ScoreInputError(
+            f"number of examples differs: {len(predictions)} labels in {predictions_path} "
+            f"(predictions) vs {len(references)} in {references_path} (references)"
+        )
+    return accuracy(references, predictions)
+
+
+def _score_lareqa(predictions_path: PathLike, references_path: PathLike) -> dict:
+    gold = {q: set(ids) for q, ids in read_ranked_ids(references_path).items()}
+    ranked = read_ranked_ids(predictions_path)
+    extra = [q for q in ranked if q not in gold]
+    if extra:
+        raise ScoreInputError(
+            f"{predictions_path}: {len(extra)} query ids are not in {references_path}, e.g. {extra[:3]}"
+        )
+    return mean_average_precision_at_k(ranked, gold, k=20)
+
+
+def _score_mewslix(predictions_path: PathLike, references_path: PathLike) -> dict:
+    return mewslix_map_at_k(read_ranked_ids(references_path), read_ranked_ids(predictions_path), k=20)
+
+
 _SCORERS: dict[str, Callable[[PathLike, PathLike], dict]] = {
     "accuracy": lambda p, r: _score_labels(accuracy, p, r),
     "tatoeba_accuracy": lambda p, r: _score_labels(tatoeba_accuracy, p, r),
@@ -99,6 +135,8 @@ _SCORERS: dict[str, Callable[[PathLike, PathLike], dict]] = {
     "squad_v1": lambda p, r: _score_qa(squad_v1_em_f1, p, r),
     "squad_v2": lambda p, r: _score_qa(squad_v2_em_f1, p, r),
     "bucc_f1": _score_bucc,
+    "lareqa_map_at_20": _score_lareqa,
+    "mewslix_map_at_20": _score_mewslix,
 }
 assert set(_SCORERS) | {"mlqa"} == set(METRICS), "every metric needs a file scorer"
 
@@ -108,8 +146,15 @@ def score_files(
     predictions_path: PathLike,
     references_path: PathLike,
     lang: str | None = None,
+    file_format: str | None = None,
 ) -> dict[str, Any]:
-    """Read both files with the metric's readers and return the metric's score dict."""
+    """Read both files with the metric's readers and return the metric's score dict.
+
+    ``file_format="xcopa"`` reads accuracy files as XCOPA JSON lines; with no format, an
+    accuracy file named ``*.jsonl`` (the XTREME-R name test-<lang>.jsonl) is read so too.
+    """
+    if file_format not in (None, "xcopa"):
+        raise ScoreInputError(f"unknown file_format {file_format!r}; known: xcopa")
     if metric not in METRICS:
         raise ScoreInputError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if metric == "mlqa":
@@ -126,6 +171,8 @@ def score_files(
 
         def scorer(p: PathLike, r: PathLike) -> dict:
             return _score_qa(lambda refs, preds: mlqa_em_f1(refs, preds, lang), p, r)
+    elif metric == "accuracy" and (file_format == "xcopa" or str(predictions_path).endswith(".jsonl")):
+        scorer = _score_xcopa
     else:
         scorer = _SCORERS[metric]
 

@@ -47,13 +47,11 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from stilts_ds.atomic import write_atomic
+from stilts_ds.atomic import atomic_directory, write_atomic
 from stilts_ds.inference.placement import (CLUSTER, LATENCIES, PARITY, THROUGHPUT, as_row, cluster_total,
                                           node_label, node_sort_key)
 
@@ -67,13 +65,14 @@ _MD_REASON_MAX = 400  # tracebacks belong in the JSONL; the table stays readable
 
 # ------------------------------------------------------------------ rows
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (numpy/torch scalars unwrapped, anything else as str)."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         try:
             return value.item()
@@ -87,7 +86,7 @@ def _jsonable(value: Any) -> Any:
 def prepare_rows(rows: Iterable[Any], *, cluster: bool = True) -> list[dict]:
     """Rows as JSON-able dicts with ``node`` labels, cluster rows added, in report order
     (engine, dtype, batch size, sequence length, node; cluster last)."""
-    out = [{k: _jsonable(v) for k, v in as_row(r).items()} for r in rows]
+    out = [{k: jsonable(v) for k, v in as_row(r).items()} for r in rows]
     for i, r in enumerate(out):
         missing = [k for k in ("engine", "status") if not r.get(k)]
         if missing:
@@ -229,12 +228,8 @@ def _series_name(r: Mapping[str, Any]) -> str:
 def _tensorboard(rows: Sequence[Mapping[str, Any]], tb_dir: Path, md: str) -> None:
     from stilts_ds.engine.tb_logger import MetricLogger, bench_tag
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{tb_dir.name}.", dir=tb_dir.parent))
-    try:
-        # mkdtemp makes it 0700; a TensorBoard server run by another user must read it.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+    # Written aside and swapped in: a TensorBoard server never sees half a report.
+    with atomic_directory(tb_dir, overwrite=True) as tmp:
         with MetricLogger(tmp, rank=0) as log:
             for r in rows:
                 if r.get("status") != "ok" or r.get("batch_size") is None:
@@ -246,16 +241,6 @@ def _tensorboard(rows: Sequence[Mapping[str, Any]], tb_dir: Path, md: str) -> No
                 if scalars:
                     log.scalars(scalars, step=int(r["batch_size"]))
             log.text("bench/report", md, step=0)
-        old = None
-        if tb_dir.exists():
-            old = tb_dir.parent / f".{tb_dir.name}.old.{os.getpid()}.{time.monotonic_ns()}"
-            tb_dir.rename(old)
-        tmp.rename(tb_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # ------------------------------------------------------------------ plots

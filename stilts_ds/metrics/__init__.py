@@ -14,7 +14,13 @@ a task spec may refer to (``stilts_ds.evaluation.score_files`` scores files by t
 names). This package imports nothing from torch, deepspeed, ray or ``stilts_ds.tasks``.
 """
 
-from stilts_ds.metrics.aggregate import task_score, xtreme_score
+from stilts_ds.metrics.aggregate import (
+    XTREME_R_GROUPS,
+    XTREME_R_LANGUAGES,
+    task_score,
+    xtreme_r_score,
+    xtreme_score,
+)
 from stilts_ds.metrics.classification import accuracy
 from stilts_ds.metrics.mlqa import (
     SUPPORTED_LANGUAGES as MLQA_LANGUAGES,
@@ -28,6 +34,7 @@ from stilts_ds.metrics.retrieval import (
     bucc_f1,
     bucc_pairs_above,
     mean_average_precision_at_k,
+    mewslix_map_at_k,
     tatoeba_accuracy,
 )
 from stilts_ds.metrics.squad import normalize_answer, squad_v1_em_f1, squad_v2_em_f1
@@ -42,6 +49,8 @@ METRICS: dict[str, str] = {
     "tag_accuracy": "token-level tagging accuracy, x100 (CCG supertags)",
     "bucc_f1": "F1/precision/recall of mined sentence-id pairs, x100 (BUCC)",
     "tatoeba_accuracy": "accuracy of retrieved sentence indices, x100 (Tatoeba)",
+    "lareqa_map_at_20": "mAP@20 of ranked answer sentences, every listed gold relevant, x100 (LAReQA)",
+    "mewslix_map_at_20": "mAP@20 (= MRR@20) of ranked entity ids against the first gold id, x100 (Mewsli-X)",
 }
 
 __all__ = [
@@ -52,7 +61,10 @@ __all__ = [
     "bucc_best_threshold",
     "bucc_f1",
     "bucc_pairs_above",
+    "XTREME_R_GROUPS",
+    "XTREME_R_LANGUAGES",
     "mean_average_precision_at_k",
+    "mewslix_map_at_k",
     "mixed_segmentation",
     "mlqa_em_f1",
     "mlqa_normalize_answer",
@@ -63,5 +75,6 @@ __all__ = [
     "tag_accuracy",
     "task_score",
     "tatoeba_accuracy",
+    "xtreme_r_score",
     "xtreme_score",
 ]

@@ -27,6 +27,13 @@ strings so that file contents ("3") and in-memory ints (3) agree.
 mAP@k is XTREME-R's LAReQA/Mewsli-X metric (xtreme ``utils_lareqa.average_precision_at_k``):
 per query, precision at each rank <= k that holds a not-yet-seen relevant document, summed
 and divided by min(#relevant, k); averaged over the gold queries; x100.
+
+``mewslix_map_at_k`` follows xtreme ``third_party/utils_mewslix.evaluate`` (called by
+``evaluate.py`` ``mewslix_map20``): the gold file lists one entity per mention, of which only
+the first, stripped, counts; predictions are cut to the top k; a mention without a
+prediction scores 0; predicted ids that are not gold mentions are ignored (the official
+script only counts them). With one relevant entity, its reciprocal rank equals AP@k, so it
+is mAP@k of the same function.
 """
 
 from __future__ import annotations
@@ -166,3 +173,22 @@ def mean_average_precision_at_k(
             seen.add(doc)
         total += precision_sum / min(len(relevant), k)
     return {f"map@{k}": total / len(gold) * 100}
+
+
+def mewslix_map_at_k(
+    gold: Mapping[str, Sequence[str]],
+    predictions: Mapping[str, Sequence[str]],
+    k: int = 20,
+) -> dict[str, float]:
+    """Mewsli-X mAP@k (x100): ``gold`` {mention id: [entity id, ...]} (first entry counts),
+    ``predictions`` {mention id: ranked entity ids}; key f"map@{k}"."""
+    single: dict[str, set] = {}
+    for example_id, labels in gold.items():
+        if isinstance(labels, str) or len(labels) == 0:
+            raise ValueError(
+                f"gold entry {example_id!r} must be a non-empty list of entity ids, got {labels!r}"
+            )
+        single[example_id] = {str(labels[0]).strip()}
+    # Official behaviour: ids that are not gold mentions are left out, not an error.
+    ranked = {q: list(v) for q, v in predictions.items() if q in single}
+    return mean_average_precision_at_k(ranked, single, k=k)

@@ -29,16 +29,13 @@ process only (rank 0); they are not collective.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
+from stilts_ds import atomic
 from stilts_ds.errors import StiltsError
 
 EXPORT_INFO = "stilts_export.json"
@@ -54,64 +51,14 @@ class ExportError(StiltsError, ValueError):
 # --------------------------------------------------------------------------- writing
 
 
-def _fsync_tree(root: Path) -> None:
-    # Rename only makes the export atomic if its files are on disk before the rename: a
-    # crash just after it must not leave a complete-looking directory of empty files.
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            with open(os.path.join(dirpath, name), "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # platforms that cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def atomic_directory(out_dir, overwrite: bool = False):
-    """Yield a temporary directory beside ``out_dir``; on success it becomes ``out_dir``.
-
-    On an exception the temporary directory is removed and ``out_dir`` is untouched. With
-    ``overwrite`` an existing ``out_dir`` is swapped out (renamed aside, the new one renamed
-    in, the old one deleted) and restored if the swap fails.
-    """
-    out_dir = Path(out_dir)
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if out_dir.exists() and not overwrite:
-        raise ExportError(f"{out_dir} already exists; remove it or pass overwrite=True")
-    # Same parent directory, hence the same filesystem: os.replace/rename is atomic there.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+    """``stilts_ds.atomic.atomic_directory``, with an existing export reported as ExportError."""
     try:
-        yield tmp
-        _fsync_tree(tmp)
-        if out_dir.exists():
-            if not overwrite:
-                raise ExportError(f"{out_dir} appeared while the export was being written; not replacing it")
-            old = parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(out_dir, old)
-            try:
-                os.rename(tmp, out_dir)
-            except BaseException:
-                os.rename(old, out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
-        _fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic.atomic_directory(out_dir, overwrite=overwrite) as tmp:
+            yield tmp
+    except atomic.DirectoryExistsError as e:
+        raise ExportError(str(e)) from None
 
 
 def _unwrap(model):

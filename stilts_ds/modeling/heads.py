@@ -28,6 +28,11 @@ over the targets that count. A batch with no target that counts gets a loss of 0
 still connected to the graph, not NaN (see ``masked_cross_entropy``).
 
 Retrieval (BUCC, Tatoeba) has no head: embeddings come from ``MultiTaskModel.embed``.
+
+Masked language modelling (format ``mlm``) uses ``MaskedLMHead``, which wraps the
+pretrained model's own LM head (XLM-R's ``lm_head``: dense, GELU, layer norm, decoder tied
+to the input embeddings). It is not in ``HEADS``/``make_head``: it is built from the
+encoder's checkpoint, not from a hidden size (``stilts_ds.modeling.multitask``).
 """
 from __future__ import annotations
 
@@ -201,6 +206,33 @@ class TaggingHead(nn.Module):
         return out
 
 
+class MaskedLMHead(nn.Module):
+    """Masked language modelling with a transformers LM head module (``lm_head`` maps hidden
+    states [..., H] to vocabulary logits [..., V]).
+
+    With ``labels`` (-100 except at the predicted positions) the head runs only on the
+    predicted positions: logits [M, V] for the M of them and the mean cross entropy. Full
+    [B, L, V] logits would cost B x L x 250k floats for XLM-R's vocabulary, mostly for
+    positions the loss ignores. Without labels: logits [B, L, V].
+    """
+
+    FORMAT = "mlm"
+
+    def __init__(self, lm_head: nn.Module):
+        super().__init__()
+        self.lm_head = lm_head
+
+    def forward(self, hidden_states: torch.Tensor, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        labels = tensors.get("labels")
+        if labels is None:
+            return {"logits": self.lm_head(hidden_states)}
+        keep = labels != IGNORE_INDEX
+        # Boolean indexing keeps the graph; with no predicted position the head still runs
+        # (on zero rows), so ZeRO-3 sees the same parameters used on every rank.
+        logits = self.lm_head(hidden_states[keep])
+        return {"logits": logits, "loss": masked_cross_entropy(logits, labels[keep])}
+
+
 HEADS: dict[str, type[nn.Module]] = {
     "pair_classification": ClassificationHead,
     "multiple_choice": MultipleChoiceHead,
@@ -214,6 +246,9 @@ def make_head(format: str, hidden_size: int, num_labels: int, dropout: float = 0
     choice and is ignored for span QA."""
     if format == "retrieval":
         raise StiltsError("retrieval tasks have no trained head; score them with MultiTaskModel.embed")
+    if format == MaskedLMHead.FORMAT:
+        raise StiltsError("the mlm head is the pretrained model's LM head: build it with MultiTaskModel.build, "
+                          "which loads it with the encoder")
     if format not in HEADS:
         raise StiltsError(f"no head for format {format!r}; known: {', '.join(HEADS)}")
     return HEADS[format](hidden_size, num_labels, dropout=dropout, initializer_range=initializer_range)

@@ -23,6 +23,12 @@ Usage::
     out = model("squad_v1", batch.tensors)    # {"loss", "start_logits", "end_logits"}
     emb = model.embed(batch.tensors, layer=14)   # [B, H] mean-pooled hidden layer 14
 
+Masked language modelling (``HeadSpec("mlm", 0)``, the ``mlm`` task) uses the checkpoint's
+own LM head: with an mlm task, ``build`` loads the encoder through ``AutoModelForMaskedLM``
+(``load_masked_lm``) and keeps its LM head, whose decoder stays tied to the encoder's input
+embeddings (one parameter); random-weight configs get a fresh, tied head. Every mlm task
+shares the head named ``mlm``'s module when they share the head name, as ``mlm@de`` does.
+
 Heads live in ``model.heads`` (an ``nn.ModuleDict`` keyed by head name) and the encoder in
 ``model.encoder`` (a transformers ``AutoModel``, any architecture: XLM-R, BERT, ...), so a
 state dict has ``encoder.*`` and ``heads.<head name>.*`` keys; a shared head appears once.
@@ -35,6 +41,7 @@ default, ``ignore_unused_parameters``).
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +51,15 @@ import torch
 from torch import nn
 
 from stilts_ds.errors import StiltsError
-from stilts_ds.modeling.heads import HEADS, make_head
+from stilts_ds.modeling.heads import HEADS, MaskedLMHead, make_head
 from stilts_ds.tasks.formats.retrieval import default_layer, mean_pool
 
 # The inputs a transformers encoder takes from a batch; everything else in Batch.tensors
 # (labels, positions, word_index) belongs to the head.
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MLM = MaskedLMHead.FORMAT
+
+log = logging.getLogger(__name__)
 
 
 class UnknownTaskError(StiltsError, KeyError):
@@ -74,7 +84,7 @@ class HeadSpec:
     head: str | None = None
 
     def __post_init__(self):
-        if self.format not in HEADS:
+        if self.format not in HEADS and self.format != MLM:
             hint = "; retrieval tasks need no head (use MultiTaskModel.embed)" if self.format == "retrieval" else ""
             raise StiltsError(f"no head for format {self.format!r}; known: {', '.join(HEADS)}{hint}")
         if self.head is not None and (not self.head or "." in self.head):
@@ -88,6 +98,8 @@ class HeadSpec:
         if num_labels is None:
             if spec.format == "span_qa":
                 num_labels = 2
+            elif spec.format == MLM:
+                num_labels = 0  # the vocabulary, taken from the encoder
             elif spec.format == "multiple_choice":
                 num_labels = int(spec.options["num_choices"])
             elif spec.labels is not None:
@@ -128,15 +140,9 @@ def _encoder_init_kwargs(config, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_encoder(encoder, **kwargs) -> nn.Module:
-    """A transformers encoder from a hub id or local directory (pretrained weights), a
-    config (random weights), or an already built module (returned as is)."""
-    from transformers import AutoConfig, AutoModel, PretrainedConfig
-
-    if isinstance(encoder, nn.Module):
-        return encoder
-    if isinstance(encoder, PretrainedConfig):
-        return AutoModel.from_config(encoder, **_encoder_init_kwargs(encoder, kwargs))
+def _checkpoint_name(encoder) -> str:
+    """A hub id or local directory as transformers wants it; a missing directory or one that
+    is no Hugging Face model is refused here, with the fix."""
     if not isinstance(encoder, (str, os.PathLike)):
         raise TypeError(f"encoder must be a hub id, a directory, a PretrainedConfig or a module, not {type(encoder).__name__}")
     path = Path(encoder).expanduser()
@@ -146,14 +152,85 @@ def load_encoder(encoder, **kwargs) -> nn.Module:
         raise StiltsError(f"no encoder directory at {name}; run the phase that exports it first, or fix the path")
     if path.is_dir() and not (path / "config.json").is_file():
         raise StiltsError(f"{name} is not a Hugging Face model directory (no config.json); pass an export written by save_encoder")
+    return name
+
+
+def _load_error(name: str, e: Exception) -> StiltsError:
+    return StiltsError(
+        f"could not load encoder {name!r} ({type(e).__name__}: {e}); pass a local directory "
+        "(a save_encoder export or save_pretrained output), or a hub id on a machine with hub access"
+    )
+
+
+def load_encoder(encoder, **kwargs) -> nn.Module:
+    """A transformers encoder from a hub id or local directory (pretrained weights), a
+    config (random weights), or an already built module (returned as is)."""
+    from transformers import AutoConfig, AutoModel, PretrainedConfig
+
+    if isinstance(encoder, nn.Module):
+        return encoder
+    if isinstance(encoder, PretrainedConfig):
+        return AutoModel.from_config(encoder, **_encoder_init_kwargs(encoder, kwargs))
+    name = _checkpoint_name(encoder)
     try:
         config = AutoConfig.from_pretrained(name)
         return AutoModel.from_pretrained(name, config=config, **_encoder_init_kwargs(config, kwargs))
     except (OSError, ValueError) as e:  # transformers: missing repo/file, no hub access, bad config
-        raise StiltsError(
-            f"could not load encoder {name!r} ({type(e).__name__}: {e}); pass a local directory "
-            "(a save_encoder export or save_pretrained output), or a hub id on a machine with hub access"
-        ) from e
+        raise _load_error(name, e) from e
+
+
+def _split_masked_lm(model) -> tuple[nn.Module, nn.Module, str]:
+    """(encoder, LM head module, the head's attribute name) of an ``AutoModelForMaskedLM``:
+    the encoder sits under ``base_model_prefix`` (XLM-R: ``roberta``), the head is the one
+    other child (XLM-R: ``lm_head``; BERT: ``cls``)."""
+    prefix = model.base_model_prefix
+    others = [(n, m) for n, m in model.named_children() if n != prefix]
+    if not hasattr(model, prefix) or len(others) != 1:
+        raise StiltsError(f"cannot find the encoder and the MLM head of {type(model).__name__} "
+                          f"(children: {[n for n, _ in model.named_children()]}); the mlm task needs a "
+                          "masked-LM architecture with one head module")
+    return getattr(model, prefix), others[0][1], others[0][0]
+
+
+def load_masked_lm(encoder, **kwargs) -> tuple[nn.Module, nn.Module]:
+    """(encoder, LM head) from ``AutoModelForMaskedLM``: a hub id or directory keeps the
+    checkpoint's pretrained LM head (XLM-R's ``lm_head``); a config builds both at random.
+    The head's decoder stays tied to the encoder's input embeddings (the same parameter),
+    as in the pretrained model. A checkpoint without LM head weights (a phase-1 encoder
+    export) gets a fresh head, with a warning."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig
+
+    init = {k: v for k, v in kwargs.items() if k != "add_pooling_layer"}  # masked-LM classes build no pooler
+    init.setdefault("dtype", torch.float32)
+    if isinstance(encoder, PretrainedConfig):
+        model = AutoModelForMaskedLM.from_config(encoder, **init)
+        base, head, _ = _split_masked_lm(model)
+        return base, head
+    name = _checkpoint_name(encoder)
+    try:
+        config = AutoConfig.from_pretrained(name)
+        model, info = AutoModelForMaskedLM.from_pretrained(name, config=config, output_loading_info=True, **init)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, e) from e
+    base, head, head_attr = _split_masked_lm(model)
+    missing = [k for k in info.get("missing_keys", ()) if k.startswith(f"{head_attr}.")]
+    if missing:
+        log.warning("%s has no trained MLM head (%s missing): the mlm task starts from a fresh LM head "
+                    "(expected for a phase-1 encoder export, not for a pretrained checkpoint)", name, missing[0])
+    return base, head
+
+
+def fresh_lm_head(encoder: nn.Module) -> nn.Module:
+    """A randomly initialised LM head for a built encoder, its decoder tied to the encoder's
+    input embeddings (for encoders passed in as modules)."""
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_config(encoder.config, dtype=next(encoder.parameters()).dtype)
+    _, head, _ = _split_masked_lm(model)
+    output = model.get_output_embeddings()
+    if getattr(encoder.config, "tie_word_embeddings", True) and output is not None:
+        output.weight = encoder.get_input_embeddings().weight
+    return head
 
 
 def _default_dropout(config) -> float:
@@ -168,7 +245,8 @@ def _default_dropout(config) -> float:
 class MultiTaskModel(nn.Module):
     """A shared encoder and task heads; ``forward(task, tensors)`` runs one task's batch."""
 
-    def __init__(self, encoder: nn.Module, tasks: Mapping[str, HeadSpec], *, head_dropout: float | None = None):
+    def __init__(self, encoder: nn.Module, tasks: Mapping[str, HeadSpec], *, head_dropout: float | None = None,
+                 lm_head: nn.Module | None = None):
         super().__init__()
         if not tasks:
             raise StiltsError("a MultiTaskModel needs at least one task")
@@ -188,6 +266,11 @@ class MultiTaskModel(nn.Module):
                 raise StiltsError(f"task name {task!r} cannot name a head; give it head=<name without '.'>")
             if head_name in owner:
                 _check_shareable(head_name, owner[head_name], tasks[owner[head_name]], task, spec)
+            elif spec.format == MLM:
+                # The checkpoint's LM head (load_masked_lm), else a fresh one tied to this encoder.
+                lm_head = lm_head if lm_head is not None else fresh_lm_head(encoder)
+                self.heads[head_name] = MaskedLMHead(lm_head)
+                owner[head_name] = task
             else:
                 try:
                     self.heads[head_name] = make_head(spec.format, config.hidden_size, spec.num_labels, dropout, init_range)
@@ -202,7 +285,11 @@ class MultiTaskModel(nn.Module):
         """Build from ``encoder``: a hub id or local directory (pretrained weights, e.g. a
         phase-1 export), a ``PretrainedConfig`` (random weights), or an encoder module.
         Heads are always fresh. ``encoder_kwargs`` go to ``from_pretrained``/``from_config``
-        (e.g. ``attn_implementation="eager"``)."""
+        (e.g. ``attn_implementation="eager"``). With an ``mlm`` task the encoder comes with
+        the checkpoint's LM head (``load_masked_lm``)."""
+        if any(spec.format == MLM for spec in tasks.values()) and not isinstance(encoder, nn.Module):
+            enc, lm_head = load_masked_lm(encoder, **encoder_kwargs)
+            return cls(enc, tasks, head_dropout=head_dropout, lm_head=lm_head)
         return cls(load_encoder(encoder, **encoder_kwargs), tasks, head_dropout=head_dropout)
 
     @property
@@ -267,7 +354,7 @@ def _check_shareable(head: str, first_task: str, first: HeadSpec, task: str, spe
     """Tasks may share a head only when one module fits both: same format, and the same
     label count where it sets the output size (not for multiple choice or span QA, whose
     outputs do not depend on it)."""
-    same_size = spec.format in ("multiple_choice", "span_qa") or spec.num_labels == first.num_labels
+    same_size = spec.format in ("multiple_choice", "span_qa", MLM) or spec.num_labels == first.num_labels
     if spec.format != first.format or not same_size:
         raise StiltsError(
             f"tasks {first_task!r} ({first.format}, {first.num_labels} labels) and {task!r} "

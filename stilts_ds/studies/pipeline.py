@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -68,32 +69,33 @@ class Study:
 
     def features(self, task: str, split: str, lang: str) -> Path:
         spec = get_task(task)
-        (item,) = prepare([spec], tokenizer=self.tokenizer, cache_dir=self.cfg.cache_dir(), source=self.cfg.data.source,
-                          data_dir=self.cfg.data.data_dir, splits=[split], langs=[lang],
+        source, data_dir = self.cfg.data.source_of(task)
+        (item,) = prepare([spec], tokenizer=self.tokenizer, cache_dir=self.cfg.cache_dir(), source=source,
+                          data_dir=data_dir, splits=[split], langs=[lang],
                           max_length=self._max_length(spec), progress=False)
         return item.path
 
     def prepare_all(self, specs) -> list:
         """Featurize every split of ``specs`` the data source has, at the study's lengths
         (one pass, one progress bar, per length)."""
-        by_length: dict[int, list] = {}
+        groups: dict[tuple, list] = {}
         for spec in specs:
-            by_length.setdefault(self._max_length(spec), []).append(spec)
+            groups.setdefault((self._max_length(spec), *self.cfg.data.source_of(spec.name)), []).append(spec)
         done = []
-        for length, group in by_length.items():
+        for (length, source, data_dir), group in groups.items():
             done += prepare(group, tokenizer=self.tokenizer, cache_dir=self.cfg.cache_dir(),
-                            source=self.cfg.data.source, data_dir=self.cfg.data.data_dir,
-                            max_length=length, progress=self.progress)
+                            source=source, data_dir=data_dir, max_length=length, progress=self.progress)
         return done
 
     def _langs(self, task: str, split: str) -> list[str]:
         """Every language of the split; with local data, those that have a file."""
         spec = get_task(task)
         langs = list(spec.splits[split])
-        if self.cfg.data.source == "local":
+        source, data_dir = self.cfg.data.source_of(task)
+        if source == "local":
             from stilts_ds.data.sources import FIXTURES_DIR, local_splits
 
-            present = set(local_splits(spec, Path(self.cfg.data.data_dir or FIXTURES_DIR)))
+            present = set(local_splits(spec, Path(data_dir or FIXTURES_DIR)))
             langs = [l for l in langs if (split, l) in present]
         return langs
 
@@ -104,8 +106,8 @@ class Study:
         elif spec.format == "span_qa":
             n = 2
         else:
-            n = len(load_labels(spec, self.cfg.data.data_dir))
-        return {"format": spec.format, "num_labels": n, "head": None}
+            n = len(load_labels(spec, self.cfg.data.source_of(task)[1]))
+        return {"format": spec.format, "num_labels": n, "head": spec.head}
 
     def _done(self, stage_dir: Path, payload: dict) -> bool:
         marker = stage_dir / DONE
@@ -121,7 +123,7 @@ class Study:
     def _mark_done(self, stage_dir: Path, payload: dict, extra: dict | None = None) -> None:
         write_atomic(stage_dir / DONE, json.dumps({"hash": _stage_hash(payload), **(extra or {})}, indent=2, default=str))
 
-    def _job(self, phase: str, train: TrainConfig, run_dir: Path, encoder: str, export_dir: Path,
+    def build_job(self, phase: str, train: TrainConfig, run_dir: Path, encoder: str, export_dir: Path,
              with_dev: bool) -> dict:
         """Everything a training worker needs, resolved and validated here."""
         cfg = self.cfg
@@ -129,7 +131,8 @@ class Study:
         tasks = {}
         rows = 0
         for task in train.tasks:
-            info = {"head": self._head(task), "train": str(self.features(task, "train", "en"))}
+            info = {"head": self._head(task),
+                    "train": str(self.features(task, "train", get_task(task).train_language))}
             if with_dev:
                 info["dev"] = str(self.features(task, "validation", "en"))
             tasks[task] = info
@@ -154,6 +157,16 @@ class Study:
             "eval_every": train.eval_every or (steps_per_epoch if with_dev else None),
             "eval_batch": cfg.evaluate.batch_size, "fault": self.fault,
         }
+
+    @staticmethod
+    def _cost(stage: Path, job: dict, started: float) -> dict:
+        """The worker's train summary plus what the stage cost: wall seconds (launch included)
+        and rows trained per second of the training loop."""
+        summary = json.loads((stage / "train_summary.json").read_text())
+        loop = summary.get("loop", {})
+        samples = loop.get("steps", 0) * job["ds_config"]["train_batch_size"]
+        return {**summary, "wall_seconds": time.perf_counter() - started, "train_samples": samples,
+                "train_samples_per_s": samples / loop["seconds"] if loop.get("seconds") else None}
 
     def _launch(self, worker, job: dict, name: str) -> None:
         storage, run_name = self.cfg.storage_path(), f"{self.cfg.name}-{name}"
@@ -180,9 +193,10 @@ class Study:
             self.say(f"phase 1: {export_dir} exists, skipping (--force reruns)")
             return str(export_dir)
         self.say(f"phase 1: intermediate training on {', '.join(cfg.intermediate.tasks)}")
-        job = self._job("intermediate", cfg.intermediate, stage, cfg.model.encoder, export_dir, with_dev=False)
+        job = self.build_job("intermediate", cfg.intermediate, stage, cfg.model.encoder, export_dir, with_dev=False)
+        started = time.perf_counter()
         self._launch(train_worker, job, "phase1")
-        self._mark_done(stage, payload)
+        self._mark_done(stage, payload, self._cost(stage, job, started))
         return str(export_dir)
 
     def _check_encoder(self, encoder: str) -> None:
@@ -207,9 +221,10 @@ class Study:
             self.say(f"phase 2: {model_dir} exists, skipping")
             return model_dir
         self.say(f"phase 2: fine-tuning {task} on its English training data")
-        job = self._job("finetune", recipe, stage, encoder, model_dir, with_dev=True)
+        job = self.build_job("finetune", recipe, stage, encoder, model_dir, with_dev=True)
+        started = time.perf_counter()
         self._launch(train_worker, job, f"phase2-{task}")
-        self._mark_done(stage, payload, json.loads((stage / "train_summary.json").read_text()))
+        self._mark_done(stage, payload, self._cost(stage, job, started))
         return model_dir
 
     def evaluate(self, encoder: str | None = None) -> dict:

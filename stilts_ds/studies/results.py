@@ -51,9 +51,10 @@ from typing import Mapping
 
 from stilts_ds.atomic import write_atomic
 from stilts_ds.errors import DataFileError, StiltsError
-from stilts_ds.metrics.aggregate import task_score, xtreme_score
+from stilts_ds.metrics.aggregate import XTREME_R_LANGUAGES, task_score, xtreme_r_score, xtreme_score
 
 RESERVED_KEYS = ("tasks", "task_scores", "xtreme_average")
+COMPUTED_KEYS = RESERVED_KEYS + ("xtreme_r_average", "xtreme_r")
 MISSING = "–"  # en dash, for a language a task does not report
 
 # The headline rule of stilts_ds.metrics.aggregate.task_score, spelled out here because the
@@ -108,11 +109,11 @@ def write_results(
             task_score(per_lang)
         except ValueError as err:  # name the task: aggregate's message only names metrics
             raise ResultsError(f"task {task!r}: {err}") from None
-    summary = xtreme_score(tasks)
-    out: dict = {"tasks": tasks, "task_scores": summary["tasks"], "xtreme_average": summary["xtreme_average"]}
+    out: dict = {"tasks": tasks, "task_scores": {t: task_score(p)["avg_metric"] for t, p in tasks.items()},
+                 **benchmark_averages(tasks)}
     for key, value in (extra or {}).items():
-        if key in RESERVED_KEYS:
-            raise ResultsError(f"extra field {key!r} would overwrite a computed field ({', '.join(RESERVED_KEYS)})")
+        if key in COMPUTED_KEYS:
+            raise ResultsError(f"extra field {key!r} would overwrite a computed field ({', '.join(COMPUTED_KEYS)})")
         out[key] = value
     try:
         # Serialise before opening any file, so a bad extra value leaves nothing behind.
@@ -120,6 +121,30 @@ def write_results(
     except (TypeError, ValueError) as err:
         raise ResultsError(f"extra fields must be JSON-serialisable with finite numbers: {err}") from None
     write_atomic(Path(path_json), text)
+    return out
+
+
+def benchmark_averages(tasks: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict:
+    """``xtreme_average`` over the XTREME tasks present (each over XTREME's own languages: the
+    XTREME-R additions to a shared task are left out), None without any; with any XTREME-R
+    task, ``xtreme_r`` (its task, group and missing-language report) and ``xtreme_r_average``
+    (over XTREME-R's languages; None until all ten of its tasks are scored, as the official
+    script does)."""
+    from stilts_ds.tasks.xtreme import XTREME_R_EXTRA, XTREME_TASKS
+
+    xtreme = {}
+    for spec in XTREME_TASKS:
+        per_lang = {l: m for l, m in tasks.get(spec.name, {}).items() if l not in XTREME_R_EXTRA.get(spec.name, ())}
+        if per_lang:
+            xtreme[spec.name] = per_lang
+    out: dict = {"xtreme_average": xtreme_score(xtreme)["xtreme_average"] if xtreme else None}
+    xtreme_r = {t: {l: m for l, m in per_lang.items() if l in XTREME_R_LANGUAGES[t]}
+                for t, per_lang in tasks.items() if t in XTREME_R_LANGUAGES}
+    xtreme_r = {t: p for t, p in xtreme_r.items() if p}
+    if any(t not in {s.name for s in XTREME_TASKS} for t in xtreme_r):  # an XTREME-R-only task is present
+        summary = xtreme_r_score(xtreme_r)
+        out["xtreme_r_average"] = summary["xtreme_r_average"]
+        out["xtreme_r"] = {k: v for k, v in summary.items() if k != "xtreme_r_average"}
     return out
 
 
@@ -169,8 +194,8 @@ def _shape_problem(data) -> str | None:
                 return f"tasks.{task}.{lang} is not an object of numbers"
     if not isinstance(scores, dict) or set(scores) != set(tasks) or not all(_is_number(v) for v in scores.values()):
         return "'task_scores' does not hold one number per task"
-    if not _is_number(data["xtreme_average"]):
-        return "'xtreme_average' is not a number"
+    if not _is_number(data["xtreme_average"]) and data["xtreme_average"] is not None:
+        return "'xtreme_average' is not a number (or null: no XTREME task scored)"
     return None
 
 
@@ -215,13 +240,21 @@ def results_markdown(results_dict: Mapping, decimals: int = 1) -> str:
         avg = " / ".join(fmt(averages.get(f"avg_{m}")) for m in shown)
         label = " / ".join(_LABELS.get(m, m) for m in shown)
         lines.append("| " + " | ".join([task, label, *cells, avg]) + " |")
-    n = len(tasks)
     has_qa = any(_shown_metrics(task, per_lang) == _QA_METRICS for task, per_lang in tasks.items())
+    from stilts_ds.tasks.xtreme import XTREME_TASKS
+
+    n = sum(1 for spec in XTREME_TASKS if spec.name in tasks)
     lines.append("")
     lines.append(
         f"**XTREME average: {fmt(results_dict['xtreme_average'])}** "
-        f"(mean over {n} task{'s' if n != 1 else ''}{'; QA tasks count (EM + F1) / 2' if has_qa else ''})"
+        f"(mean over {n} XTREME task{'s' if n != 1 else ''}{'; QA tasks count (EM + F1) / 2' if has_qa else ''})"
     )
+    if "xtreme_r" in results_dict:
+        report = results_dict["xtreme_r"]
+        missing = report.get("missing_tasks") or []
+        why = f" (missing: {', '.join(missing)})" if missing else " (mean over its ten tasks)"
+        lines.append("")
+        lines.append(f"**XTREME-R average: {fmt(results_dict.get('xtreme_r_average'))}**{why}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,11 @@
 """The trade-off report: accuracy of each intermediate-training arm beside what serving costs.
 
+    stilts-ds report --study runs/quickstart --output runs/quickstart/report
     stilts-ds report --results english-mt=runs/quickstart/results.json \
         --results baseline=runs/baseline/results.json --bench runs/bench/bench.jsonl --output runs/report
+
+``--study`` reads a study's run dir: every arm of its ``arms.json`` (what phase 1 trained on,
+English-only or multilingual, and its cost, beside its accuracy) and its ``bench*/bench.jsonl``.
 
 Accuracy comes from the study's ``results.json`` files (one per arm: the XTREME average and
 the per-task scores); efficiency from ``bench.jsonl`` files of ``stilts-ds bench`` (the
@@ -69,16 +73,38 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def study_inputs(study_dir: Path) -> tuple[dict[str, Path], list[Path], dict[str, dict]]:
+    """(results per arm, bench files, arm info) found in a study's run dir: the arms of
+    ``arms.json`` (or the single ``results.json``) and ``bench*/bench.jsonl``."""
+    from stilts_ds.studies.arms import COMPARISON, load_comparison
+
+    study_dir = Path(study_dir)
+    if (study_dir / COMPARISON).is_file():
+        info = {r["arm"]: r for r in load_comparison(study_dir / COMPARISON)}
+        results = {arm: Path(r["results"]) for arm, r in info.items()}
+    elif (study_dir / "results.json").is_file():
+        info, results = {}, {study_dir.name: study_dir / "results.json"}
+    else:
+        raise DataFileError(study_dir, f"holds neither {COMPARISON} nor results.json: run `stilts-ds pipeline` "
+                                       "with this output_dir first")
+    return results, sorted(study_dir.glob("bench*/bench.jsonl")), info
+
+
 def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_dir: Path,
-                 *, title: str = "Intermediate training: accuracy vs serving cost") -> dict[str, Path]:
+                 *, title: str = "Intermediate training: accuracy vs serving cost",
+                 arm_info: Mapping[str, Mapping] | None = None) -> dict[str, Path]:
+    """``arm_info`` (rows of arms.json) adds what phase 1 trained on and what it cost."""
     arms = {name: load_results(Path(p)) for name, p in results.items()}
+    arm_info = arm_info or {}
     serving = serving_costs(bench_paths)
     tasks = sorted({t for r in arms.values() for t in r.get("task_scores", {})})
     rows = []
     for arm, res in arms.items():
+        info = arm_info.get(arm, {})
         for s in serving or [None]:
             rows.append({
-                "arm": arm, "xtreme_average": res["xtreme_average"],
+                "arm": arm, "phase1_data": info.get("data"), "phase1_samples_per_s": info.get("phase1_samples_per_s"),
+                "xtreme_average": res["xtreme_average"],
                 **{f"score_{t}": res.get("task_scores", {}).get(t) for t in tasks},
                 "engine": s.engine if s else None, "dtype": s.dtype if s else None,
                 "throughput_samples_per_s": s.throughput_samples_per_s if s else None,
@@ -94,8 +120,15 @@ def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_d
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    paths = {"csv": write_atomic(out_dir / "tradeoff.csv", buf.getvalue()),
-             "md": write_atomic(out_dir / "tradeoff.md", _markdown(rows, tasks, title))}
+    md = _markdown(rows, tasks, title)
+    paths = {"csv": write_atomic(out_dir / "tradeoff.csv", buf.getvalue())}
+    if arm_info:
+        from stilts_ds.studies.arms import comparison_markdown, comparison_png
+
+        infos = [arm_info[a] for a in arms if a in arm_info]
+        md += "\n" + comparison_markdown(infos, title="Arms side by side: English-only vs multilingual phase 1")
+        paths["arms_png"] = write_atomic(out_dir / "arms.png", comparison_png(infos, title="Scores per arm"))
+    paths["md"] = write_atomic(out_dir / "tradeoff.md", md)
     if serving:
         paths["pareto_png"] = write_atomic(out_dir / "pareto.png", _pareto_png(rows, title))
     return paths
@@ -106,12 +139,14 @@ def _fmt(v, spec=".1f"):
 
 
 def _markdown(rows, tasks, title) -> str:
-    head = ["arm", "XTREME avg", *tasks, "engine", "dtype", "samples/s (best batch)", "p50 ms @1", "Pareto"]
+    head = ["arm", "phase-1 data", "phase-1 rows/s", "XTREME avg", *tasks, "engine", "dtype",
+            "samples/s (best batch)", "p50 ms @1", "Pareto"]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         thr = "–" if r["throughput_samples_per_s"] is None else \
             f"{r['throughput_samples_per_s']:,.1f} (B={r['best_batch_size']})"
-        cells = [r["arm"], _fmt(r["xtreme_average"]), *[_fmt(r[f"score_{t}"]) for t in tasks],
+        cells = [r["arm"], r["phase1_data"] or "–", _fmt(r["phase1_samples_per_s"]), _fmt(r["xtreme_average"]),
+                 *[_fmt(r[f"score_{t}"]) for t in tasks],
                  r["engine"] or "–", r["dtype"] or "–", thr, _fmt(r["latency_ms_p50_batch1"], ".2f"),
                  "yes" if r["pareto"] else ""]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -127,7 +162,11 @@ def _pareto_png(rows, title) -> bytes:
     ax = fig.add_subplot(1, 1, 1)
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
-        ax.scatter([r["throughput_samples_per_s"] for r in mine], [r["xtreme_average"] for r in mine], label=arm)
+        # Multilingual arms as triangles, English-only as circles: the comparison the study is about.
+        marker = "^" if (mine[0]["phase1_data"] or "").startswith("multilingual") else "o"
+        label = f"{arm} ({mine[0]['phase1_data']})" if mine[0]["phase1_data"] else arm
+        ax.scatter([r["throughput_samples_per_s"] for r in mine], [r["xtreme_average"] for r in mine],
+                   label=label, marker=marker)
         for r in mine:
             ax.annotate(f"{r['engine']} {r['dtype']}", (r["throughput_samples_per_s"], r["xtreme_average"]),
                         fontsize=7, xytext=(3, 3), textcoords="offset points")

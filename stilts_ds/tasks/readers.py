@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from stilts_ds.tasks.formats import multiple_choice, pair_classification, retrieval, span_qa, tagging
+from stilts_ds.tasks.formats import mlm, multiple_choice, pair_classification, retrieval, span_qa, tagging
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")  # GLUE/SNLI/ANLI ids 0, 1, 2
 QQP_LABELS = ("not_duplicate", "duplicate")
@@ -143,3 +143,14 @@ def tatoeba(record: Mapping, split: str, lang: str, index: int):
         retrieval.Example(f"trg-{index}", record["target_sentence"], retrieval.TARGET, "en"),
         retrieval.Example(f"src-{index}", record["source_sentence"], retrieval.SOURCE, lang, f"trg-{index}"),
     ]
+
+
+def text(record: Mapping, split: str, lang: str, index: int):
+    """Raw text for masked language modelling: a ``text`` field, as in wikimedia/wikipedia
+    rows (``id``, ``url``, ``title`` may be present and are ignored). Blank text is skipped."""
+    value = record["text"]
+    if not isinstance(value, str):
+        raise ValueError(f"'text' must be a string, got {type(value).__name__}")
+    if not value.strip():
+        return None
+    return mlm.Example(_guid(split, lang, index), value, lang)

@@ -51,6 +51,8 @@ def decode_outputs(spec: TaskSpec, feats: Features, outputs: Mapping[str, np.nda
     if spec.format == "retrieval":
         if spec.metric == "tatoeba_accuracy":
             return retrieval.decode_tatoeba(feats, outputs["embeddings"])
+        if spec.metric in retrieval.MAP_METRICS:  # XTREME-R LAReQA / Mewsli-X: top-20 ranking
+            return retrieval.decode_ranked(feats, outputs["embeddings"], k=retrieval.RANK_K)
         cands = retrieval.mine_bucc_candidates(feats, outputs["embeddings"])
         if bucc_threshold is None:
             return cands  # the caller tunes the threshold on these (validation)

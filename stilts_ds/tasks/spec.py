@@ -11,6 +11,11 @@ Two sources stand behind every task and feed the same reader:
 * a local directory in the same row schema, one JSON object per line:
   ``<root>/<task>/<split>.jsonl`` for English intermediate tasks and
   ``<root>/<task>/<split>.<lang>.jsonl`` for XTREME tasks (see ``local_file``).
+
+Derived tasks (``stilts_ds.tasks.multilingual``: ``mlm``, ``mnli@de``, ``mnli@en+de``) use
+two more fields: ``local_layout`` (their files sit beside the base task's) and
+``lang_parts`` (a *composite language*: one key such as ``"en+de"`` whose rows are the
+union of several languages' files or hub parts, read one language at a time).
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from stilts_ds.errors import StiltsError
 
 INTERMEDIATE = "intermediate"
 XTREME = "xtreme"
+# Continued MLM: trained in phase 1 beside the intermediate tasks, but not one of the nine.
+MULTILINGUAL = "multilingual"
 
 
 @dataclass(frozen=True)
@@ -37,10 +44,14 @@ class HubPart:
     split: str
     where: tuple[str, Any] | None = None
     id_prefix: str | None = None
+    # Read only the first ``take`` rows, streamed: corpora (Wikipedia) are far larger than
+    # what continued MLM needs, and streaming avoids downloading a whole dump.
+    take: int | None = None
 
     def describe(self) -> str:
         cfg = f", {self.name!r}" if self.name else ""
-        return f"load_dataset({self.path!r}{cfg}, split={self.split!r})"
+        stream = f", streaming=True).take({self.take}" if self.take else ""
+        return f"load_dataset({self.path!r}{cfg}, split={self.split!r}{stream})"
 
 
 class UnknownSplitError(StiltsError):
@@ -58,7 +69,7 @@ class TaskSpec:
     """
 
     name: str
-    kind: str  # INTERMEDIATE or XTREME
+    kind: str  # INTERMEDIATE, XTREME or MULTILINGUAL
     format: str  # a module name in stilts_ds.tasks.formats
     metric: str  # a name in stilts_ds.metrics.METRICS
     description: str
@@ -72,6 +83,17 @@ class TaskSpec:
     local_only_help: str | None = None
     # The English data an XTREME task is trained on, in words (for `stilts-ds tasks`).
     train_source: str | None = None
+    # Derived tasks: the registry task this one is derived from (``mnli`` for ``mnli@de``)
+    # and the head it trains (shared by name with the base task's).
+    base: str | None = None
+    head: str | None = None
+    # ``(split, lang) -> path`` relative to the data root, when not the default layout.
+    local_layout: Callable[[str, str], str] | None = None
+    # Composite languages: key -> the languages whose rows it unites, read one by one.
+    lang_parts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Composite keys whose local files are optional (the languages that have a file are
+    # used, at least one): ``mlm``'s default, the XTREME languages.
+    partial_parts: frozenset = frozenset()
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -106,8 +128,30 @@ class TaskSpec:
             )
         return lang
 
+    @property
+    def head_name(self) -> str:
+        """The head this task trains: its own, or the one it shares (``mnli@de`` -> ``mnli``)."""
+        return self.head or self.name
+
+    @property
+    def train_language(self) -> str:
+        """The language key of the training split: ``en`` for the study's English tasks, the
+        translation (``de``) or composite key (``en+de``, ``xtreme``) for derived ones."""
+        langs = self.splits.get("train", ())
+        return langs[0] if len(langs) == 1 else "en"
+
+    def components(self, lang: str) -> tuple[str, ...]:
+        """The real languages behind a language key (itself, unless it is composite)."""
+        return tuple(self.lang_parts.get(lang, (lang,)))
+
     def local_file(self, split: str, lang: str) -> str:
-        """Path of the split's file relative to a local data root."""
+        """Path of the split's file relative to a local data root (``lang``: one real
+        language; a composite key has one file per ``components(lang)``)."""
+        if lang in self.lang_parts:
+            raise ValueError(f"{lang!r} is a composite language of {self.name!r}: ask for each of "
+                             f"{', '.join(self.lang_parts[lang])}")
+        if self.local_layout is not None:
+            return self.local_layout(split, lang)
         if self.kind == INTERMEDIATE:
             return f"{self.name}/{split}.jsonl"
         return f"{self.name}/{split}.{lang}.jsonl"

@@ -1,6 +1,12 @@
 """The nine XTREME target tasks (Hu et al., 2020), as TaskSpecs.
 
-Languages follow the official evaluate.py. Training data is English only, through the
+Languages follow the official evaluate.py; XTREME-R's wider lists are added where a hub copy
+in the same row schema exists, and marked as such (``XTREME_R_EXTRA``): PAN-X + 8 languages
+from unimelb-nlp/wikiann (the Rahimi et al. 2019 splits XTREME's PAN-X is built from), XQuAD +
+Romanian from google/xquad, Tatoeba + 5 languages from mteb/tatoeba-bitext-mining (LASER's
+Tatoeba v1, the files XTREME reads). XTREME-R's UD-POS additions (lt pl uk wo ro, from UD 2.7)
+have no hub copy in the XTREME schema and are not registered; ``xtreme_r_score`` reports
+them as missing. The XTREME aggregate keeps XTREME's own lists. Training data is English only, through the
 study's mapping: xnli learns from MNLI, xquad and mlqa from SQuAD v1.1; bucc and tatoeba
 have no training split (the phase-1 encoder is scored directly). Model selection uses the
 English ``validation`` split only.
@@ -31,6 +37,13 @@ UDPOS_CONFIG = {
 UDPOS_LANGS = tuple(UDPOS_CONFIG)
 UDPOS_NO_DEV = {"kk", "th", "tl", "yo"}  # UD 2.5 has no dev treebank for these
 XQUAD_LANGS = tuple("ar de el en es hi ru th tr vi zh".split())
+# XTREME-R's additions with a hub source (see the module docstring); udpos' have none.
+WIKIANN_HUB = "unimelb-nlp/wikiann"
+PANX_XTREME_R = tuple("qu pl uk az lt pa gu ro".split())
+XQUAD_XTREME_R = ("ro",)
+TATOEBA_XTREME_R = {"az": "aze", "lt": "lit", "pl": "pol", "uk": "ukr", "ro": "ron"}
+UDPOS_XTREME_R_UNAVAILABLE = tuple("lt pl uk wo ro".split())
+XTREME_R_EXTRA = {"panx": PANX_XTREME_R, "xquad": XQUAD_XTREME_R, "tatoeba": tuple(TATOEBA_XTREME_R)}
 MLQA_LANGS = tuple("ar de en es hi vi zh".split())
 # TyDiQA-GoldP ids start with the language's English name.
 TYDIQA_PREFIX = {
@@ -62,7 +75,15 @@ def _per_lang(config_of):
     return lambda split, lang: [HubPart(XTREME_HUB, config_of(lang), split)]
 
 
+def _panx(split, lang):
+    if lang in PANX_XTREME_R:  # same rows (tokens, ner_tags with PAN-X's tag ids) and splits
+        return [HubPart(WIKIANN_HUB, lang, split)]
+    return [HubPart(XTREME_HUB, f"PAN-X.{lang}", split)]
+
+
 def _xquad(split, lang):
+    if split == "test" and lang in XQUAD_XTREME_R:
+        return [HubPart("google/xquad", f"xquad.{lang}", "validation")]
     return {"train": [SQUAD_TRAIN], "validation": [SQUAD_DEV]}.get(split) or [
         HubPart(XTREME_HUB, f"XQuAD.{lang}", "validation")  # the hub stores XQuAD as 'validation'
     ]
@@ -82,7 +103,15 @@ def _tydiqa(split, lang):
 
 
 def _tatoeba(split, lang):
+    if lang in TATOEBA_XTREME_R:  # sentence1 = the language, sentence2 = English, same order
+        return [HubPart("mteb/tatoeba-bitext-mining", f"{TATOEBA_XTREME_R[lang]}-eng", "test")]
     return [HubPart(XTREME_HUB, f"tatoeba.{TATOEBA_CONFIG[lang]}", "validation")]
+
+
+def _tatoeba_reader(record, split, lang, index):
+    if "sentence1" in record:  # mteb/tatoeba-bitext-mining rows
+        record = {"source_sentence": record["sentence1"], "target_sentence": record["sentence2"]}
+    return readers.tatoeba(record, split, lang, index)
 
 
 XTREME_TASKS = [
@@ -101,7 +130,8 @@ XTREME_TASKS = [
     ),
     TaskSpec(
         name="udpos", kind=XTREME, format="tagging", metric="seqeval_f1",
-        description="Universal Dependencies v2.5 POS tagging", reader=readers.udpos,
+        description="Universal Dependencies v2.5 POS tagging (XTREME-R's UD 2.7 lt pl uk wo ro: no hub copy)",
+        reader=readers.udpos,
         hub_parts=_per_lang(lambda l: f"udpos.{UDPOS_CONFIG[l]}"),
         splits={"train": EN, "validation": tuple(l for l in UDPOS_LANGS if l not in UDPOS_NO_DEV),
                 "test": UDPOS_LANGS},
@@ -109,15 +139,16 @@ XTREME_TASKS = [
     ),
     TaskSpec(
         name="panx", kind=XTREME, format="tagging", metric="seqeval_f1",
-        description="PAN-X (WikiANN) NER in 40 languages", reader=readers.panx,
-        hub_parts=_per_lang(lambda l: f"PAN-X.{l}"),
-        splits={"train": EN, "validation": PANX_LANGS, "test": PANX_LANGS},
+        description="PAN-X (WikiANN) NER in 40 languages + 8 of XTREME-R", reader=readers.panx,
+        hub_parts=_panx,
+        splits={"train": EN, "validation": PANX_LANGS + PANX_XTREME_R, "test": PANX_LANGS + PANX_XTREME_R},
         labels=readers.PANX_TAGS, train_source="PAN-X en",
     ),
     TaskSpec(
         name="xquad", kind=XTREME, format="span_qa", metric="squad_v1",
-        description="XQuAD, extractive QA in 11 languages", reader=readers.squad, hub_parts=_xquad,
-        splits={"train": EN, "validation": EN, "test": XQUAD_LANGS}, train_source="SQuAD v1.1",
+        description="XQuAD, extractive QA in 11 languages + ro of XTREME-R", reader=readers.squad,
+        hub_parts=_xquad, splits={"train": EN, "validation": EN, "test": XQUAD_LANGS + XQUAD_XTREME_R},
+        train_source="SQuAD v1.1",
     ),
     TaskSpec(
         name="mlqa", kind=XTREME, format="span_qa", metric="mlqa",
@@ -137,7 +168,8 @@ XTREME_TASKS = [
     ),
     TaskSpec(
         name="tatoeba", kind=XTREME, format="retrieval", metric="tatoeba_accuracy",
-        description="Tatoeba sentence retrieval into English, 36 languages", reader=readers.tatoeba,
-        hub_parts=_tatoeba, splits={"test": tuple(TATOEBA_CONFIG)}, train_source=None,
+        description="Tatoeba sentence retrieval into English, 36 languages + 5 of XTREME-R",
+        reader=_tatoeba_reader, hub_parts=_tatoeba,
+        splits={"test": tuple(TATOEBA_CONFIG) + tuple(TATOEBA_XTREME_R)}, train_source=None,
     ),
 ]

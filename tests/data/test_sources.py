@@ -71,6 +71,6 @@ def test_every_fixture_split_loads(fixtures_dir):
         assert pairs, spec.name
         for split, lang in pairs:
             assert load_examples(spec, split, lang), (spec.name, split, lang)
-        if spec.kind == "xtreme":
+        if spec.kind == "xtreme" and spec.name != "xcopa":  # no XCOPA language but zh is renderable
             langs = {lang for _, lang in pairs if lang != "en"}
             assert len(langs) >= 3, (spec.name, langs)

@@ -153,7 +153,7 @@ def test_relative_output_dir_reaches_workers_as_absolute_paths(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     cfg = load_config(QUICKSTART, {"output_dir": "rel/run", "cluster.num_workers": 1})
     assert cfg.run_dir.is_absolute() and cfg.cache_dir().is_absolute()
-    job = Study(cfg, in_process=True, progress=False)._job(
+    job = Study(cfg, in_process=True, progress=False).build_job(
         "intermediate", cfg.intermediate, cfg.run_dir / "phase1", "tiny", cfg.run_dir / "phase1" / "encoder",
         with_dev=False)
     assert all(Path(info["train"]).is_absolute() for info in job["tasks"].values())

@@ -113,6 +113,8 @@ def test_every_registered_metric_is_scorable(tmp_path):
         "squad_v2": (preds, refs),
         "mlqa": (preds, refs),
         "bucc_f1": (pairs, pairs),
+        "lareqa_map_at_20": (write(tmp_path, "r.json", '{"q": ["a"]}'),) * 2,
+        "mewslix_map_at_20": (write(tmp_path, "r.json", '{"q": ["a"]}'),) * 2,
     }
     assert set(inputs) == set(METRICS)
     for metric, (p, r) in inputs.items():

@@ -20,6 +20,8 @@ def test_metric_registry_names():
         "tag_accuracy",
         "bucc_f1",
         "tatoeba_accuracy",
+        "lareqa_map_at_20",
+        "mewslix_map_at_20",
     }
     assert all(isinstance(text, str) and text for text in metrics.METRICS.values())
 

@@ -54,7 +54,7 @@ def test_markdown_table(tmp_path):
         "| panx | F1 | 83.0 | 78.0 | – | 80.5 |",
         "| xquad | EM / F1 | 72.0 / 84.0 | 60.0 / 76.0 | – | 66.0 / 80.0 |",
         "",
-        "**XTREME average: 78.2** (mean over 3 tasks; QA tasks count (EM + F1) / 2)",
+        "**XTREME average: 78.2** (mean over 3 XTREME tasks; QA tasks count (EM + F1) / 2)",
     ]
     assert write_markdown(tmp_path / "results.md", res) == text
     assert (tmp_path / "results.md").read_text(encoding="utf-8") == text
@@ -74,13 +74,13 @@ def test_markdown_language_order_and_partial_qa_cell():
     # ar reports only F1; the EM average is over the languages that have EM (official rule)
     assert lines[2] == "| tydiqa | EM / F1 | 55.00 / 65.00 | – / 70.00 | 50.00 / 60.00 | 52.50 / 65.00 |"
     assert lines[3] == "| bucc | F1 | – | – | 10.00 | 10.00 |"
-    assert lines[-1].startswith("**XTREME average: 12.35** (mean over 2 tasks;")
+    assert lines[-1].startswith("**XTREME average: 12.35** (mean over 2 XTREME tasks;")
 
 
 def test_markdown_without_qa_has_no_qa_note(tmp_path):
     res = write_results(tmp_path / "r.json", {"xnli": SCORES["xnli"]})
     assert res["xtreme_average"] == 81.0
-    assert results_markdown(res).splitlines()[-1] == "**XTREME average: 81.0** (mean over 1 task)"
+    assert results_markdown(res).splitlines()[-1] == "**XTREME average: 81.0** (mean over 1 XTREME task)"
 
 
 # -- atomicity -------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_write_results_rejects(tmp_path, scores, extra, match):
         ('{"train_batch_size": 32}', "missing tasks, task_scores, xtreme_average"),
         ('{"tasks": {"xnli": {"de": {"accuracy": "x"}}}, "task_scores": {"xnli": 1}, "xtreme_average": 1}', "tasks.xnli.de"),
         ('{"tasks": {"xnli": {"de": {"accuracy": 1}}}, "task_scores": {}, "xtreme_average": 1}', "task_scores"),
-        ('{"tasks": {"xnli": {"de": {"accuracy": 1}}}, "task_scores": {"xnli": 1}, "xtreme_average": null}', "xtreme_average"),
+        ('{"tasks": {"xnli": {"de": {"accuracy": 1}}}, "task_scores": {"xnli": 1}, "xtreme_average": "high"}', "xtreme_average"),
     ],
 )
 def test_load_results_errors_name_the_file(tmp_path, content, match):
@@ -163,3 +163,30 @@ def test_load_results_invalid_json_names_the_line(tmp_path):
     with pytest.raises(DataFileError) as info:
         load_results(path)
     assert str(info.value).startswith(f"{path}:2: ")
+
+
+def test_xtreme_and_xtreme_r_averages_use_their_own_tasks_and_languages(tmp_path):
+    # ro is an XTREME-R addition to xquad: it counts for XTREME-R only; xcopa is XTREME-R only.
+    scores = {"xnli": {"en": {"accuracy": 80.0}}, "xcopa": {"zh": {"accuracy": 60.0}},
+              "xquad": {"en": {"exact_match": 70.0, "f1": 80.0}, "ro": {"exact_match": 10.0, "f1": 20.0}}}
+    res = write_results(tmp_path / "r.json", scores)
+    assert res["xtreme_average"] == pytest.approx((80.0 + 75.0) / 2)
+    assert res["task_scores"]["xquad"] == pytest.approx((75.0 + 15.0) / 2)  # every language evaluated
+    assert res["xtreme_r_average"] is None  # seven of its ten tasks are missing
+    assert "mewslix" in res["xtreme_r"]["missing_tasks"]
+    assert res["xtreme_r"]["tasks"]["xquad"] == pytest.approx(45.0)
+    assert res["xtreme_r"]["groups"]["classification"] == pytest.approx(70.0)
+    md = results_markdown(res)
+    assert "**XTREME-R average: –** (missing: udpos, panx" in md
+    assert load_results(tmp_path / "r.json") == res
+
+    from stilts_ds.metrics.aggregate import XTREME_R_LANGUAGES
+
+    full = {t: {langs[0]: {"map@20": 50.0} if t in ("mewslix", "lareqa") else {"accuracy": 50.0}}
+            for t, langs in XTREME_R_LANGUAGES.items()}
+    res = write_results(tmp_path / "full.json", full)
+    assert res["xtreme_r_average"] == pytest.approx(50.0) and res["xtreme_r"]["missing_tasks"] == []
+
+    only_r = write_results(tmp_path / "only_r.json", {"xcopa": {"zh": {"accuracy": 60.0}}})
+    assert only_r["xtreme_average"] is None
+    assert "**XTREME average: –**" in results_markdown(only_r)

@@ -1,4 +1,5 @@
-"""Sentence retrieval: BUCC 2018 bitext mining and Tatoeba, scored without fine-tuning.
+"""Sentence retrieval: BUCC 2018 bitext mining, Tatoeba, and XTREME-R's language-agnostic
+retrieval (LAReQA, Mewsli-X), scored without fine-tuning.
 
 A sentence embedding is the mean over non-pad tokens of one hidden layer of the encoder
 (XTREME uses layer 14 of XLM-R Large's 24; ``default_layer`` scales that to other depths).
@@ -15,6 +16,15 @@ Usage::
     test_cands = mine_bucc_candidates(feats, embeddings)         # [((src, trg), score)]
     threshold = bucc_best_threshold(dev_cands, gold_pairs)       # tuned on validation
     pairs = bucc_pairs_above(test_cands, threshold)
+    ranked = decode_ranked(feats, embeddings, k=20)              # {query guid: [target guids]}
+
+LAReQA and Mewsli-X rank a candidate pool for every query (source) by cosine similarity
+(LAReQA: answer sentences with their paragraph, in all languages; Mewsli-X: entity
+descriptions) and are scored by mAP@20. A query names what it wants with ``wants`` (the
+question's cross-lingual id, the mention's entity id) and a candidate says what it answers
+with ``keys``; ``references`` turns these into {query guid: relevant candidate guids}.
+Ties keep pool order (the official code sorts with numpy's unstable argsort; ties between
+float embeddings practically never happen).
 """
 from __future__ import annotations
 
@@ -24,7 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from stilts_ds.metrics import bucc_f1, tatoeba_accuracy
+from stilts_ds.metrics import bucc_f1, mean_average_precision_at_k, tatoeba_accuracy
 from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features, collate_rows
 
@@ -43,6 +53,9 @@ class Example:
     side: str  # SOURCE or TARGET
     lang: str
     gold: str | None = None
+    # Ranking tasks (LAReQA, Mewsli-X): the key a query needs and the keys a candidate holds.
+    wants: str | None = None
+    keys: tuple[str, ...] = ()
 
 
 def default_layer(num_hidden_layers: int) -> int:
@@ -123,15 +136,62 @@ def mine_bucc_candidates(features: Features, embeddings: np.ndarray, k: int = MA
     return out
 
 
-def references(examples: Sequence[Example]) -> dict[str, str]:
-    """{source guid: gold target guid} for parallel source sentences."""
-    return {ex.guid: ex.gold for ex in examples if ex.side == SOURCE and ex.gold is not None}
+RANK_K = 20  # XTREME-R scores the top 20 (utils_mewslix.TOP_K, mean_avg_prec_at_k(k=20))
+QUERY_CHUNK = 1024  # queries per similarity block: a Mewsli-X pool holds ~1M candidates
+
+
+def decode_ranked(features: Features, embeddings: np.ndarray, k: int = RANK_K) -> dict[str, list[str]]:
+    """The ``k`` most cosine-similar targets of every source, best first."""
+    src_ids, src, trg_ids, trg = _split(features, embeddings)
+    if len(trg_ids) == 0:
+        raise ValueError("no candidates (target rows) to rank: the split holds queries only")
+    k = min(k, len(trg_ids))
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(src_ids), QUERY_CHUNK):
+        sim = src[start:start + QUERY_CHUNK] @ trg.T
+        # argpartition finds the top k without sorting the whole pool; then sort those k,
+        # stable on -score so that ties keep pool order.
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k] if k < sim.shape[1] else \
+            np.tile(np.arange(sim.shape[1]), (len(sim), 1))
+        for row, cand in enumerate(top):
+            order = cand[np.lexsort((cand, -sim[row, cand]))]
+            out[str(src_ids[start + row])] = [str(trg_ids[j]) for j in order]
+    return out
+
+
+def references(examples: Sequence[Example]) -> dict:
+    """Bitext tasks: {source guid: gold target guid} for parallel source sentences. Ranking
+    tasks: {query guid: relevant candidate guids (a tuple, pool order)}; a query that no
+    candidate answers is an error (its AP is undefined)."""
+    refs: dict = {ex.guid: ex.gold for ex in examples if ex.side == SOURCE and ex.gold is not None}
+    wanting = [ex for ex in examples if ex.side == SOURCE and ex.wants is not None]
+    if wanting:
+        by_key: dict[str, list[str]] = {}
+        for ex in examples:
+            if ex.side == TARGET:
+                for key in ex.keys:
+                    by_key.setdefault(key, []).append(ex.guid)
+        for ex in wanting:
+            relevant = by_key.get(ex.wants)
+            if not relevant:
+                raise ValueError(f"query {ex.guid}: no candidate in the pool answers {ex.wants!r}")
+            refs[ex.guid] = tuple(relevant)
+    return refs
+
+
+MAP_METRICS = ("lareqa_map_at_20", "mewslix_map_at_20")
 
 
 def score(metric: str, refs: Mapping[str, str], predictions, lang: str | None = None) -> dict:
-    """Tatoeba: ``predictions`` {source guid: target guid}. BUCC: a list of (src, trg) pairs."""
+    """Tatoeba: ``predictions`` {source guid: target guid}. BUCC: a list of (src, trg) pairs.
+    LAReQA / Mewsli-X: {query guid: ranked candidate guids}."""
     if metric == "tatoeba_accuracy":
         return tatoeba_accuracy(*aligned(refs, predictions))
     if metric == "bucc_f1":
         return bucc_f1(list(refs.items()), list(predictions))
-    raise ValueError(f"retrieval is scored by tatoeba_accuracy or bucc_f1, not {metric!r}")
+    if metric in MAP_METRICS:
+        # In memory every query has its relevant set (a Mewsli-X mention: one entity), so
+        # both tasks are plain mAP@20; the file scorers add the official file quirks.
+        return mean_average_precision_at_k(predictions, {q: set(r) for q, r in refs.items()}, k=RANK_K)
+    raise ValueError(f"retrieval is scored by tatoeba_accuracy, bucc_f1 or {' / '.join(MAP_METRICS)}, "
+                     f"not {metric!r}")

@@ -1,0 +1,174 @@
+"""A study's arms side by side: each arm runs the three phases, then one comparison.
+
+    stilts-ds pipeline --config configs/quickstart.yaml             # every arm, then arms.md
+    stilts-ds pipeline --config configs/quickstart.yaml --arm plus-mlm
+
+    from stilts_ds.studies.arms import run_arms, write_comparison
+    run_arms(cfg)                      # {arm: results dict}; skips finished stages as Study does
+    write_comparison(cfg)              # <output_dir>/arms.json, arms.md, arms.png
+
+An arm is a named set of overrides of the study config (``arms:`` in the YAML; see
+``stilts_ds.config.Arm``) and lives in ``<output_dir>/arms/<arm>/`` with its own phases,
+results.json and TensorBoard logs; all arms share one feature cache. The comparison puts,
+per arm, what phase 1 trained on (English-only or multilingual: +MLM, +translated copies),
+the accuracy per target task and the benchmark averages, and what training cost (phase-1
+loop rows/s, wall seconds of phase 1 and of phase 2 summed over target tasks) into one
+table, with a grouped bar chart of the scores. ``stilts-ds report --study DIR`` joins it
+with serving cost.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Iterable
+
+from stilts_ds.atomic import write_atomic
+from stilts_ds.config import Arm, ExperimentConfig
+from stilts_ds.errors import StiltsError
+from stilts_ds.studies.results import load_results
+
+COMPARISON = "arms.json"
+
+
+def select_arms(cfg: ExperimentConfig, names: Iterable[str] = ()) -> list[Arm]:
+    arms = cfg.arm_configs()
+    names = list(names)
+    if not arms:
+        if names:
+            raise StiltsError(f"--arm {names[0]!r}: the config declares no arms (add an `arms:` section)")
+        return []
+    unknown = [n for n in names if n not in arms]
+    if unknown:
+        raise StiltsError(f"--arm {unknown[0]!r}: no such arm; the config declares: {', '.join(arms)}")
+    return [arms[n] for n in (names or arms)]
+
+
+def run_arms(cfg: ExperimentConfig, names: Iterable[str] = (), *, force: bool = False, in_process: bool = False,
+             progress: bool = True) -> dict[str, dict]:
+    """Run the chosen arms (default: all) one after another, then write the comparison."""
+    import click
+
+    from stilts_ds.studies.pipeline import Study
+
+    chosen = select_arms(cfg, names)
+    if not chosen:
+        raise StiltsError("the config declares no arms: run `stilts-ds pipeline` without --arm")
+    out = {}
+    for i, arm in enumerate(chosen, start=1):
+        if progress:
+            what = f" ({arm.description})" if arm.description else ""
+            click.echo(f"\n== arm {i}/{len(chosen)}: {arm.name}{what}", err=True)
+        out[arm.name] = Study(arm.config, force=force, in_process=in_process, progress=progress).run()
+    write_comparison(cfg)
+    return out
+
+
+def _done(stage: Path) -> dict:
+    marker = stage / "DONE.json"
+    return json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+
+
+def arm_summary(arm: Arm) -> dict | None:
+    """What one arm trained on, scored and cost; None while it has no results.json."""
+    cfg = arm.config
+    results_path = cfg.run_dir / "results.json"
+    if not results_path.is_file():
+        return None
+    res = load_results(results_path)
+    inter = cfg.intermediate
+    tasks = list(inter.tasks) if inter else []
+    extras = [label for label, hit in (("+MLM", any(t == "mlm" for t in tasks)),
+                                       ("+translated", any("@" in t for t in tasks))) if hit]
+    phase1 = _done(cfg.run_dir / "phase1")
+    phase2 = [_done(cfg.run_dir / "phase2" / t) for t in cfg.finetune.tasks]
+    return {
+        "arm": arm.name, "description": arm.description, "intermediate_tasks": tasks,
+        "data": ("multilingual " + " ".join(extras)) if extras else ("English-only" if tasks else "none"),
+        "results": str(results_path),
+        "task_scores": res.get("task_scores", {}),
+        "averages": {k: v for k, v in res.items() if k.endswith("_average") and isinstance(v, (int, float))},
+        "phase1_samples_per_s": phase1.get("train_samples_per_s"),
+        "phase1_wall_s": phase1.get("wall_seconds"),
+        "phase2_wall_s": sum(d.get("wall_seconds", 0.0) for d in phase2) if any(phase2) else None,
+    }
+
+
+def write_comparison(cfg: ExperimentConfig) -> dict[str, Path]:
+    """arms.json, arms.md and arms.png in the study's run dir, over the arms that have results."""
+    rows = [s for s in (arm_summary(a) for a in cfg.arm_configs().values()) if s]
+    if not rows:
+        raise StiltsError(f"no arm of {cfg.run_dir} has results yet: run `stilts-ds pipeline` first")
+    run_dir = cfg.run_dir
+    paths = {"json": write_atomic(run_dir / COMPARISON, json.dumps({"arms": rows}, indent=2)),
+             "md": write_atomic(run_dir / "arms.md", comparison_markdown(rows, title=f"Arms of {cfg.name}")),
+             "png": write_atomic(run_dir / "arms.png", comparison_png(rows, title=f"Arms of {cfg.name}"))}
+    return paths
+
+
+def load_comparison(path: Path) -> list[dict]:
+    from stilts_ds.errors import DataFileError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))["arms"]
+    except FileNotFoundError:
+        raise DataFileError(path, "missing: run the study's arms (`stilts-ds pipeline`) first") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise DataFileError(path, "not an arms comparison written by stilts-ds (expected {\"arms\": [...]})") from None
+
+
+def _fmt(v, spec=".1f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def _average_names(rows) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r["averages"]))
+
+
+def comparison_markdown(rows: list[dict], *, title: str) -> str:
+    """Scores with one column per arm (rows: benchmark averages, then tasks), then costs."""
+    arms = [r["arm"] for r in rows]
+    tasks = list(dict.fromkeys(t for r in rows for t in r["task_scores"]))
+    lines = [f"# {title}", "", "| | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms),
+             "| phase-1 data | " + " | ".join(r["data"] for r in rows) + " |"]
+    for name in _average_names(rows):
+        label = name.removesuffix("_average").replace("_r", "-R").upper() + " average"
+        lines.append(f"| **{label}** | " + " | ".join(f"**{_fmt(r['averages'].get(name))}**" for r in rows) + " |")
+    for t in tasks:
+        lines.append(f"| {t} | " + " | ".join(_fmt(r["task_scores"].get(t)) for r in rows) + " |")
+    lines += ["", "| arm | description | phase-1 tasks | phase-1 rows/s | phase-1 wall s | phase-2 wall s |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['arm']} | {r['description'] or '–'} | {', '.join(r['intermediate_tasks']) or '–'} | "
+                     f"{_fmt(r['phase1_samples_per_s'])} | {_fmt(r['phase1_wall_s'])} | {_fmt(r['phase2_wall_s'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_png(rows: list[dict], *, title: str) -> bytes:
+    """Grouped bars: one group per task (and per benchmark average), one bar per arm."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    averages = _average_names(rows)
+    tasks = list(dict.fromkeys(t for r in rows for t in r["task_scores"]))
+    groups = averages + tasks
+    fig = Figure(figsize=(max(6.0, 0.8 * len(groups) + 2), 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(rows))
+    for i, r in enumerate(rows):
+        values = [r["averages"].get(g) if g in averages else r["task_scores"].get(g) for g in groups]
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(groups))]
+        hatch = "//" if r["data"].startswith("multilingual") else None
+        ax.bar(xs, [v or 0.0 for v in values], width=width, label=f"{r['arm']} ({r['data']})", hatch=hatch)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([g.removesuffix("_average") + " avg" if g in averages else g for g in groups],
+                       rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("score")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()

@@ -1,0 +1,165 @@
+"""XTREME-R's tasks (xcopa, mewslix, lareqa): specs, readers on the fixtures, the official
+preprocessing of Mewsli-X and LAReQA, ranked retrieval decode, and an evaluation of lareqa and
+mewslix through the real tiny encoder (zero-shot, as phase 3 runs it).
+
+    .venv/bin/python -m pytest -q tests/tasks/test_xtreme_r.py
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stilts_ds.data.prepare import featurize_examples
+from stilts_ds.data.sources import load_examples, load_labels
+from stilts_ds.errors import StiltsError
+from stilts_ds.metrics import XTREME_R_LANGUAGES
+from stilts_ds.tasks import xtreme_r
+from stilts_ds.tasks.formats import get_format, retrieval
+from stilts_ds.tasks.registry import get_task
+from stilts_ds.tasks.scoring import decode_outputs, score_predictions
+
+
+def test_specs_languages_and_sources():
+    xcopa, mewslix, lareqa = (get_task(t) for t in ("xcopa", "mewslix", "lareqa"))
+    assert xcopa.splits["test"] == XTREME_R_LANGUAGES["xcopa"] == tuple("et ht id it qu sw ta th tr vi zh".split())
+    assert xcopa.splits["train"] == ("en",) and xcopa.options == {"num_choices": 2}
+    assert [p.describe() for p in xcopa.hub_parts("train", "en")] == ["load_dataset('aps/super_glue', 'copa', split='train')"]
+    assert xcopa.hub_parts("test", "qu")[0].path == "cambridgeltl/xcopa"
+    assert mewslix.splits["test"] == tuple("ar de en es fa ja pl ro ta tr uk".split())
+    assert lareqa.splits["test"] == tuple("ar de el en es hi ru th tr vi zh".split())
+    assert mewslix.sources == lareqa.sources == ("local",)
+    assert all(s.kind == "xtreme" for s in (xcopa, mewslix, lareqa))
+    with pytest.raises(StiltsError, match="sentence_breaks.*download_lareqa_data"):
+        load_examples(lareqa, "test", "en", source="hub")
+
+
+def test_shared_tasks_gain_xtreme_r_languages_with_a_hub_source():
+    assert get_task("panx").hub_parts("test", "qu")[0].describe() == "load_dataset('unimelb-nlp/wikiann', 'qu', split='test')"
+    assert get_task("panx").hub_parts("test", "de")[0].name == "PAN-X.de"
+    assert get_task("xquad").hub_parts("test", "ro")[0].describe() == "load_dataset('google/xquad', 'xquad.ro', split='validation')"
+    assert get_task("tatoeba").hub_parts("test", "lt")[0].name == "lit-eng"
+    # mteb rows (sentence1 = the language, sentence2 = English) read like XTREME's.
+    ex = get_task("tatoeba").reader({"sentence1": "Labas.", "sentence2": "Hello."}, "test", "lt", 3)
+    assert [(e.guid, e.text, e.side) for e in ex] == [("trg-3", "Hello.", "target"), ("src-3", "Labas.", "source")]
+    assert "lt" not in get_task("udpos").languages  # UD 2.7 additions: no hub copy, reported missing
+
+
+def test_xcopa_reader_follows_run_xcopa():
+    ex = xtreme_r.xcopa({"premise": "The man fell.", "question": "cause", "choice1": "He slipped.",
+                         "choice2": "He sang.", "label": 0, "idx": 1}, "test", "et", 7)
+    assert (ex.guid, ex.prompt, ex.choices, ex.label) == ("test-et-7", "The man fell. What was the cause?",
+                                                          ("He slipped.", "He sang."), 0)
+    assert xtreme_r.xcopa({"premise": "p", "question": "effect", "choice1": "a", "choice2": "b", "label": -1},
+                          "test", "en", 0).label is None
+    with pytest.raises(ValueError, match="cause.*effect"):
+        xtreme_r.xcopa({"premise": "p", "question": "why", "choice1": "a", "choice2": "b", "label": 0}, "t", "en", 0)
+
+
+def test_xcopa_fixture_walk(tokenizer):
+    spec = get_task("xcopa")
+    examples = load_examples(spec, "test", "zh")
+    feats = featurize_examples(spec, examples, tokenizer, 64, load_labels(spec))
+    assert feats.columns["input_ids"].shape == (24, 2, 64)
+    fmt = get_format(spec.format)
+    gold = np.array([ex.label for ex in examples])
+    preds = fmt.decode(feats, np.eye(2)[gold])
+    assert score_predictions(spec, feats, preds, "zh") == {"accuracy": 100.0}
+
+
+def test_mewslix_query_and_description_follow_utils_mewslix():
+    context = {"language": "en", "text": "First one. The verdict for {x} Smith came.\nEnd.",
+               "sentence_spans": [{"start": 0, "end": 10}, {"start": 11, "end": 42}, {"start": 43, "end": 47}]}
+    mention = {"example_id": "m1", "entity_id": "Q1", "mention_span": {"start": 31, "end": 36, "text": "Smith"}}
+    assert context["text"][31:36] == "Smith"
+    # one sentence of context, braces escaped to parentheses, the mention marked and prepended
+    assert xtreme_r.mewslix_query(context, mention) == "Smith: The verdict for (x) { Smith } came."
+    entity = {"entity_id": "Q1", "description": "A  b.\nC d. junk", "sentence_spans": [{"start": 0, "end": 5},
+                                                                                        {"start": 6, "end": 10}]}
+    assert xtreme_r.mewslix_description(entity) == "A b. C d."
+    with pytest.raises(ValueError, match="m2.*no single sentence"):
+        xtreme_r.mewslix_query(context, dict(mention, example_id="m2", mention_span={"start": 8, "end": 14, "text": "x"}))
+
+
+def test_lareqa_rows_number_paragraphs_per_language_and_mark_answer_sentences():
+    squad = {"data": [{"paragraphs": [
+        {"context": "A b. C d.", "sentence_breaks": [[0, 4], [5, 9]],
+         "qas": [{"id": "q1", "question": "What?", "answers": [{"text": "C", "answer_start": 5}]}]},
+        {"context": "E f.", "sentence_breaks": [[0, 4]],
+         "qas": [{"id": "q2", "question": "Who?", "answers": [{"text": "E", "answer_start": 0}]}]}]}]}
+    rows = xtreme_r.lareqa_rows({"en": squad, "de": squad})
+    assert [r["context_id"] for r in rows] == ["en_1", "en_2", "de_1", "de_2"]
+    examples = [e for i, r in enumerate(rows) for e in xtreme_r.lareqa(r, "test", "de", i)]
+    queries = [e for e in examples if e.side == retrieval.SOURCE]
+    assert [(q.guid, q.wants) for q in queries] == [("q1_de", "q1"), ("q2_de", "q2")]
+    cands = {e.guid: e for e in examples if e.side == retrieval.TARGET}
+    assert list(cands) == ["en_1_0", "en_1_1", "en_2_0", "de_1_0", "de_1_1", "de_2_0"]
+    assert cands["en_1_1"].text == "C d.A b. C d."  # run_retrieval.py: sentence + context
+    refs = retrieval.references(examples)
+    assert refs == {"q1_de": ("en_1_1", "de_1_1"), "q2_de": ("en_2_0", "de_2_0")}
+
+
+def test_ranked_decode_and_map_on_the_lareqa_fixture(tokenizer):
+    spec = get_task("lareqa")
+    examples = load_examples(spec, "test", "ru")
+    queries = [e for e in examples if e.side == retrieval.SOURCE]
+    assert len(queries) == 6 and all(q.lang == "ru" for q in queries)
+    assert len([e for e in examples if e.side == retrieval.TARGET]) > 24  # the pool spans all languages
+    feats = featurize_examples(spec, examples, tokenizer, 64, None)
+    refs = feats.extras["references"]
+    assert all(len(r) == 4 for r in refs.values())  # the answer sentence in en, de, ru, zh
+    rng = np.random.default_rng(0)
+    topic = {q.wants: rng.normal(size=32) for q in queries}
+    by_guid = {e.guid: e for e in examples}
+    emb = np.stack([
+        topic[by_guid[g].wants] if by_guid[g].side == retrieval.SOURCE
+        else (topic[by_guid[g].keys[0]] + 0.01 * rng.normal(size=32) if by_guid[g].keys else rng.normal(size=32))
+        for g in feats.guids])
+    preds = decode_outputs(spec, feats, {"embeddings": emb})
+    assert all(len(p) == 20 for p in preds.values())
+    assert score_predictions(spec, feats, preds, "ru") == {"map@20": pytest.approx(100.0)}
+    reversed_preds = {q: p[::-1] for q, p in preds.items()}
+    assert score_predictions(spec, feats, reversed_preds, "ru")["map@20"] < 50.0
+
+
+def test_decode_ranked_breaks_ties_by_pool_order_and_caps_k():
+    feats = retrieval.featurize([retrieval.Example("q", "q", retrieval.SOURCE, "en")] +
+                                [retrieval.Example(f"c{i}", f"c{i}", retrieval.TARGET, "en") for i in range(4)],
+                                _WhitespaceTokenizer(), 8)
+    emb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])
+    assert retrieval.decode_ranked(feats, emb, k=20) == {"q": ["c0", "c2", "c1", "c3"]}
+    assert retrieval.decode_ranked(feats, emb, k=2) == {"q": ["c0", "c2"]}
+
+
+class _WhitespaceTokenizer:
+    """Just enough of a tokenizer for retrieval.featurize (ids are not looked at here)."""
+
+    def __call__(self, texts, truncation, max_length, padding, return_tensors):
+        ids = np.ones((len(texts), max_length), dtype=np.int64)
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+@pytest.mark.parametrize("task,lang", [("lareqa", "zh"), ("mewslix", "de")])
+def test_zero_shot_retrieval_eval_through_the_tiny_encoder(task, lang, tokenizer):
+    """What eval_worker's retrieval branch does for one language, in process: the phase-1
+    encoder embeds every row (mean-pooled layer), decode ranks the pool, the metric scores."""
+    from stilts_ds.modeling.multitask import encoder_embed, load_encoder
+    from stilts_ds.modeling.presets import model_config
+
+    torch.manual_seed(0)
+    encoder = load_encoder(model_config("tiny", vocab_size=len(tokenizer))).eval()
+    spec = get_task(task)
+    feats = featurize_examples(spec, load_examples(spec, "test", lang), tokenizer, 64, None)
+    fmt = get_format(spec.format)
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(feats), 16):
+            batch = fmt.collate(feats, list(range(start, min(start + 16, len(feats)))))
+            chunks.append(encoder_embed(encoder, batch).numpy())
+    preds = decode_outputs(spec, feats, {"embeddings": np.concatenate(chunks)})
+    scores = score_predictions(spec, feats, preds, lang)
+    assert set(scores) == {"map@20"} and 0.0 <= scores["map@20"] <= 100.0
+    queries = [g for g, side in zip(feats.guids, feats.extras["sides"]) if side == retrieval.SOURCE]
+    assert sorted(preds) == sorted(queries)
+    # The predictions are in the official submission shape: {query id: [ranked ids]}.
+    json.dumps(preds)
