@@ -92,6 +92,12 @@ class Study:
         spec = get_task(task)
         langs = list(spec.splits[split])
         source, data_dir = self.cfg.data.source_of(task)
+        if source == "hub" and spec.local_only_langs:
+            skipped = [l for l in langs if l in spec.local_only_langs]
+            if skipped:
+                self.say(f"{task}: {', '.join(skipped)} have no hub copy and are left out; give their files with "
+                         f"data.local_tasks: {{{task}: DIR}} to score them")
+            langs = [l for l in langs if l not in spec.local_only_langs]
         if source == "local":
             from stilts_ds.data.sources import FIXTURES_DIR, local_splits
 

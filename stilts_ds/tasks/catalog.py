@@ -14,6 +14,8 @@ def _hub_datasets(spec) -> list[str]:
     seen: dict[str, None] = {}
     for split, langs in spec.splits.items():
         for lang in langs:
+            if lang in spec.local_only_langs:
+                continue
             for part in spec.hub_parts(split, lang):
                 seen.setdefault(part.path, None)
     return list(seen)

@@ -94,6 +94,9 @@ class TaskSpec:
     # Composite keys whose local files are optional (the languages that have a file are
     # used, at least one): ``mlm``'s default, the XTREME languages.
     partial_parts: frozenset = frozenset()
+    # Languages with no hub copy (user files only, e.g. XTREME-R's UD 2.7 additions to udpos):
+    # their hub_parts raise; a hub-sourced study leaves them out and says so.
+    local_only_langs: tuple[str, ...] = ()
 
     @property
     def languages(self) -> tuple[str, ...]:

@@ -5,14 +5,16 @@ in the same row schema exists, and marked as such (``XTREME_R_EXTRA``): PAN-X + 
 from unimelb-nlp/wikiann (the Rahimi et al. 2019 splits XTREME's PAN-X is built from), XQuAD +
 Romanian from google/xquad, Tatoeba + 5 languages from mteb/tatoeba-bitext-mining (LASER's
 Tatoeba v1, the files XTREME reads). XTREME-R's UD-POS additions (lt pl uk wo ro, from UD 2.7)
-have no hub copy in the XTREME schema and are not registered; ``xtreme_r_score`` reports
-them as missing. The XTREME aggregate keeps XTREME's own lists. Training data is English only, through the
+have no hub copy in the XTREME schema: they are registered as local-only languages
+(``TaskSpec.local_only_langs``), read from user files; a hub-sourced study leaves them out and
+``xtreme_r_score`` reports them as missing. The XTREME aggregate keeps XTREME's own lists. Training data is English only, through the
 study's mapping: xnli learns from MNLI, xquad and mlqa from SQuAD v1.1; bucc and tatoeba
 have no training split (the phase-1 encoder is scored directly). Model selection uses the
 English ``validation`` split only.
 """
 from __future__ import annotations
 
+from stilts_ds.errors import StiltsError
 from stilts_ds.tasks import readers
 from stilts_ds.tasks.spec import XTREME, HubPart, TaskSpec
 
@@ -42,8 +44,10 @@ WIKIANN_HUB = "unimelb-nlp/wikiann"
 PANX_XTREME_R = tuple("qu pl uk az lt pa gu ro".split())
 XQUAD_XTREME_R = ("ro",)
 TATOEBA_XTREME_R = {"az": "aze", "lt": "lit", "pl": "pol", "uk": "ukr", "ro": "ron"}
-UDPOS_XTREME_R_UNAVAILABLE = tuple("lt pl uk wo ro".split())
-XTREME_R_EXTRA = {"panx": PANX_XTREME_R, "xquad": XQUAD_XTREME_R, "tatoeba": tuple(TATOEBA_XTREME_R)}
+# XTREME-R's UD 2.7 additions: registered for test, read from user files only (no hub copy).
+UDPOS_XTREME_R_LOCAL = tuple("lt pl uk wo ro".split())
+XTREME_R_EXTRA = {"panx": PANX_XTREME_R, "xquad": XQUAD_XTREME_R, "tatoeba": tuple(TATOEBA_XTREME_R),
+                  "udpos": UDPOS_XTREME_R_LOCAL}
 MLQA_LANGS = tuple("ar de en es hi vi zh".split())
 # TyDiQA-GoldP ids start with the language's English name.
 TYDIQA_PREFIX = {
@@ -73,6 +77,15 @@ def _xnli(split, lang):
 
 def _per_lang(config_of):
     return lambda split, lang: [HubPart(XTREME_HUB, config_of(lang), split)]
+
+
+def _udpos(split, lang):
+    if lang in UDPOS_XTREME_R_LOCAL:
+        raise StiltsError(
+            f"udpos {lang!r} is one of XTREME-R's UD 2.7 additions, which have no hub copy in XTREME's schema: "
+            f"write <data_dir>/udpos/{split}.{lang}.jsonl ({{\"tokens\": [...], \"pos_tags\": [...]}} per sentence, "
+            "all the language's UD 2.7 treebanks) and read it with --source local or data.local_tasks: {udpos: DIR}")
+    return [HubPart(XTREME_HUB, f"udpos.{UDPOS_CONFIG[lang]}", split)]
 
 
 def _panx(split, lang):
@@ -130,11 +143,12 @@ XTREME_TASKS = [
     ),
     TaskSpec(
         name="udpos", kind=XTREME, format="tagging", metric="seqeval_f1",
-        description="Universal Dependencies v2.5 POS tagging (XTREME-R's UD 2.7 lt pl uk wo ro: no hub copy)",
+        description="Universal Dependencies v2.5 POS tagging (+ XTREME-R's UD 2.7 lt pl uk wo ro: local files only)",
         reader=readers.udpos,
-        hub_parts=_per_lang(lambda l: f"udpos.{UDPOS_CONFIG[l]}"),
+        hub_parts=_udpos,
         splits={"train": EN, "validation": tuple(l for l in UDPOS_LANGS if l not in UDPOS_NO_DEV),
-                "test": UDPOS_LANGS},
+                "test": UDPOS_LANGS + UDPOS_XTREME_R_LOCAL},
+        local_only_langs=UDPOS_XTREME_R_LOCAL,
         labels=readers.UPOS_TAGS, train_source="UD English",
     ),
     TaskSpec(

@@ -37,14 +37,14 @@ def test_hub_sources_name_real_datasets():
 
 def test_xtreme_language_lists_match_the_benchmark():
     assert len(get_task("xnli").splits["test"]) == 15
-    # XTREME's lists, plus XTREME-R's additions where a hub copy exists (marked in xtreme.py).
+    # XTREME's lists, plus XTREME-R's additions (marked in xtreme.py; udpos': local files only).
     from stilts_ds.tasks.xtreme import XTREME_R_EXTRA
 
     def xtreme_only(task):
         return [l for l in get_task(task).splits["test"] if l not in XTREME_R_EXTRA.get(task, ())]
 
     assert len(xtreme_only("panx")) == 40 and len(get_task("panx").splits["test"]) == 48
-    assert len(get_task("udpos").splits["test"]) == 33
+    assert len(xtreme_only("udpos")) == 33 and len(get_task("udpos").splits["test"]) == 38
     assert len(xtreme_only("tatoeba")) == 36 and len(get_task("tatoeba").splits["test"]) == 41
     assert len(xtreme_only("xquad")) == 11
     assert get_task("xnli").splits["train"] == ("en",)

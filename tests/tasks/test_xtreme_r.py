@@ -5,6 +5,7 @@ mewslix through the real tiny encoder (zero-shot, as phase 3 runs it).
     .venv/bin/python -m pytest -q tests/tasks/test_xtreme_r.py
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from stilts_ds.tasks import xtreme_r
 from stilts_ds.tasks.formats import get_format, retrieval
 from stilts_ds.tasks.registry import get_task
 from stilts_ds.tasks.scoring import decode_outputs, score_predictions
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_specs_languages_and_sources():
@@ -42,7 +45,30 @@ def test_shared_tasks_gain_xtreme_r_languages_with_a_hub_source():
     # mteb rows (sentence1 = the language, sentence2 = English) read like XTREME's.
     ex = get_task("tatoeba").reader({"sentence1": "Labas.", "sentence2": "Hello."}, "test", "lt", 3)
     assert [(e.guid, e.text, e.side) for e in ex] == [("trg-3", "Hello.", "target"), ("src-3", "Labas.", "source")]
-    assert "lt" not in get_task("udpos").languages  # UD 2.7 additions: no hub copy, reported missing
+
+
+def test_udpos_xtreme_r_languages_are_local_only(tmp_path):
+    from stilts_ds.config import load_config
+    from stilts_ds.studies.pipeline import Study
+    from stilts_ds.tasks.catalog import task_rows
+
+    udpos = get_task("udpos")
+    assert {"lt", "pl", "uk", "wo", "ro"} <= set(udpos.splits["test"]) and "lt" in udpos.local_only_langs
+    with pytest.raises(StiltsError, match=r"UD 2.7 additions.*udpos/test.lt.jsonl.*local_tasks"):
+        load_examples(udpos, "test", "lt", source="hub")
+    assert "google/xtreme" in next(r for r in task_rows() if r["name"] == "udpos")["hub_datasets"]
+    # A user's file in XTREME's schema is read like any other language.
+    (tmp_path / "udpos").mkdir()
+    (tmp_path / "udpos" / "test.lt.jsonl").write_text(
+        json.dumps({"tokens": ["Labas", "pasauli", "."], "pos_tags": ["INTJ", "NOUN", "PUNCT"]}) + "\n")
+    (ex,) = load_examples(udpos, "test", "lt", source="local", data_dir=tmp_path)
+    assert tuple(ex.tokens) == ("Labas", "pasauli", ".") and tuple(ex.tags) == ("INTJ", "NOUN", "PUNCT")
+    # A hub-sourced study leaves them out (and says so); data.local_tasks brings them back.
+    hub = Study(load_config(ROOT / "configs" / "paper.yaml", {"data.local_tasks": {}}), progress=False)
+    assert "lt" not in hub._langs("udpos", "test") and "de" in hub._langs("udpos", "test")
+    local = Study(load_config(ROOT / "configs" / "paper.yaml", {"data.local_tasks": {"udpos": str(tmp_path)}}),
+                  progress=False)
+    assert local._langs("udpos", "test") == ["lt"]
 
 
 def test_xcopa_reader_follows_run_xcopa():
