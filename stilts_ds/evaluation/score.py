@@ -60,14 +60,15 @@ from stilts_ds.metrics import (
 
 
 def _score_labels(
-    metric_fn: Callable[..., dict], predictions_path: PathLike, references_path: PathLike
+    metric_fn: Callable[..., dict], predictions_path: PathLike, references_path: PathLike,
+    reader: Callable[[PathLike], list] = read_labels, unit: str = "lines",
 ) -> dict:
-    predictions = read_labels(predictions_path)
-    references = read_labels(references_path)
+    predictions = reader(predictions_path)
+    references = reader(references_path)
     if len(predictions) != len(references):
         raise ScoreInputError(
-            f"number of examples differs: {len(predictions)} lines in {predictions_path} "
-            f"(predictions) vs {len(references)} lines in {references_path} (references)"
+            f"number of examples differs: {len(predictions)} {unit} in {predictions_path} "
+            f"(predictions) vs {len(references)} {unit} in {references_path} (references)"
         )
     return metric_fn(references, predictions)
 
@@ -102,14 +103,7 @@ def _score_bucc(predictions_path: PathLike, references_path: PathLike) -> dict:
 
 
 def _score_xcopa(predictions_path: PathLike, references_path: PathLike) -> dict:
-    predictions = read_xcopa_labels(predictions_path)
-    references = read_xcopa_labels(references_path)
-    if len(predictions) != len(references):
-        raise ScoreInputError(
-            f"number of examples differs: {len(predictions)} labels in {predictions_path} "
-            f"(predictions) vs {len(references)} in {references_path} (references)"
-        )
-    return accuracy(references, predictions)
+    return _score_labels(accuracy, predictions_path, references_path, reader=read_xcopa_labels, unit="labels")
 
 
 def _score_lareqa(predictions_path: PathLike, references_path: PathLike) -> dict:

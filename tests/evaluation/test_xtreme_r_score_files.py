@@ -26,7 +26,7 @@ def test_xcopa_jsonl(tmp_path):
     assert score_files("accuracy", preds, refs) == {"accuracy": pytest.approx(200 / 3)}
     assert score_files("accuracy", preds, refs, file_format="xcopa")["accuracy"] == pytest.approx(200 / 3)
     short = _write(tmp_path / "short.jsonl", '{"label": 0}\n')
-    with pytest.raises(ScoreInputError, match="1 labels in .*short.jsonl.*3 in"):
+    with pytest.raises(ScoreInputError, match="1 labels in .*short.jsonl.*3 labels in"):
         score_files("accuracy", short, refs)
     bad = _write(tmp_path / "bad.jsonl", '{"label": 0}\n{"lab": 1}\n')
     with pytest.raises(ScoreInputError, match=r"bad.jsonl:2: .*'label'"):
