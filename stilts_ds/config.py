@@ -66,6 +66,8 @@ class DataConfig:
                 isinstance(k, str) and isinstance(v, str) for k, v in self.local_tasks.items()):
             raise ConfigError("data.local_tasks must map task names to directories, e.g. {ccg: /data/ccgbank}")
         object.__setattr__(self, "local_tasks", dict(self.local_tasks))
+        if self.max_length < 16 or self.qa_max_length < 16:
+            raise ConfigError("data.max_length and data.qa_max_length must be at least 16")
 
     def source_of(self, task: str) -> tuple[str, str | None]:
         """(source, data_dir) that ``task`` is read from."""
@@ -73,8 +75,6 @@ class DataConfig:
             if key in self.local_tasks:
                 return "local", self.local_tasks[key]
         return self.source, self.data_dir
-        if self.max_length < 16 or self.qa_max_length < 16:
-            raise ConfigError("data.max_length and data.qa_max_length must be at least 16")
 
 
 @dataclass(frozen=True)

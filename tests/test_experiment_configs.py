@@ -242,6 +242,12 @@ def test_multi_node_without_storage_path(tmp_path):
     _fails(_write(tmp_path, data), "cluster.multi_node", "cluster.storage_path")
 
 
+def test_max_length_too_small(tmp_path):
+    data = _base()
+    data["data"]["max_length"] = 8
+    _fails(_write(tmp_path, data), "data.max_length", "at least 16")
+
+
 def test_multi_node_with_relative_storage_path(tmp_path):
     data = _base()
     data["cluster"].update(multi_node=True, storage_path="runs/ray")
