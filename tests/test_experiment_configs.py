@@ -242,6 +242,15 @@ def test_multi_node_without_storage_path(tmp_path):
     _fails(_write(tmp_path, data), "cluster.multi_node", "cluster.storage_path")
 
 
+@pytest.mark.parametrize("weights, needle", [({"mlmm": 0.2}, "not trained in this phase"),
+                                             ({"mnli": 1.5}, "shares in (0, 1)"),
+                                             ({"mnli": 0.6, "qqp": 0.5}, "leave nothing for")])
+def test_bad_sampling_weights(tmp_path, weights, needle):
+    data = _base()
+    data["intermediate"]["weights"] = weights
+    _fails(_write(tmp_path, data), "intermediate", needle)
+
+
 def test_max_length_too_small(tmp_path):
     data = _base()
     data["data"]["max_length"] = 8

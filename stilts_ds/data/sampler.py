@@ -116,22 +116,32 @@ def task_weights(
     return {name: float(p) for name, p in zip(names, probs)}
 
 
-def _with_fixed_shares(sizes, fixed, strategy, temperature, cap) -> dict[str, float]:
-    unknown = sorted(set(fixed) - set(sizes))
+def check_fixed_shares(fixed: Mapping[str, float], tasks) -> None:
+    """Raise SamplerError unless ``fixed`` names only ``tasks``, with shares in (0, 1) that
+    leave room for the other tasks (or sum to 1 when every task is listed). The config calls
+    this too, so a bad ``weights`` fails when the config loads, not in a worker."""
+    tasks = list(tasks)
+    unknown = sorted(set(fixed) - set(tasks))
     if unknown:
-        raise SamplerError(f"weights name {unknown}, which are not trained in this phase (tasks: {list(sizes)}); "
+        raise SamplerError(f"weights name {unknown}, which are not trained in this phase (tasks: {tasks}); "
                            "list them under tasks or remove them from weights")
     bad = {t: w for t, w in fixed.items()
            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or not 0 < w < 1}
     if bad:
         raise SamplerError(f"weights must be shares in (0, 1), got {bad}")
     total = float(sum(fixed.values()))
-    rest = [t for t in sizes if t not in fixed]
+    rest = [t for t in tasks if t not in fixed]
     if rest and total >= 1 - 1e-9:
         raise SamplerError(f"weights {dict(fixed)} sum to {total:.3f} and leave nothing for {rest}; "
                            "lower them (sum < 1) or give every task a weight")
     if not rest and abs(total - 1) > 1e-6:
         raise SamplerError(f"weights give every task a share but sum to {total:.3f}, not 1")
+
+
+def _with_fixed_shares(sizes, fixed, strategy, temperature, cap) -> dict[str, float]:
+    check_fixed_shares(fixed, sizes)
+    total = float(sum(fixed.values()))
+    rest = [t for t in sizes if t not in fixed]
     shares = {t: float(w) for t, w in fixed.items()}
     if rest:
         others = task_weights({t: sizes[t] for t in rest}, strategy, temperature=temperature, cap=cap)
