@@ -31,6 +31,7 @@ cluster-launcher test (tests/test_cluster_launch.py), and its command line:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import secrets
 import shutil
@@ -46,6 +47,7 @@ import psutil
 
 SSHD = "/usr/sbin/sshd"  # sshd re-execs itself and insists on an absolute path
 MARKER = "STILTS_TEST_SSHD"
+_RAY_CLUSTER = "stilts_tests_ray_cluster"  # the module name tests/conftest.py loads it under
 
 __all__ = ["ThrowawaySshd", "SshdUnavailable", "processes_with_env", "stop_processes", "free_port",
            "missing_tools", "start_watchdog"]
@@ -234,18 +236,28 @@ class ThrowawaySshd:
 # ------------------------------------------------------------------------ processes
 
 
+def _ray_cluster():
+    """tests/engine/ray_cluster.py, loaded by path (tests/ is no package, and this file also runs
+    as a script); the instance tests/conftest.py loaded when there is one."""
+    mod = sys.modules.get(_RAY_CLUSTER)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(
+            _RAY_CLUSTER, Path(__file__).resolve().parent / "engine" / "ray_cluster.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[_RAY_CLUSTER] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def _alive(p: psutil.Process) -> bool:
+    return _ray_cluster().process_alive(p)
+
+
 def _environ(p: psutil.Process) -> Dict[str, str]:
     try:
         return p.environ()
     except (psutil.Error, OSError):
         return {}
-
-
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def processes_with_env(key: str, value: str, exclude: Iterable[int] = ()) -> List[psutil.Process]:
@@ -261,38 +273,10 @@ def processes_with_env(key: str, value: str, exclude: Iterable[int] = ()) -> Lis
     return found
 
 
-def _name(p: psutil.Process) -> str:
-    try:
-        return p.name()
-    except psutil.Error:
-        return ""
-
-
-def _terminate(procs: List[psutil.Process], grace: float) -> None:
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        live = [p for p in procs if _alive(p)]
-        if not live:
-            return
-        for p in live:
-            with contextlib.suppress(psutil.Error):
-                p.send_signal(sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(_alive(p) for p in live):
-            time.sleep(0.05)
-
-
 def stop_processes(procs: List[psutil.Process], grace: float = 5.0, rescan=None) -> None:
-    """Stop processes by pid in Ray's order: raylets first (a raylet given SIGTERM
-    deregisters and ends its workers), then all but the GCS, then the rest. `rescan()`, if
-    given, returns the current set (processes may start processes while we signal)."""
-    scan = rescan or (lambda: [p for p in procs if _alive(p)])
-    _terminate([p for p in scan() if _name(p) == "raylet"], grace)
-    _terminate([p for p in scan() if _name(p) != "gcs_server"], grace)
-    for _ in range(3):
-        left = scan()
-        if not left:
-            return
-        _terminate(left, grace)
+    """Stop processes by pid in Ray's order (tests/engine/ray_cluster.py stop_ray_processes).
+    `rescan()`, if given, returns the current set (processes may start processes while we signal)."""
+    _ray_cluster().stop_ray_processes(rescan or (lambda: [p for p in procs if _alive(p)]), grace)
 
 
 def _stop_ray(assignment: str) -> int:

@@ -61,7 +61,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import psutil
 
@@ -172,7 +172,7 @@ def _sid(pid: int) -> Optional[int]:
         return None
 
 
-def _alive(proc: psutil.Process) -> bool:
+def process_alive(proc: psutil.Process) -> bool:
     try:
         # is_running() also compares the create time: a reused pid reads as dead.
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -203,40 +203,42 @@ def _find_processes(sessions: Iterable[int], temp_dir: Optional[Path],
             hit = any(marker in arg for arg in (p.info.get("cmdline") or []))
         if hit:
             found[p.pid] = p
-    return [p for p in found.values() if _alive(p)]
+    return [p for p in found.values() if process_alive(p)]
 
 
 def _terminate(procs: List[psutil.Process], grace: float) -> None:
     """SIGTERM, wait up to `grace` s, SIGKILL the rest, wait up to 5 s. Zombies count as
     gone (PID 1 of a container does not always reap orphans promptly)."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        live = [p for p in procs if _alive(p)]
+        live = [p for p in procs if process_alive(p)]
         if not live:
             return
         for p in live:
             with contextlib.suppress(psutil.Error):
                 p.send_signal(sig)  # psutil refuses to signal a reused pid
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(_alive(p) for p in live):
+        while time.monotonic() < deadline and any(process_alive(p) for p in live):
             time.sleep(0.05)
 
 
-def _kill_cluster(sessions: Iterable[int], temp_dir: Optional[Path],
-                  known: Iterable[psutil.Process] = (), grace: float = 5.0) -> None:
-    """Raylets first (newest node first), then all but the GCS, then whatever is left."""
-    sessions, known = list(sessions), list(known)
-
-    def scan():
-        return _find_processes(sessions, temp_dir, known)
-
+def stop_ray_processes(scan: Callable[[], List[psutil.Process]], grace: float = 5.0) -> None:
+    """Stop the Ray processes `scan()` returns (it is called again between rounds: processes
+    may start processes while we signal), in Ray's order: raylets first, newest node first (a
+    raylet given SIGTERM deregisters and ends its workers), then all but the GCS, then the rest."""
     _terminate(sorted((p for p in scan() if _name(p) == "raylet"), key=lambda p: -p.pid),
                grace)
     _terminate([p for p in scan() if _name(p) != "gcs_server"], grace)
-    for _ in range(3):  # processes may spawn processes while we signal
+    for _ in range(3):
         left = scan()
         if not left:
             break
         _terminate(left, grace)
+
+
+def _kill_cluster(sessions: Iterable[int], temp_dir: Optional[Path],
+                  known: Iterable[psutil.Process] = (), grace: float = 5.0) -> None:
+    sessions, known = list(sessions), list(known)
+    stop_ray_processes(lambda: _find_processes(sessions, temp_dir, known), grace)
 
 
 def _ray_cli() -> List[str]:
@@ -362,7 +364,7 @@ class LocalRayCluster:
 
     def alive_pids(self) -> List[int]:
         """Recorded processes still running (zombies and reused pids count as dead)."""
-        return sorted(pid for pid, p in self._procs.items() if _alive(p))
+        return sorted(pid for pid, p in self._procs.items() if process_alive(p))
 
     def start(self) -> "LocalRayCluster":
         if self._started:
@@ -639,7 +641,7 @@ def _watchdog(parent_pid: int, parent_create_time: float, temp_dir: Path) -> Non
         try:
             parent = psutil.Process(parent_pid)
             parent_alive = (abs(parent.create_time() - parent_create_time) < 1e-3
-                            and _alive(parent))  # a killed, unreaped parent is a zombie
+                            and process_alive(parent))  # a killed, unreaped parent is a zombie
         except psutil.Error:
             parent_alive = False
         if not parent_alive:
