@@ -46,9 +46,8 @@ from stilts_ds.tasks.scoring import decode_outputs, primary_score, score_predict
 
 
 def build_model(encoder: str, tokenizer_name: str, heads: dict, head_dropout: float) -> MultiTaskModel:
-    # A job's head name wins; else the task's own (a translated copy, mnli@de, shares mnli's).
-    specs = {t: HeadSpec(h["format"], int(h["num_labels"]), h.get("head") or get_task(t).head_name)
-             for t, h in heads.items()}
+    # The job names shared heads (Study._head: a translated copy, mnli@de, trains mnli's).
+    specs = {t: HeadSpec(h["format"], int(h["num_labels"]), h.get("head")) for t, h in heads.items()}
     if encoder in PRESETS:  # random weights of a named architecture
         vocab = None if "vocab_size" in PRESETS[encoder] else len(load_tokenizer(tokenizer_name))
         return MultiTaskModel.build(model_config(encoder, vocab_size=vocab), specs, head_dropout=head_dropout)
