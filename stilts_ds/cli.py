@@ -378,11 +378,11 @@ def demo(config_path, sets, force):
                f"({sum(d.examples for d in done)} examples)\n")
     if cfg.arm_configs():
         run_arms(cfg, force=force)
-        first = next(iter(cfg.arm_configs().values())).config
+        served = Study(next(iter(cfg.arm_configs().values())).config, force=force)
     else:
         study.run()
-        first = cfg
-    _demo_bench(first, cfg.run_dir / "bench", force)
+        served = study
+    _demo_bench(served, cfg.run_dir / "bench", force)
     results, benches, info = study_inputs(cfg.run_dir)
     paths = build_report(results, benches, cfg.run_dir / "report", arm_info=info,
                          title=f"{cfg.name}: accuracy vs training and serving cost")
@@ -391,13 +391,13 @@ def demo(config_path, sets, force):
     click.echo(f"TensorBoard: tensorboard --logdir {cfg.run_dir}")
 
 
-def _demo_bench(cfg, output: Path, force: bool) -> None:
-    """Serve the first fine-tuned classification model of ``cfg`` through every engine (one Ray
-    actor per node), scoring its task's English test split through each; skipped when done."""
-    from stilts_ds.data.prepare import prepare as run_prepare
+def _demo_bench(study, output: Path, force: bool) -> None:
+    """Serve the first fine-tuned classification model of ``study`` through every engine (one
+    Ray actor per node), scoring its task's English test split through each; skipped when done."""
     from stilts_ds.inference.bench import BenchSpec, run_bench
-    from stilts_ds.modeling.presets import load_tokenizer
     from stilts_ds.tasks.registry import get_task
+
+    cfg = study.cfg
 
     if (output / "bench.jsonl").is_file() and not force:
         click.echo(f"bench: {output / 'bench.jsonl'} exists, skipping (--force reruns)", err=True)
@@ -407,14 +407,11 @@ def _demo_bench(cfg, output: Path, force: bool) -> None:
         click.echo("bench: no fine-tuned classification task to serve, skipping", err=True)
         return
     checkpoint = cfg.run_dir / "phase2" / task / "model"
-    (item,) = run_prepare([get_task(task)], tokenizer=load_tokenizer(str(checkpoint)), cache_dir=cfg.cache_dir(),
-                          source=cfg.data.source_of(task)[0], data_dir=cfg.data.source_of(task)[1],
-                          splits=["test"], langs=["en"],
-                          max_length=cfg.data.max_length, progress=False)
+    features = study.features(task, "test", "en")  # the study's cache, tokenizer and data source
     click.echo(f"\nbench: serving {checkpoint} ({task}) through every engine", err=True)
     spec = BenchSpec(engines=("torch-eager", "torch-sdpa", "ds", "ds-kernel"), precisions=("fp32",),
                      batch_sizes=(1, 8), seq_len=cfg.data.max_length, checkpoint=str(checkpoint), task=task,
-                     features=str(item.path), lang="en")
+                     features=str(features), lang="en")
     run_bench(spec, output, use_ray=True, address=cfg.cluster.ray_address)
 
 
