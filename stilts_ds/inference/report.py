@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from stilts_ds import figures
 from stilts_ds.atomic import atomic_directory, write_atomic
 from stilts_ds.inference.placement import (CLUSTER, LATENCIES, PARITY, THROUGHPUT, as_row, cluster_total,
                                           node_label, node_sort_key)
@@ -245,24 +246,12 @@ def _tensorboard(rows: Sequence[Mapping[str, Any]], tb_dir: Path, md: str) -> No
 
 # ------------------------------------------------------------------ plots
 
-def _figure(n_panels: int, panel_w: float = 5.2, panel_h: float = 3.8, max_cols: int = 3):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    cols = max(1, min(max_cols, n_panels))
-    nrows = max(1, math.ceil(n_panels / cols))
-    fig = Figure(figsize=(panel_w * cols, panel_h * nrows + 0.6), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, cols, squeeze=False).ravel().tolist()
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    return fig, axes[:n_panels]
+def _figure(n_panels: int, max_cols: int = 3):
+    return figures.panels(n_panels, panel_w=5.2, panel_h=3.8, max_cols=max_cols)
 
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    return buf.getvalue()
+    return figures.png(fig, bbox_inches="tight")
 
 
 def _empty_plot(title: str, message: str) -> bytes:

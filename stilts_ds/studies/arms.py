@@ -18,12 +18,12 @@ with serving cost.
 """
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Iterable
 
 from stilts_ds.atomic import write_atomic
+from stilts_ds.figures import figure, png
 from stilts_ds.config import Arm, ExperimentConfig
 from stilts_ds.errors import StiltsError
 from stilts_ds.studies.results import load_results
@@ -146,14 +146,10 @@ def comparison_markdown(rows: list[dict], *, title: str) -> str:
 
 def comparison_png(rows: list[dict], *, title: str) -> bytes:
     """Grouped bars: one group per task (and per benchmark average), one bar per arm."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     averages = _average_names(rows)
     tasks = list(dict.fromkeys(t for r in rows for t in r["task_scores"]))
     groups = averages + tasks
-    fig = Figure(figsize=(max(6.0, 0.8 * len(groups) + 2), 4.2))
-    FigureCanvasAgg(fig)
+    fig = figure((max(6.0, 0.8 * len(groups) + 2), 4.2))
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(rows))
     for i, r in enumerate(rows):
@@ -169,6 +165,4 @@ def comparison_png(rows: list[dict], *, title: str) -> bytes:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
+    return png(fig, dpi=110)

@@ -46,6 +46,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from stilts_ds import figures
 from stilts_ds.atomic import atomic_directory, write_atomic
 from stilts_ds.studies.comm_model import predict_step, prediction_table
 
@@ -299,20 +300,14 @@ def training_series(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[dict]]:
 
 # ============================================================================ plots
 
-def _figure(n_panels: int, panel_w: float = 5.6, panel_h: float = 4.0):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(panel_w * max(1, n_panels), panel_h + 0.6), dpi=100)
-    FigureCanvasAgg(fig)  # Agg directly, never pyplot: no global backend, no display needed
-    axes = fig.subplots(1, max(1, n_panels), squeeze=False).ravel().tolist()
-    return fig, axes
+def _figure(n_panels: int, panel_w: float = 5.6):
+    """One row of panels (at least one, all visible)."""
+    n = max(1, n_panels)
+    return figures.panels(n, panel_w=panel_w, panel_h=4.0, max_cols=n)
 
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    return buf.getvalue()
+    return figures.png(fig, bbox_inches="tight")
 
 
 def _legend(ax) -> None:

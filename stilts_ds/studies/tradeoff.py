@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from stilts_ds.atomic import write_atomic
+from stilts_ds.figures import figure, png
 from stilts_ds.errors import DataFileError
 from stilts_ds.studies.results import load_results
 
@@ -154,11 +155,7 @@ def _markdown(rows, tasks, title) -> str:
 
 
 def _pareto_png(rows, title) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(fig)
+    fig = figure((7, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
@@ -179,6 +176,4 @@ def _pareto_png(rows, title) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
+    return png(fig, dpi=110)
