@@ -40,7 +40,8 @@ def main():
 # ----------------------------------------------------------------------------- tasks
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of task objects instead of a table.")
-@click.option("--kind", type=click.Choice(["all", "intermediate", "xtreme"]), default="all", show_default=True)
+@click.option("--kind", type=click.Choice(["all", "intermediate", "multilingual", "auxiliary", "xtreme"]), default="all",
+              show_default=True)
 def tasks(as_json: bool, kind: str):
     """List every task of the study: format, metric, languages, data sources."""
     from stilts_ds.tasks.catalog import task_rows, task_table

@@ -165,22 +165,37 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Phase 2: one run per target task, each from the phase-1 encoder with a fresh head."""
+    """Phase 2: one run per target task, each from the phase-1 encoder with a fresh head
+    (or, for a staged recipe, from the previous stage's encoder and head)."""
 
     tasks: tuple[str, ...] = _help("XTREME tasks fine-tuned on their English training data.", ())
     defaults: TrainConfig = _help("Recipe shared by every target task.", factory=TrainConfig)
-    per_task: Mapping[str, Mapping[str, Any]] = _help("Per-task overrides of `defaults` (epochs, batch, lr).",
-                                                      factory=dict)
+    per_task: Mapping[str, Mapping[str, Any]] = _help(
+        "Per-task overrides of `defaults` (epochs, batch, lr); also keyed by a stage task (siqa).", factory=dict)
+    staged: bool = _help("Follow the official multi-stage recipes (XTREME-R: xcopa trains on SIQA, then "
+                         "COPA); false trains each task on its own data only.", True)
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(self.tasks))
         valid = {f.name for f in dataclasses.fields(TrainConfig)}
+        staged = {s for t in self.tasks for s in self.stages(t)[:-1]}
         for task, changes in self.per_task.items():
-            if task not in self.tasks:
-                raise ConfigError(f"finetune.per_task names {task!r}, which is not in finetune.tasks")
+            if task not in self.tasks and task not in staged:
+                also = f" or a stage of one ({', '.join(sorted(staged))})" if staged else ""
+                raise ConfigError(f"finetune.per_task names {task!r}, which is not in finetune.tasks{also}")
             bad = set(changes) - valid
             if bad:
                 raise ConfigError(f"finetune.per_task.{task}: unknown option(s) {sorted(bad)}; valid: {sorted(valid)}")
+
+    def stages(self, task: str) -> tuple[str, ...]:
+        """The tasks phase 2 trains for ``task``, in order, ending with ``task`` itself."""
+        from stilts_ds.tasks.registry import get_task
+
+        try:
+            first = get_task(task).train_first if self.staged else ()
+        except StiltsError:
+            first = ()  # an unknown name: ExperimentConfig reports it, naming the option
+        return (*first, task)
 
     def recipe(self, task: str) -> TrainConfig:
         return self.defaults.override(tasks=(task,), **dict(self.per_task.get(task, {})))

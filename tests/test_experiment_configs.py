@@ -235,6 +235,23 @@ def test_unknown_per_task_key(tmp_path):
     _fails(_write(tmp_path, data), "finetune.per_task.xnli", "epoch")
 
 
+def test_staged_recipes_and_their_per_task_keys(tmp_path):
+    data = _base()
+    assert "xcopa" in data["finetune"]["tasks"]
+    data["finetune"]["per_task"] = {"siqa": {"epochs": 2}}  # a stage of xcopa's recipe
+    cfg = load_config(_write(tmp_path, data))
+    assert cfg.finetune.stages("xcopa") == ("siqa", "xcopa") and cfg.finetune.stages("xnli") == ("xnli",)
+    assert cfg.finetune.recipe("siqa").epochs == 2 and cfg.finetune.recipe("siqa").tasks == ("siqa",)
+    data["finetune"]["staged"] = False
+    _fails(_write(tmp_path, data, "unstaged.yaml"), "finetune.per_task names 'siqa'", "not in finetune.tasks")
+    del data["finetune"]["per_task"]
+    assert load_config(_write(tmp_path, data, "copa_only.yaml")).finetune.stages("xcopa") == ("xcopa",)
+    data = _base()
+    data["finetune"]["tasks"] = ["xnli"]
+    data["finetune"]["per_task"] = {"siqa": {"epochs": 2}}
+    _fails(_write(tmp_path, data, "no_xcopa.yaml"), "finetune.per_task names 'siqa'")
+
+
 def test_multi_node_without_storage_path(tmp_path):
     data = _base()
     data["cluster"]["multi_node"] = True

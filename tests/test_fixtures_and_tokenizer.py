@@ -31,6 +31,7 @@ INTERMEDIATE_SPLITS = {
     "cosmosqa": ("train", "validation"),
     "commonsenseqa": ("train", "validation"),
     "ccg": ("train", "validation", "test"),
+    "siqa": ("train", "validation"),  # English, laid out like the intermediate tasks
 }
 # task -> {split: languages}
 XTREME_FILES = {
@@ -188,6 +189,11 @@ def test_schema_counts_and_labels(item):
             assert set(r) == {"language", "sentence1", "sentence2", "gold_label"}, where
             assert r["language"] == lang and r["gold_label"] in NLI_NAMES, where
         assert {r["gold_label"] for r in rows} == NLI_NAMES
+    elif task == "siqa":  # Social IQa rows: three answers, the label a 1-based string
+        for r in rows:
+            assert set(r) == {"context", "question", "answerA", "answerB", "answerC", "label"}, where
+            assert r["label"] in ("1", "2", "3"), where
+        assert {r["label"] for r in rows} == {"1", "2", "3"}
     elif task == "qqp":
         for r in rows:
             assert set(r) == {"question1", "question2", "label", "idx"}, where

@@ -1399,6 +1399,34 @@ def build_copa(split: str, lang: str, n: int, path: str, *, xcopa: bool = False)
     return unique_rows(rng, n, make, lambda r: r["premise"])
 
 
+SIQA_QUESTIONS = ("What does {p} know about the city?", "What would {p} say about the city?",
+                  "How would you describe the place {p} went to?")
+
+
+def build_siqa(split: str, n: int, path: str) -> list[dict]:
+    """Social IQa-schema rows (context, question, answerA-C, label "1".."3"): as in build_copa,
+    the right answer is a fact about the context's city, the two wrong ones facts about other
+    cities; COPA then reuses the skill (XTREME-R trains xcopa on SIQA first)."""
+    rng = rng_for(path)
+    labels = balanced_labels(rng, n, 3)
+
+    def make(i):
+        ev = sample_event(rng, rng.choice(("travel", "buy", "born")))
+        context, _, values = render("en", ev, "full")
+        right, _, _ = render("en", ev, "fact")
+        wrong = []
+        for _ in range(2):
+            other = sample_event(rng, "travel", avoid={"c": {ev["c"], *(w["c"] for w in wrong)}})
+            wrong.append(other)
+        answers = [render("en", w, "fact")[0] for w in wrong]
+        answers.insert(labels[i], right)
+        question = SIQA_QUESTIONS[i % len(SIQA_QUESTIONS)].format(p=values["p"])
+        return {"context": context, "question": question, "answerA": answers[0], "answerB": answers[1],
+                "answerC": answers[2], "label": str(labels[i] + 1)}
+
+    return unique_rows(rng, n, make, lambda r: r["context"])
+
+
 def _lareqa_paragraphs() -> list[dict]:
     """Parallel paragraphs: the same events in every language, one question per paragraph."""
     rng = rng_for("lareqa", "paragraphs")
@@ -1497,7 +1525,10 @@ def build_mewslix(lang: str, path: str) -> list[dict]:
 
 
 def plan_xtreme_r(p: dict) -> None:
-    """XTREME-R's own tasks (xcopa, mewslix, lareqa) and their English training data."""
+    """XTREME-R's own tasks (xcopa, mewslix, lareqa) and their English training data (SIQA, then COPA)."""
+    for split in ("train", "validation"):
+        path = f"siqa/{split}.jsonl"
+        p[path] = (lambda s=split, q=path: build_siqa(s, N_TRAIN if s == "train" else N_EVAL, q))
     p["xcopa/train.en.jsonl"] = lambda: build_copa("train", "en", N_TRAIN, "xcopa/train.en.jsonl")
     p["xcopa/validation.en.jsonl"] = lambda: build_copa("validation", "en", N_EVAL, "xcopa/validation.en.jsonl")
     for split in ("validation", "test"):
@@ -1585,7 +1616,8 @@ Regenerate them, byte for byte, with `python tools/build_fixtures.py` (`--check`
 without writing), then rebuild the tokenizer with `python tools/build_tokenizer.py`. Layout:
 English intermediate tasks live in `<task>/<split>.jsonl` (anli_plus, mnli, qqp, squad_v1,
 squad_v2, hellaswag, cosmosqa, commonsenseqa, ccg, plus `ccg/tags.txt`, the sorted supertag
-list; the CCG rows are our own toy supertagged sentences since CCGbank is licensed), XTREME
+list; the CCG rows are our own toy supertagged sentences since CCGbank is licensed; and
+`siqa`, Social IQa rows, the first stage of XTREME-R's xcopa recipe), XTREME
 tasks in `<task>/<split>.<lang>.jsonl` (xnli, pawsx, udpos, panx, xquad, mlqa, tydiqa, bucc,
 tatoeba; XTREME-R's xcopa in COPA rows, lareqa as XQuAD-R paragraphs with sentence breaks
 where every language's file holds the whole multilingual answer pool, mewslix as Mewsli-X

@@ -115,7 +115,8 @@ def _read_rows(spec: TaskSpec, rows, split: str, lang: str, where) -> list:
 def _hub_rows(part: HubPart) -> Iterator[tuple[int, Mapping[str, Any]]]:
     try:
         import datasets  # imported here: the local path never needs it
-        ds = datasets.load_dataset(part.path, part.name, split=part.split, streaming=bool(part.take))
+        ds = datasets.load_dataset(part.path, part.name, split=part.split, streaming=bool(part.take),
+                                   revision=part.revision, data_dir=part.data_dir)
         if part.take:
             ds = itertools.islice(ds, part.take)
     except Exception as e:  # network, auth, renamed configs: all end the same way for a user

@@ -116,6 +116,8 @@ def train_worker(job: dict) -> None:
 
     model = build_model(job["encoder"], job["tokenizer"], {t: info["head"] for t, info in tasks.items()},
                         job["head_dropout"])
+    if job.get("init_heads"):  # a staged recipe: this stage's head starts where the last one ended
+        export.load_heads(model, job["init_heads"]["from"], job["init_heads"]["heads"])
     ds_config = job["ds_config"]
     if "optimizer" in ds_config:
         engine, _, _, scheduler = deepspeed.initialize(
@@ -232,7 +234,7 @@ def train_worker(job: dict) -> None:
     if rt.rank == 0:
         summary = {"phase": job["phase"], "steps": int(engine.global_steps), "best_dev": best,
                    "world_size": rt.world_size, "workers": placement,
-                   "resumed_from": resumed_from,
+                   "resumed_from": resumed_from, "init_heads": job.get("init_heads"),
                    "loop": {"steps": int(engine.global_steps) - start_step, "seconds": loop_s,
                             "compute_seconds": compute_s}, "finished": time.time()}
         _write_json(run_dir / "train_summary.json", summary)

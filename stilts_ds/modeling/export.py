@@ -256,3 +256,32 @@ def load_model(out_dir, **encoder_kwargs):
     model = MultiTaskModel.build(out_dir, tasks, **encoder_kwargs)
     model.heads.load_state_dict(torch.load(out_dir / HEADS_FILE, map_location="cpu"))
     return model
+
+
+def load_heads(model, out_dir, mapping: Mapping[str, str]) -> None:
+    """Start heads of ``model`` from heads trained in ``out_dir`` (a ``save_model`` export):
+    ``mapping`` is {head of model: head saved there}, e.g. {"xcopa": "siqa"} when a staged
+    recipe carries SIQA's multiple-choice head on to COPA. Formats must match; so must shapes
+    (checked by ``load_state_dict``, and reported naming both heads)."""
+    out_dir = Path(out_dir)
+    spec_path = out_dir / HEADS_SPEC
+    if not spec_path.is_file():
+        raise ExportError(f"{out_dir} holds no trained heads ({HEADS_SPEC} missing): a staged recipe starts "
+                          "from the previous stage's fine-tuned model")
+    saved = {info["head"]: info for info in json.loads(spec_path.read_text(encoding="utf-8")).values()}
+    state = torch.load(out_dir / HEADS_FILE, map_location="cpu")
+    formats = {model.task_heads[t]: s.format for t, s in model.task_specs.items()}
+    for target, source in mapping.items():
+        if target not in model.heads:
+            raise ExportError(f"the model has no head {target!r} to start from {out_dir}; it has {sorted(model.heads)}")
+        if source not in saved:
+            raise ExportError(f"{out_dir} has no head {source!r}; it has {sorted(saved)}")
+        if saved[source]["format"] != formats[target]:
+            raise ExportError(f"head {target!r} ({formats[target]}) cannot start from {source!r} "
+                              f"({saved[source]['format']}) of {out_dir}: the formats differ")
+        prefix = source + "."
+        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            model.heads[target].load_state_dict(weights)
+        except RuntimeError as e:
+            raise ExportError(f"head {target!r} cannot start from {source!r} of {out_dir}: {e}") from e

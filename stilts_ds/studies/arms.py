@@ -90,7 +90,8 @@ def arm_summary(arm: Arm) -> dict | None:
         "averages": {k: v for k, v in res.items() if k.endswith("_average") and isinstance(v, (int, float))},
         "phase1_samples_per_s": phase1.get("train_samples_per_s"),
         "phase1_wall_s": phase1.get("wall_seconds"),
-        "phase2_wall_s": sum(d.get("wall_seconds", 0.0) for d in phase2) if any(phase2) else None,
+        "phase2_wall_s": (sum(d.get("recipe_wall_seconds", d.get("wall_seconds", 0.0)) for d in phase2)
+                          if any(phase2) else None),
     }
 
 

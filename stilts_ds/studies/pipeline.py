@@ -3,6 +3,7 @@
     study = Study(load_config("configs/quickstart.yaml"))
     study.intermediate()          # phase 1 -> <output_dir>/phase1/encoder
     study.finetune("xnli")        # phase 2 -> <output_dir>/phase2/xnli/model
+    study.finetune("xcopa")       # staged: phase2/xcopa/stages/siqa/model, then phase2/xcopa/model
     study.evaluate()              # phase 3 -> <output_dir>/results.json, results.md
     study.run()                   # all three
 
@@ -215,23 +216,52 @@ class Study:
                 export.check_compatible(encoder, expected)
 
     def finetune(self, task: str, encoder: str | None = None) -> Path:
-        cfg = self.cfg
+        """Phase 2 for ``task``; returns its model directory. A staged recipe
+        (``finetune.stages``: xcopa trains on siqa, then COPA) runs its earlier stages in
+        ``phase2/<task>/stages/<stage task>/``, each from the last one's model and head."""
         encoder = encoder or self.intermediate()
         self._check_encoder(encoder)
-        stage = cfg.run_dir / "phase2" / task
+        root = self.cfg.run_dir / "phase2" / task
+        *first, _ = self.cfg.finetune.stages(task)
+        before, spent = None, []
+        for stage_task in first:
+            before = self._finetune_stage(task, stage_task, root / "stages" / stage_task, encoder, before)
+            spent.append({"task": stage_task, "wall_seconds": before["wall_seconds"]})
+        return self._finetune_stage(task, task, root, encoder, before, spent)["model_dir"]
+
+    def _finetune_stage(self, target: str, task: str, stage: Path, encoder: str, before: dict | None,
+                        spent: list | None = None) -> dict:
+        """One phase-2 training run of ``task`` (``target`` itself, or a stage of its recipe)
+        from ``encoder`` or, after an earlier stage, from that stage's model and head."""
+        cfg = self.cfg
         recipe = cfg.finetune.recipe(task)
         payload = {"encoder": encoder, "data": asdict(cfg.data), "ds": asdict(cfg.deepspeed), "train": asdict(recipe),
                    "workers": cfg.cluster.num_workers}
+        if before is not None:  # a redone earlier stage makes this one stale too
+            payload["after"] = {"task": before["task"], "hash": before["hash"]}
         model_dir = stage / "model"
+        what = task if task == target else f"{target} (stage {task})"
+        out = {"task": task, "model_dir": model_dir, "hash": _stage_hash(payload)}
         if self._done(stage, payload):
             self.say(f"phase 2: {model_dir} exists, skipping")
-            return model_dir
-        self.say(f"phase 2: fine-tuning {task} on its English training data")
-        job = self.build_job("finetune", recipe, stage, encoder, model_dir, with_dev=True)
+            return {**out, "wall_seconds": json.loads((stage / DONE).read_text()).get("wall_seconds", 0.0)}
+        if before is None:
+            self.say(f"phase 2: fine-tuning {what} on its English training data")
+        else:
+            self.say(f"phase 2: fine-tuning {what} from the {before['task']} model and head")
+        job = self.build_job("finetune", recipe, stage, str(before["model_dir"]) if before else encoder, model_dir,
+                             with_dev=True)
+        if before is not None:
+            job["init_heads"] = {"from": str(before["model_dir"].resolve()),
+                                 "heads": {get_task(task).head_name: get_task(before["task"]).head_name}}
         started = time.perf_counter()
-        self._launch(train_worker, job, f"phase2-{task}")
-        self._mark_done(stage, payload, self._cost(stage, job, started))
-        return model_dir
+        self._launch(train_worker, job, f"phase2-{target}" if task == target else f"phase2-{target}-{task}")
+        cost = self._cost(stage, job, started)
+        if spent:  # the whole recipe's cost, for the arms table
+            cost["stages"] = spent
+            cost["recipe_wall_seconds"] = cost["wall_seconds"] + sum(s["wall_seconds"] for s in spent)
+        self._mark_done(stage, payload, cost)
+        return {**out, "wall_seconds": cost["wall_seconds"]}
 
     def evaluate(self, encoder: str | None = None) -> dict:
         cfg = self.cfg

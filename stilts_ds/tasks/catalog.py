@@ -33,6 +33,7 @@ def task_rows() -> list[dict]:
             "sources": list(spec.sources),
             "hub_datasets": _hub_datasets(spec),
             "train_data": spec.train_source if spec.kind == "xtreme" else "own train split",
+            "train_first": list(spec.train_first),
             "labels": list(spec.labels) if spec.labels else None,
             "description": spec.description,
         }

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from stilts_ds.tasks import readers
-from stilts_ds.tasks.spec import INTERMEDIATE, HubPart, TaskSpec
+from stilts_ds.tasks.spec import INTERMEDIATE, PARQUET_BRANCH, HubPart, TaskSpec
 
 EN = ("en",)
 
@@ -22,8 +22,8 @@ def _anli_plus_parts(split: str, lang: str):
     return parts
 
 
-def _simple(path: str, name: str | None, mapping: dict[str, str]):
-    return lambda split, lang: [HubPart(path, name, mapping[split])]
+def _simple(path: str, name: str | None, mapping: dict[str, str], revision: str | None = None):
+    return lambda split, lang: [HubPart(path, name, mapping[split], revision=revision)]
 
 
 TRAIN_DEV = {"train": EN, "validation": EN}
@@ -62,14 +62,16 @@ INTERMEDIATE_TASKS = [
     TaskSpec(
         name="hellaswag", kind=INTERMEDIATE, format="multiple_choice", metric="accuracy",
         description="HellaSwag, 4-way sentence completion", splits=TRAIN_DEV, reader=readers.hellaswag,
-        hub_parts=_simple("Rowan/hellaswag", None, {"train": "train", "validation": "validation"}),
+        hub_parts=_simple("Rowan/hellaswag", None, {"train": "train", "validation": "validation"},
+                          revision=PARQUET_BRANCH),
         options={"num_choices": 4},
     ),
     TaskSpec(
         name="cosmosqa", kind=INTERMEDIATE, format="multiple_choice", metric="accuracy",
         description="CosmosQA, 4-way commonsense reading comprehension", splits=TRAIN_DEV,
         reader=readers.cosmosqa,
-        hub_parts=_simple("allenai/cosmos_qa", None, {"train": "train", "validation": "validation"}),
+        hub_parts=_simple("allenai/cosmos_qa", None, {"train": "train", "validation": "validation"},
+                          revision=PARQUET_BRANCH),
         options={"num_choices": 4},
     ),
     TaskSpec(

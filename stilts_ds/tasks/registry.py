@@ -60,13 +60,13 @@ def get_task(name: str) -> TaskSpec:
 
 
 def resolve_tasks(names) -> list[TaskSpec]:
-    """Expand 'all', 'intermediate', 'multilingual' and 'xtreme' and check every other name
+    """Expand 'all', 'intermediate', 'multilingual', 'auxiliary' and 'xtreme' and check every other name
     (derived names such as 'mnli@de' included)."""
     out: list[TaskSpec] = []
     for name in names:
         if name == "all":
             out.extend(TASKS.values())
-        elif name in ("intermediate", "multilingual", "xtreme"):
+        elif name in ("intermediate", "multilingual", "auxiliary", "xtreme"):
             out.extend(s for s in TASKS.values() if s.kind == name)
         else:
             out.append(get_task(name))

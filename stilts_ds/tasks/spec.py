@@ -28,6 +28,11 @@ INTERMEDIATE = "intermediate"
 XTREME = "xtreme"
 # Continued MLM: trained in phase 1 beside the intermediate tasks, but not one of the nine.
 MULTILINGUAL = "multilingual"
+# English data a target task's official recipe trains on before its own (XTREME-R's SIQA
+# before COPA): not one of the nine, but usable as an intermediate task too.
+AUXILIARY = "auxiliary"
+# The hub's own Parquet conversion of a repository (see HubPart.revision).
+PARQUET_BRANCH = "refs/convert/parquet"
 
 
 @dataclass(frozen=True)
@@ -47,11 +52,20 @@ class HubPart:
     # Read only the first ``take`` rows, streamed: corpora (Wikipedia) are far larger than
     # what continued MLM needs, and streaming avoids downloading a whole dump.
     take: int | None = None
+    # A branch other than main: datasets >= 4 no longer runs loading scripts, and repositories
+    # that still hold only a script (allenai/cosmos_qa, allenai/social_i_qa) are read from the
+    # hub's own Parquet conversion, ``refs/convert/parquet``.
+    revision: str | None = None
+    # A config's folder on that branch: the conversion writes ``<config>/<split>/*.parquet``
+    # with no config list, so a multi-config repository is read by folder, not by name.
+    data_dir: str | None = None
 
     def describe(self) -> str:
         cfg = f", {self.name!r}" if self.name else ""
+        rev = f", revision={self.revision!r}" if self.revision else ""
+        rev += f", data_dir={self.data_dir!r}" if self.data_dir else ""
         stream = f", streaming=True).take({self.take}" if self.take else ""
-        return f"load_dataset({self.path!r}{cfg}, split={self.split!r}{stream})"
+        return f"load_dataset({self.path!r}{cfg}, split={self.split!r}{rev}{stream})"
 
 
 class UnknownSplitError(StiltsError):
@@ -69,7 +83,7 @@ class TaskSpec:
     """
 
     name: str
-    kind: str  # INTERMEDIATE, XTREME or MULTILINGUAL
+    kind: str  # INTERMEDIATE, XTREME, MULTILINGUAL or AUXILIARY
     format: str  # a module name in stilts_ds.tasks.formats
     metric: str  # a name in stilts_ds.metrics.METRICS
     description: str
@@ -97,6 +111,9 @@ class TaskSpec:
     # Languages with no hub copy (user files only, e.g. XTREME-R's UD 2.7 additions to udpos):
     # their hub_parts raise; a hub-sourced study leaves them out and says so.
     local_only_langs: tuple[str, ...] = ()
+    # The official recipe's earlier phase-2 stages: tasks (same format) trained first, in order,
+    # each stage starting from the last one's encoder and head (XTREME-R: xcopa after siqa).
+    train_first: tuple[str, ...] = ()
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -155,7 +172,7 @@ class TaskSpec:
                              f"{', '.join(self.lang_parts[lang])}")
         if self.local_layout is not None:
             return self.local_layout(split, lang)
-        if self.kind == INTERMEDIATE:
+        if self.kind in (INTERMEDIATE, AUXILIARY):  # English only: no language in the name
             return f"{self.name}/{split}.jsonl"
         return f"{self.name}/{split}.{lang}.jsonl"
 

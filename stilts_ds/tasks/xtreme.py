@@ -27,9 +27,10 @@ PANX_LANGS = tuple(
     "af ar bg bn de el en es et eu fa fi fr he hi hu id it ja jv ka kk ko ml mr ms my nl pt "
     "ru sw ta te th tl tr ur vi yo zh".split()
 )
-# google/xtreme names udpos configs by language name, one with a typo ("Afrikans").
+# google/xtreme names udpos configs by language name ("udpos.Afrikaans"; the dataset card's
+# config list spells it "Afrikans", the configs themselves do not).
 UDPOS_CONFIG = {
-    "af": "Afrikans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
+    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
     "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French",
     "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese",
     "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",

@@ -1,7 +1,8 @@
 """XTREME-R tasks (Ruder et al., 2021) beyond those it shares with XTREME: xcopa, mewslix, lareqa.
 
     from stilts_ds.tasks.registry import get_task
-    get_task("xcopa").hub_parts("train", "en")     # [load_dataset('aps/super_glue', 'copa', ...)]
+    get_task("xcopa").hub_parts("train", "en")     # [load_dataset('aps/super_glue', ..., data_dir='copa')]
+    get_task("xcopa").train_first                  # ('siqa',): phase 2 trains SIQA, then COPA
     python -m stilts_ds.tasks.xtreme_r lareqa  XQUAD_R_DIR  DATA_DIR   # official files -> local rows
     python -m stilts_ds.tasks.xtreme_r mewslix MEWSLIX_DIR  DATA_DIR
 
@@ -12,10 +13,12 @@ exists) and drops PAWS-X and BUCC. Its language lists and groups are
 What each task here follows (google-research/xtreme, the XTREME-R code):
 
 * xcopa: ``third_party/run_xcopa.py``: the prompt is "<premise> What was the <question>?"
-  (question is "cause" or "effect"), paired with each of the two choices; accuracy. English
-  training data is SuperGLUE COPA (``scripts/download_data.sh`` download_xcopa: COPA.zip ->
-  train.en / val.en), and XTREME-R first trains on SIQA (``scripts/train_xcopa.sh``); here
-  SIQA is an intermediate-task choice of the study, the target task trains on COPA.
+  (question is "cause" or "effect"), paired with each of the two choices; accuracy. Training
+  follows ``scripts/train_xcopa.sh``: first Social IQa (``siqa``: "<context> <question>" with
+  each of three answers), then English COPA (SuperGLUE) from that model, head included. Phase 2
+  runs the two as stages (``TaskSpec.train_first``; ``finetune.staged: false`` trains on
+  COPA alone). The multiple-choice head scores one (prompt, choice) pair at a time, so SIQA's
+  three-way head is COPA's two-way head.
 * lareqa: XQuAD-R, ``third_party/utils_lareqa.py`` + ``run_retrieval.py``: every question
   (uid "<xquad id>_<lang>") ranks the answer-sentence pool of *all* languages (candidate uid
   "<lang>_<paragraph number>_<sentence number>", text = sentence + its paragraph, joined as
@@ -41,14 +44,15 @@ from typing import Any, Mapping
 
 from stilts_ds.metrics.aggregate import XTREME_R_LANGUAGES
 from stilts_ds.tasks.formats import multiple_choice, retrieval
-from stilts_ds.tasks.spec import XTREME, HubPart, TaskSpec
+from stilts_ds.tasks.spec import AUXILIARY, PARQUET_BRANCH, XTREME, HubPart, TaskSpec
 
 EN = ("en",)
 XCOPA_LANGS = XTREME_R_LANGUAGES["xcopa"]
 MEWSLIX_LANGS = XTREME_R_LANGUAGES["mewslix"]
 LAREQA_LANGS = XTREME_R_LANGUAGES["lareqa"]
 
-COPA = "aps/super_glue"  # SuperGLUE on the hub (formerly "super_glue"); config "copa"
+COPA = "aps/super_glue"  # SuperGLUE on the hub (formerly "super_glue"); COPA is its folder "copa"
+SIQA = "allenai/social_i_qa"  # main holds only a loading script: read its Parquet conversion
 XCOPA_HUB = "cambridgeltl/xcopa"  # one config per language, splits validation / test
 
 
@@ -66,9 +70,23 @@ def xcopa(record: Mapping, split: str, lang: str, index: int):
     )
 
 
+def siqa(record: Mapping, split: str, lang: str, index: int):
+    """A Social IQa row (context, question, answerA/B/C, label "1".."3") -> three-way choice,
+    prompted as run_xcopa.py prompts it: "<context> <question>"."""
+    raw = record.get("label")
+    label = None if raw in (None, "", -1) else int(str(raw).strip()) - 1  # 1-based strings
+    if label is not None and label not in (0, 1, 2):
+        raise ValueError(f"label must be '1', '2' or '3', got {raw!r}")
+    return multiple_choice.Example(
+        f"{split}-{lang}-{index}", f"{record['context']} {record['question']}",
+        (record["answerA"], record["answerB"], record["answerC"]), label,
+    )
+
+
 def _xcopa(split: str, lang: str) -> list[HubPart]:
     if lang == "en":  # English COPA: the training data and the model-selection dev set
-        return [HubPart(COPA, "copa", split)]
+        # aps/super_glue keeps a loading script on main: read COPA's folder of the conversion.
+        return [HubPart(COPA, None, split, revision=PARQUET_BRANCH, data_dir="copa")]
     return [HubPart(XCOPA_HUB, lang, split)]
 
 
@@ -190,11 +208,17 @@ MEWSLIX_HELP = (
 
 XTREME_R_TASKS = [
     TaskSpec(
+        name="siqa", kind=AUXILIARY, format="multiple_choice", metric="accuracy",
+        description="Social IQa, 3-way social commonsense QA (XTREME-R's first stage for xcopa)",
+        reader=siqa, hub_parts=lambda split, lang: [HubPart(SIQA, None, split, revision=PARQUET_BRANCH)],
+        splits={"train": EN, "validation": EN}, options={"num_choices": 3},
+    ),
+    TaskSpec(
         name="xcopa", kind=XTREME, format="multiple_choice", metric="accuracy",
         description="XCOPA, causal commonsense 2-way choice in 11 languages (XTREME-R)", reader=xcopa,
         hub_parts=_xcopa, splits={"train": EN, "validation": EN + XCOPA_LANGS, "test": XCOPA_LANGS},
-        options={"num_choices": 2},
-        train_source="COPA en (SuperGLUE; XTREME-R trains on SIQA first)",
+        options={"num_choices": 2}, train_first=("siqa",),
+        train_source="SIQA, then COPA en (SuperGLUE), as XTREME-R's train_xcopa.sh",
     ),
     TaskSpec(
         name="mewslix", kind=XTREME, format="retrieval", metric="mewslix_map_at_20",

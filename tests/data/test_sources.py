@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from stilts_ds.data import sources
 from stilts_ds.data.sources import load_examples
 from stilts_ds.errors import DataFileError
 from stilts_ds.tasks.registry import get_task
@@ -74,3 +75,26 @@ def test_every_fixture_split_loads(fixtures_dir):
         if spec.kind == "xtreme" and spec.name != "xcopa":  # no XCOPA language but zh is renderable
             langs = {lang for _, lang in pairs if lang != "en"}
             assert len(langs) >= 3, (spec.name, langs)
+
+
+def test_hub_part_reads_one_config_folder_of_a_parquet_conversion(tmp_path, monkeypatch):
+    # The layout of a repository's refs/convert/parquet branch: <config>/<split>/*.parquet and
+    # no config list. aps/super_glue's COPA is read there by folder (HubPart.data_dir); a
+    # local directory in that layout goes through the same datasets code path.
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from stilts_ds.tasks.spec import HubPart
+    from stilts_ds.tasks.xtreme_r import xcopa
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    copa = {"premise": ["The man fell.", "It rained."], "choice1": ["He slipped.", "We stayed in."],
+            "choice2": ["He sang.", "We swam."], "question": ["cause", "effect"], "idx": [0, 1], "label": [0, 0]}
+    for folder, table in (("copa/train", copa), ("boolq/train", {"question": ["q"], "passage": ["p"], "label": [1]})):
+        (tmp_path / "repo" / folder).mkdir(parents=True)
+        pq.write_table(pa.table(table), tmp_path / "repo" / folder / "0000.parquet")
+    part = HubPart(str(tmp_path / "repo"), None, "train", data_dir="copa")
+    rows = list(sources._hub_rows(part))
+    assert [r["premise"] for _, r in rows] == copa["premise"]
+    assert xcopa(rows[0][1], "train", "en", 0).prompt == "The man fell. What was the cause?"

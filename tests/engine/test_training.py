@@ -71,6 +71,50 @@ def test_pipeline_in_process_is_idempotent(tmp_path, capsys):
     assert "skipping" in capsys.readouterr().err
 
 
+def test_staged_recipe_carries_the_siqa_model_and_head_into_xcopa(tmp_path, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    # lr 1e-30 in the COPA stage (lr must be positive): no fp32 weight moves, so its exported
+    # model must be exactly what the SIQA stage handed on.
+    sets = {"intermediate.max_steps": 2, "finetune.tasks": ["xcopa"], "evaluate.tasks": ["xcopa"],
+            "finetune.defaults.max_steps": 3, "finetune.per_task": {"xcopa": {"lr": 1e-30}}}
+    cfg = _config(tmp_path, **sets)
+    model_dir = Study(cfg, in_process=True, progress=True).finetune("xcopa")
+    root = cfg.run_dir / "phase2" / "xcopa"
+    siqa_dir = root / "stages" / "siqa" / "model"
+    assert model_dir == root / "model" and (root / "stages" / "siqa" / "DONE.json").is_file()
+    siqa_heads, xcopa_heads = torch.load(siqa_dir / "heads.pt"), torch.load(model_dir / "heads.pt")
+    assert {k.replace("siqa.", "xcopa.", 1) for k in siqa_heads} == set(xcopa_heads)
+    for key, value in siqa_heads.items():
+        assert torch.equal(xcopa_heads[key.replace("siqa.", "xcopa.", 1)], value), key
+    siqa_enc, xcopa_enc = load_file(siqa_dir / "model.safetensors"), load_file(model_dir / "model.safetensors")
+    assert siqa_enc.keys() == xcopa_enc.keys() and all(torch.equal(siqa_enc[k], xcopa_enc[k]) for k in siqa_enc)
+    encoder = load_file(cfg.run_dir / "phase1" / "encoder" / "model.safetensors")
+    assert not all(torch.equal(encoder[k], siqa_enc[k]) for k in encoder)  # the SIQA stage trained
+    summary = json.loads((root / "train_summary.json").read_text())
+    assert summary["init_heads"] == {"from": str(siqa_dir.resolve()), "heads": {"xcopa": "siqa"}}
+    done = json.loads((root / "DONE.json").read_text())
+    assert [s["task"] for s in done["stages"]] == ["siqa"]
+    assert done["recipe_wall_seconds"] > done["wall_seconds"] > 0
+    err = capsys.readouterr().err
+    assert "fine-tuning xcopa (stage siqa) on its English training data" in err
+    assert "fine-tuning xcopa from the siqa model and head" in err
+
+    stamp = (model_dir / "heads.pt").stat().st_mtime_ns
+    Study(cfg, in_process=True, progress=True).finetune("xcopa")  # both stages skipped
+    assert (model_dir / "heads.pt").stat().st_mtime_ns == stamp
+    assert capsys.readouterr().err.count("skipping") == 3  # phase 1, siqa, xcopa
+
+    # A SIQA stage redone with another recipe makes the COPA stage built on it stale.
+    shutil.rmtree(root / "stages" / "siqa")
+    changed = _config(tmp_path, **{**sets, "finetune.per_task": {"xcopa": {"lr": 1e-30}, "siqa": {"max_steps": 2}}})
+    with pytest.raises(StiltsError, match="phase2/xcopa was produced by a different configuration"):
+        Study(changed, in_process=True, progress=False).finetune("xcopa")
+
+
 def test_bad_input_is_caught_before_workers_start(tmp_path):
     cfg = _config(tmp_path, **{"intermediate.micro_batch": 8, "intermediate.grad_accum": 2,
                                "intermediate.global_batch": 100})

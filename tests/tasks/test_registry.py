@@ -29,7 +29,7 @@ def test_hub_sources_name_real_datasets():
     assert (xnli_test.path, xnli_test.name, xnli_test.where) == ("google/xtreme", "XNLI", ("language", "zh"))
     assert get_task("xquad").hub_parts("train", "en")[0].path == "rajpurkar/squad"
     assert get_task("mlqa").hub_parts("test", "hi")[0].name == "MLQA.hi.hi"
-    assert get_task("udpos").hub_parts("test", "af")[0].name == "udpos.Afrikans"
+    assert get_task("udpos").hub_parts("test", "af")[0].name == "udpos.Afrikaans"
     assert get_task("tatoeba").hub_parts("test", "zh")[0].name == "tatoeba.cmn"
     assert get_task("tydiqa").hub_parts("test", "ar")[0].id_prefix == "arabic-"
     assert get_task("ccg").hub_parts is None

@@ -27,7 +27,8 @@ def test_specs_languages_and_sources():
     xcopa, mewslix, lareqa = (get_task(t) for t in ("xcopa", "mewslix", "lareqa"))
     assert xcopa.splits["test"] == XTREME_R_LANGUAGES["xcopa"] == tuple("et ht id it qu sw ta th tr vi zh".split())
     assert xcopa.splits["train"] == ("en",) and xcopa.options == {"num_choices": 2}
-    assert [p.describe() for p in xcopa.hub_parts("train", "en")] == ["load_dataset('aps/super_glue', 'copa', split='train')"]
+    assert [p.describe() for p in xcopa.hub_parts("train", "en")] == [
+        "load_dataset('aps/super_glue', split='train', revision='refs/convert/parquet', data_dir='copa')"]
     assert xcopa.hub_parts("test", "qu")[0].path == "cambridgeltl/xcopa"
     assert mewslix.splits["test"] == tuple("ar de en es fa ja pl ro ta tr uk".split())
     assert lareqa.splits["test"] == tuple("ar de el en es hi ru th tr vi zh".split())
@@ -80,6 +81,28 @@ def test_xcopa_reader_follows_run_xcopa():
                           "test", "en", 0).label is None
     with pytest.raises(ValueError, match="cause.*effect"):
         xtreme_r.xcopa({"premise": "p", "question": "why", "choice1": "a", "choice2": "b", "label": 0}, "t", "en", 0)
+
+
+def test_siqa_reader_spec_and_the_staged_xcopa_recipe():
+    ex = xtreme_r.siqa({"context": "Ann gave Bo a gift.", "question": "Why did Ann do this?", "answerA": "to be kind",
+                        "answerB": "to sleep", "answerC": "to run", "label": "1\n"}, "train", "en", 3)
+    assert (ex.guid, ex.prompt, ex.choices, ex.label) == (
+        "train-en-3", "Ann gave Bo a gift. Why did Ann do this?", ("to be kind", "to sleep", "to run"), 0)
+    with pytest.raises(ValueError, match="'1', '2' or '3'"):
+        xtreme_r.siqa({"context": "c", "question": "q", "answerA": "a", "answerB": "b", "answerC": "c",
+                       "label": "4"}, "train", "en", 0)
+    siqa, xcopa = get_task("siqa"), get_task("xcopa")
+    # siqa is neither one of the nine intermediate tasks nor an XTREME task; English files
+    # sit where the intermediate tasks' do.
+    assert siqa.kind == "auxiliary" and siqa.local_file("train", "en") == "siqa/train.jsonl"
+    assert siqa.options == {"num_choices": 3} and siqa.format == xcopa.format == "multiple_choice"
+    assert xcopa.train_first == ("siqa",)
+    # datasets >= 4 runs no loading scripts: allenai/social_i_qa is read from its Parquet conversion.
+    assert [p.describe() for p in siqa.hub_parts("train", "en")] == [
+        "load_dataset('allenai/social_i_qa', split='train', revision='refs/convert/parquet')"]
+    assert get_task("cosmosqa").hub_parts("validation", "en")[0].revision == "refs/convert/parquet"
+    examples = load_examples(siqa, "train", "en")
+    assert len(examples) == 32 and {ex.label for ex in examples} == {0, 1, 2}
 
 
 def test_xcopa_fixture_walk(tokenizer):
