@@ -2,6 +2,8 @@
 
     outputs = predict(forward_fn, spec, feats, batch_size=32, runtime=rt, device=dev)
     # outputs["logits"][i] belongs to feats row i, on every rank
+    memo = {}   # one per encoder: rows already embedded, by their tokens
+    embeddings = predict_embeddings(forward_fn, spec, feats, memo=memo, batch_size=32, runtime=rt, device=dev)
 
 Rows are split ``rank::world_size`` (each row exactly once); under ZeRO-3 each forward pass
 is a collective, so every rank runs the same number of passes and a rank that ran out of
@@ -51,3 +53,29 @@ def predict(forward: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.T
         raise RuntimeError(f"distributed prediction covered {len(set(rows.tolist()))} of {len(feats)} rows")
     order = np.argsort(rows)
     return {k: np.concatenate([g[1][k] for g in gathered if g[1][k] is not None])[order] for k in keys}
+
+
+def _row_key(ids: np.ndarray, length: int) -> bytes:
+    return np.ascontiguousarray(ids[:length]).tobytes()
+
+
+def predict_embeddings(forward, spec: TaskSpec, feats: Features, *, memo: dict, batch_size: int,
+                       runtime: Runtime, device: torch.device) -> dict[str, np.ndarray]:
+    """``predict`` for a retrieval table, running the encoder only on rows whose tokens are
+    not in ``memo`` (token bytes -> embedding; filled here). LAReQA's and Mewsli-X's files
+    each hold the whole candidate pool (Mewsli-X: ~1M entities), so with one memo per encoder
+    the pool is encoded once per study, not once per language. Every rank holds the same memo
+    (``predict`` gathers all rows), so every rank runs the same passes."""
+    ids = feats.columns["input_ids"]
+    lengths = feats.columns["attention_mask"].sum(axis=1)
+    keys = [_row_key(ids[i], int(lengths[i])) for i in range(len(feats))]
+    todo, queued = [], set()
+    for i, key in enumerate(keys):
+        if key not in memo and key not in queued:
+            queued.add(key)
+            todo.append(i)
+    if todo:
+        fresh = predict(forward, spec, feats.take(todo), batch_size=batch_size, runtime=runtime,
+                        device=device)["embeddings"]
+        memo.update((keys[i], row) for i, row in zip(todo, fresh))
+    return {"embeddings": np.stack([memo[key] for key in keys]) if keys else np.zeros((0, 0), np.float32)}

@@ -33,7 +33,7 @@ import torch
 from stilts_ds.atomic import write_atomic
 from stilts_ds.data import cache
 from stilts_ds.data.sampler import RowBatcher, TaskSampler, task_weights
-from stilts_ds.engine.predict import predict
+from stilts_ds.engine.predict import predict, predict_embeddings
 from stilts_ds.engine.runtime import Runtime
 from stilts_ds.engine.tb_logger import (TRAIN_LR, TRAIN_SAMPLES_PER_S, TRAIN_TOKENS_PER_S, MetricLogger,
                                         ThroughputMeter, eval_tag, train_loss_tag)
@@ -249,10 +249,20 @@ def eval_worker(job: dict) -> None:
     device = rt.device()
     logger = MetricLogger(Path(job["run_dir"]) / "tensorboard", rt.rank)
     results: dict = defaultdict(dict)
+    # Retrieval items (one per language) share their encoder. A task whose files all hold one
+    # candidate pool (spec.shared_pool: LAReQA, Mewsli-X) keeps a memo of embedded rows across
+    # its languages, dropped when the task changes: it never holds more than one task's rows
+    # (BUCC's, millions of rows that no other file repeats, are never kept).
+    encoders: dict = {}
+    memo_key, memo = None, None
     for item in job["evaluations"]:
         task, spec = item["task"], get_task(item["task"])
         if spec.format == "retrieval":
-            encoder = load_encoder(item["model_dir"]).to(device).eval()
+            if item["model_dir"] not in encoders:
+                encoders[item["model_dir"]] = load_encoder(item["model_dir"]).to(device).eval()
+            encoder = encoders[item["model_dir"]]
+            if memo_key != (task, item["model_dir"], item.get("layer")):
+                memo_key, memo = (task, item["model_dir"], item.get("layer")), {}
 
             def forward(tensors, encoder=encoder, layer=item.get("layer")):
                 return {"embeddings": encoder_embed(encoder, tensors, layer)}
@@ -271,7 +281,11 @@ def eval_worker(job: dict) -> None:
                                             dev_feats.extras["references"].items())
         for lang, path in item["splits"].items():
             feats = cache.read(Path(path))
-            out = predict(forward, spec, feats, batch_size=job["batch_size"], runtime=rt, device=device)
+            if spec.shared_pool:
+                out = predict_embeddings(forward, spec, feats, memo=memo, batch_size=job["batch_size"],
+                                         runtime=rt, device=device)
+            else:
+                out = predict(forward, spec, feats, batch_size=job["batch_size"], runtime=rt, device=device)
             preds = decode_outputs(spec, feats, out, bucc_threshold=threshold)
             scores = score_predictions(spec, feats, preds, lang)
             results[task][lang] = scores

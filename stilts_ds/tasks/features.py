@@ -46,6 +46,12 @@ class Features:
     def __len__(self) -> int:
         return len(self.guids)
 
+    def take(self, rows) -> "Features":
+        """Rows ``rows`` of the columns and guids, for running the model on part of a table;
+        ``extras`` describe the whole table and are not carried over."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Features(self.format, {k: v[rows] for k, v in self.columns.items()}, self.guids[rows])
+
 
 @dataclass(frozen=True)
 class Batch:

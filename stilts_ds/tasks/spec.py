@@ -114,6 +114,9 @@ class TaskSpec:
     # The official recipe's earlier phase-2 stages: tasks (same format) trained first, in order,
     # each stage starting from the last one's encoder and head (XTREME-R: xcopa after siqa).
     train_first: tuple[str, ...] = ()
+    # Retrieval: every language's file holds the same candidate pool (LAReQA, Mewsli-X), so
+    # evaluation embeds each pool row once for all languages (engine.predict.predict_embeddings).
+    shared_pool: bool = False
 
     @property
     def languages(self) -> tuple[str, ...]:

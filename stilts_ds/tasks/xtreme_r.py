@@ -32,7 +32,8 @@ What each task here follows (google-research/xtreme, the XTREME-R code):
 Evaluation is zero-shot from the phase-1 encoder (mean-pooled hidden layer, cosine), like
 BUCC and Tatoeba; XTREME-R itself fine-tunes a dual encoder for LAReQA and Mewsli-X. Every
 per-language file of lareqa and mewslix holds the whole candidate pool, so one (task, split,
-language) is self-contained for ``prepare`` and evaluation.
+language) is self-contained for ``prepare`` and evaluation; ``shared_pool`` tells phase 3 to
+embed each pool row once for all languages (``engine.predict.predict_embeddings``).
 """
 from __future__ import annotations
 
@@ -224,13 +225,13 @@ XTREME_R_TASKS = [
         name="mewslix", kind=XTREME, format="retrieval", metric="mewslix_map_at_20",
         description="Mewsli-X entity linking as retrieval from ~1M entities, mAP@20 (XTREME-R)",
         reader=mewslix, hub_parts=None, splits={"test": MEWSLIX_LANGS}, local_only_help=MEWSLIX_HELP,
-        train_source=None,
+        train_source=None, shared_pool=True,
     ),
     TaskSpec(
         name="lareqa", kind=XTREME, format="retrieval", metric="lareqa_map_at_20",
         description="LAReQA (XQuAD-R) answer retrieval from an 11-language pool, mAP@20 (XTREME-R)",
         reader=lareqa, hub_parts=None, splits={"test": LAREQA_LANGS}, local_only_help=LAREQA_HELP,
-        train_source=None,
+        train_source=None, shared_pool=True,
     ),
 ]
 

@@ -58,10 +58,13 @@ def test_finetune_loss_falls_and_tensorboard_has_the_tags(tmp_path):
 
 def test_pipeline_in_process_is_idempotent(tmp_path, capsys):
     cfg = _config(tmp_path, **{"intermediate.max_steps": 6, "finetune.defaults.max_steps": 4,
-                               "evaluate.tasks": ["xnli", "tatoeba", "bucc"]})
+                               "evaluate.tasks": ["xnli", "tatoeba", "bucc", "lareqa", "mewslix"]})
     results = Study(cfg, in_process=True, progress=False).run()
-    assert set(results["tasks"]) == {"xnli", "tatoeba", "bucc"}
+    assert set(results["tasks"]) == {"xnli", "tatoeba", "bucc", "lareqa", "mewslix"}
     assert set(results["tasks"]["xnli"]) == {"en", "ar", "hi", "ru", "zh"}
+    # The shared-pool tasks go through eval_worker's memo path, one score per language.
+    assert set(results["tasks"]["lareqa"]) == {"en", "de", "ru", "zh"}
+    assert all(0 <= s["map@20"] <= 100 for s in results["tasks"]["mewslix"].values())
     assert 0 <= results["xtreme_average"] <= 100
     assert (cfg.run_dir / "results.md").read_text().count("| xnli |") == 1
     stamp = (cfg.run_dir / "phase1" / "encoder" / "model.safetensors").stat().st_mtime_ns

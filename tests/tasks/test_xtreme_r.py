@@ -212,3 +212,35 @@ def test_zero_shot_retrieval_eval_through_the_tiny_encoder(task, lang, tokenizer
     assert sorted(preds) == sorted(queries)
     # The predictions are in the official submission shape: {query id: [ranked ids]}.
     json.dumps(preds)
+
+
+def test_shared_pool_is_embedded_once_across_languages(tokenizer, tmp_path):
+    """eval_worker's memo for lareqa/mewslix (spec.shared_pool): the second language's file
+    runs the encoder on its own new rows only, and the embeddings equal plain prediction's."""
+    from stilts_ds.engine.predict import predict, predict_embeddings
+    from stilts_ds.engine.runtime import LocalRuntime
+    from stilts_ds.modeling.multitask import encoder_embed, load_encoder
+    from stilts_ds.modeling.presets import model_config
+
+    torch.manual_seed(0)
+    encoder = load_encoder(model_config("tiny", vocab_size=len(tokenizer))).eval()
+    rows_run = []
+
+    def forward(tensors):
+        rows_run.append(len(tensors["input_ids"]))
+        return {"embeddings": encoder_embed(encoder, tensors)}
+
+    spec = get_task("lareqa")
+    assert spec.shared_pool and get_task("mewslix").shared_pool and not get_task("bucc").shared_pool
+    runtime, memo = LocalRuntime(tmp_path), {}
+    feats = {lang: featurize_examples(spec, load_examples(spec, "test", lang), tokenizer, 64, None)
+             for lang in ("en", "zh")}
+    first = predict_embeddings(forward, spec, feats["en"], memo=memo, batch_size=16, runtime=runtime, device="cpu")
+    assert sum(rows_run) == len(feats["en"])  # every row of the first file is new
+    rows_run.clear()
+    second = predict_embeddings(forward, spec, feats["zh"], memo=memo, batch_size=16, runtime=runtime, device="cpu")
+    zh_queries = sum(side == retrieval.SOURCE for side in feats["zh"].extras["sides"])
+    assert 0 < sum(rows_run) <= zh_queries < len(feats["zh"])  # the pool came from the memo
+    for lang, out in (("en", first), ("zh", second)):
+        plain = predict(forward, spec, feats[lang], batch_size=16, runtime=runtime, device="cpu")
+        np.testing.assert_allclose(out["embeddings"], plain["embeddings"], atol=1e-5)
