@@ -6,7 +6,9 @@
 Runs the real per-worker training loop (``engine.worker.train_worker``, the function Ray
 Train runs) in this process at world size 1 on synthetic sequence-classification rows of
 exactly ``--seq-len`` tokens, so no hub, Ray or dataset is needed: a GPU machine needs only
-torch, transformers and deepspeed. Prints tokens/s and MFU against ``--peak-tflops``:
+torch, transformers and deepspeed. Time is the worker's own device-synchronised meter around
+forward + backward + optimizer step, read per step; the first ``--warmup`` steps are left out.
+Prints tokens/s and MFU against ``--peak-tflops``:
 
     FLOPs per token = 6 N + 12 L H S   (N non-embedding parameters, L layers, H hidden, S length;
                                         forward + backward, attention score and value products)
@@ -44,6 +46,16 @@ def synthetic_features(n_rows: int, seq_len: int, vocab: int, seed: int = 0) -> 
     )
 
 
+def step_rates(metrics_jsonl: Path) -> dict[int, float]:
+    """{step: tokens/s of that step} from the worker's metrics log (a resumed step: the last)."""
+    rates = {}
+    for line in metrics_jsonl.read_text().splitlines():
+        row = json.loads(line)
+        if row["tag"] == "train/tokens_per_s":
+            rates[int(row["step"])] = float(row["value"])
+    return rates
+
+
 def flops_per_token(config, seq_len: int) -> float:
     h, layers = config.hidden_size, config.num_hidden_layers
     non_embedding = layers * (4 * h * h + 2 * h * config.intermediate_size)  # attention + MLP weights
@@ -62,29 +74,34 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=800.0, help="dense peak of the device (H100 bf16: ~800)")
     args = ap.parse_args()
     config = model_config(args.preset, vocab_size=3001)
-    results = []
+    total = args.warmup + args.steps
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         feats_path = tmp / "synthetic.pkl"
         cache.write_atomic(feats_path, synthetic_features(args.micro_batch * 8, args.seq_len, config.vocab_size))
-        for steps in (args.warmup, args.warmup + args.steps):
-            run_dir = tmp / f"run{steps}"
-            ds = dsc.merge_ds_config(args.ds_base, micro_batch=args.micro_batch, grad_accum=1, world_size=1,
-                                     lr=1e-5, warmup_ratio=0.0, total_steps=steps, precision=args.precision)
-            job = {"phase": "bench", "run_dir": str(run_dir), "export_dir": str(run_dir / "export"),
-                   "encoder": args.preset, "tokenizer": "bundled", "head_dropout": 0.1, "launcher": "local",
-                   "tasks": {"synthetic": {"head": {"format": "pair_classification", "num_labels": 3, "head": None},
-                                           "train": str(feats_path)}},
-                   "train": {"seed": 0, "weight_decay": 0.01, "lr": 1e-5, "sampling": "uniform",
-                             "temperature": 1.0, "sampling_cap": None},
-                   "ds_config": ds, "total_steps": steps, "log_every": 10**9, "checkpoint_every": 10**9,
-                   "eval_every": None, "eval_batch": 1, "fault": None, "skip_export": True}
-            train_worker(job)
-            results.append(json.loads((run_dir / "train_summary.json").read_text())["loop"])
-    # Subtracting the warm-up run removes start-up and first-step compilation from the figure.
-    seconds = results[1]["seconds"] - results[0]["seconds"]
-    tokens = args.steps * args.micro_batch * args.seq_len
-    tok_s = tokens / seconds
+        run_dir = tmp / "run"
+        ds = dsc.merge_ds_config(args.ds_base, micro_batch=args.micro_batch, grad_accum=1, world_size=1,
+                                 lr=1e-5, warmup_ratio=0.0, total_steps=total, precision=args.precision)
+        # log_every 1: the worker's throughput meter (device-synchronised, around forward +
+        # backward + optimizer step) then reports every step on its own.
+        job = {"phase": "bench", "run_dir": str(run_dir), "export_dir": str(run_dir / "export"),
+               "encoder": args.preset, "tokenizer": "bundled", "head_dropout": 0.1, "launcher": "local",
+               "tasks": {"synthetic": {"head": {"format": "pair_classification", "num_labels": 3, "head": None},
+                                       "train": str(feats_path)}},
+               "train": {"seed": 0, "weight_decay": 0.01, "lr": 1e-5, "sampling": "uniform",
+                         "temperature": 1.0, "sampling_cap": None},
+               "ds_config": ds, "total_steps": total, "log_every": 1, "checkpoint_every": 10**9,
+               "eval_every": None, "eval_batch": 1, "fault": None, "skip_export": True}
+        train_worker(job)
+        rates = step_rates(run_dir / "tensorboard" / "metrics.jsonl")
+    # Every step trains the same number of tokens, so the timed steps' seconds are tokens over
+    # each step's rate; the first --warmup steps (allocation, first-step compilation) are left out.
+    timed = [rates[step] for step in sorted(rates) if step > args.warmup]
+    if len(timed) != args.steps:
+        raise SystemExit(f"expected {args.steps} timed steps, the run logged {len(timed)}")
+    tokens_per_step = args.micro_batch * args.seq_len
+    seconds = sum(tokens_per_step / r for r in timed)
+    tok_s = tokens_per_step * args.steps / seconds
     fpt = flops_per_token(config, args.seq_len)
     mfu = tok_s * fpt / (args.peak_tflops * 1e12)
     print(f"{args.preset} {args.ds_base} {args.precision} seq {args.seq_len} micro-batch {args.micro_batch}")
