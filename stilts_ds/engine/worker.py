@@ -33,6 +33,7 @@ import torch
 from stilts_ds.atomic import write_atomic
 from stilts_ds.data import cache
 from stilts_ds.data.sampler import RowBatcher, TaskSampler, task_weights
+from stilts_ds.engine import rng_state
 from stilts_ds.engine.predict import predict, predict_embeddings
 from stilts_ds.engine.runtime import Runtime
 from stilts_ds.engine.tb_logger import (TRAIN_LR, TRAIN_SAMPLES_PER_S, TRAIN_TOKENS_PER_S, MetricLogger,
@@ -65,9 +66,14 @@ def _gathered(model, enabled: bool):
     return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
 
 
+class InjectedFault(RuntimeError):
+    """The fault ``_maybe_fail`` raises in mode "raise" (in-process tests)."""
+
+
 def _maybe_fail(job: dict, step: int, rank: int) -> None:
     """Fault injection for tests: the named rank kills itself once at ``step`` (a marker
-    file on shared storage makes it once per run, across restarts)."""
+    file on shared storage makes it once per run, across restarts); with ``"mode": "raise"``
+    it raises InjectedFault instead, for runs in the test's own process."""
     fault = job.get("fault")
     if not fault or fault["step"] != step or fault.get("rank", 0) != rank:
         return
@@ -76,6 +82,8 @@ def _maybe_fail(job: dict, step: int, rank: int) -> None:
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(str(step))
+    if fault.get("mode") == "raise":
+        raise InjectedFault(f"injected fault at step {step} on rank {rank}")
     # Ray Train V2 records a reported checkpoint when its controller next polls the workers;
     # on a toy run steps take milliseconds, so give it time to see the last one first.
     time.sleep(float(fault.get("delay_s", 5.0)))
@@ -144,6 +152,7 @@ def train_worker(job: dict) -> None:
             for t, state in client["batchers"].items():
                 batchers[t].load_state_dict(state)
             best = client["best"]
+            rng_state.load(ckpt, rt.rank)  # dropout continues as the interrupted run's would have
             resumed_from = int(engine.global_steps)
     logger = MetricLogger(run_dir / "tensorboard", rt.rank)
     meter = ThroughputMeter()
@@ -179,6 +188,7 @@ def train_worker(job: dict) -> None:
         logger.flush()  # what was logged up to a checkpoint survives a crash after it
         with tempfile.TemporaryDirectory(prefix=f"stilts-ckpt-{rt.rank}-") as tmp:
             engine.save_checkpoint(tmp, tag=f"step{step}", client_state=client)
+            rng_state.save(tmp, rt.rank)
             rt.barrier()  # every shard written before anyone reports
             rt.report({**metrics, "step": step}, Path(tmp))
 

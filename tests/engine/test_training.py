@@ -118,6 +118,29 @@ def test_staged_recipe_carries_the_siqa_model_and_head_into_xcopa(tmp_path, caps
         Study(changed, in_process=True, progress=False).finetune("xcopa")
 
 
+def test_resumed_run_trains_exactly_as_the_uninterrupted_one(tmp_path):
+    """Phase 1 interrupted at step 5 resumes from its step-3 checkpoint and logs, step for
+    step, the losses of a run never interrupted: data order, optimizer state and the dropout
+    generators (engine.rng_state) all come back."""
+    from stilts_ds.engine.worker import InjectedFault
+
+    sets = {"intermediate.max_steps": 8, "intermediate.checkpoint_every": 3, "intermediate.log_every": 1}
+    whole = _config(tmp_path / "whole", **sets)
+    Study(whole, in_process=True, progress=False).intermediate()
+    cut = _config(tmp_path / "cut", **sets)
+    fault = {"step": 5, "marker": str(tmp_path / "fault"), "mode": "raise"}
+    with pytest.raises(InjectedFault, match="step 5"):
+        Study(cut, in_process=True, progress=False, fault=fault).intermediate()
+    Study(cut, in_process=True, progress=False, fault=fault).intermediate()  # the marker stops a second fault
+    stage = cut.run_dir / "phase1"
+    assert json.loads((stage / "train_summary.json").read_text())["resumed_from"] == 3
+    assert (stage / "checkpoint" / "rng_state" / "rank0.pt").is_file()
+    tags = [t for t in read_scalars(stage / "tensorboard") if t.startswith("train/") and t.endswith("/loss")]
+    assert len(tags) >= 5
+    for tag in tags:  # each task's losses at the steps it was sampled, the resumed run's last
+        assert _losses(stage / "tensorboard", tag) == _losses(whole.run_dir / "phase1" / "tensorboard", tag), tag
+
+
 def test_bad_input_is_caught_before_workers_start(tmp_path):
     cfg = _config(tmp_path, **{"intermediate.micro_batch": 8, "intermediate.grad_accum": 2,
                                "intermediate.global_batch": 100})
@@ -179,6 +202,9 @@ def test_worker_killed_mid_run_resumes_from_checkpoint(ray_cluster, tmp_path):
     steps = [json.loads(line)["step"] for line in (stage / "tensorboard" / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["tag"] == "train/lr"]
     assert steps[:2] == [2, 4] and steps[-1] == 12  # logs flushed at the checkpoint survive the kill
+    # Ray merges the ranks' checkpoint directories: each rank's generator state is in them.
+    saved = sorted((tmp_path / "zero2" / "ray").glob("*phase1/checkpoint_*/rng_state"))
+    assert saved and all(sorted(p.name for p in d.iterdir()) == ["rank0.pt", "rank1.pt"] for d in saved), saved
 
 
 def test_distributed_evaluation_matches_one_process(ray_cluster, tmp_path):
