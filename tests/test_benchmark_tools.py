@@ -26,3 +26,39 @@ def test_train_throughput_tool_reports_a_positive_rate_and_mfu():
     tok_s, samples_s = float(tokens[1].replace(",", "")), float(tokens[2].replace(",", ""))
     assert tok_s > 0 and abs(samples_s - tok_s / 32) < 1.0 and float(tokens[3]) > 0
     assert float(mfu[1]) > 0
+
+
+# The GPU machine has torch and transformers but no ray or datasets (tools/gpu_session.sh):
+# the bench and the training-throughput tool must run with neither importable.
+_WITHOUT_RAY_AND_DATASETS = """
+import runpy, sys
+sys.modules["ray"] = None
+sys.modules["datasets"] = None
+target, sys.argv = sys.argv[1], sys.argv[1:]
+if target.endswith(".py"):
+    runpy.run_path(target, run_name="__main__")
+else:
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+"""
+
+
+def _run_without_ray_and_datasets(*args):
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_RAY_AND_DATASETS, *args], capture_output=True, text=True,
+                         timeout=600, cwd=ROOT)
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
+    return out
+
+
+def test_gpu_session_commands_need_neither_ray_nor_datasets(tmp_path):
+    _run_without_ray_and_datasets(
+        "stilts_ds.cli", "bench", "--preset", "tiny", "--engines", "torch-sdpa,ds,ds-kernel", "--precisions", "fp32",
+        "--batch-sizes", "1,2", "--seq-len", "16", "--lengths", "fixed", "--no-ray", "--output", str(tmp_path / "b"))
+    rows = [line for line in (tmp_path / "b" / "bench.jsonl").read_text().splitlines() if line]
+    assert rows and any('"ds-kernel"' in r for r in rows)
+    out = _run_without_ray_and_datasets(str(ROOT / "tools" / "bench_train_throughput.py"), "--preset", "tiny",
+                                        "--precision", "fp32", "--steps", "2", "--warmup", "1", "--micro-batch", "2",
+                                        "--seq-len", "16")
+    assert "MFU" in out.stdout
+    script = ROOT / "tools" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "--no-ray" in script.read_text()
