@@ -306,14 +306,18 @@ _SCALE_AXES = {"nodes": "--nodes", "workers_per_node": "--workers-per-node", "ba
 @click.option("--warmup-steps", default=None, help="Training steps left out of tokens/s (default 2).")
 @click.option("--data", default=None, help="Training rows: synthetic (default, exactly seq-len tokens) or fixture.")
 @click.option("--bandwidth-gbps", type=float, default=None,
-              help="Link bandwidth (Gbit/s) for the communication model (default 100 = 12.5 GB/s).")
+              help="Link bandwidth (Gbit/s) for the communication model (default 100 = 12.5 GB/s): the inter-node "
+                   "link, per worker.")
+@click.option("--intra-node-bandwidth-gbps", type=float, default=None,
+              help="Bandwidth (Gbit/s) between the workers of one node (NVLink, PCIe), for single-node points "
+                   "(default: --bandwidth-gbps).")
 @click.option("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray).")
 @click.option("--no-ray", is_flag=True, help="Measure in this process (one node, one worker) instead of on Ray.")
 @click.option("--name", default=None, help="Sweep name (default: the YAML's, else scale).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Study directory: scale.jsonl/.csv/.md, PNG plots, tensorboard/; a rerun resumes it.")
 @click.option("--force", is_flag=True, help="Rerun finished points too (old rows stay in scale.jsonl).")
-def scale(sweep_path, mode, bandwidth_gbps, address, no_ray, name, output, force, **axes):
+def scale(sweep_path, mode, bandwidth_gbps, intra_node_bandwidth_gbps, address, no_ray, name, output, force, **axes):
     """Scaling study: throughput and latency per node (inference), tokens/s by ZeRO stage and
     node count with weak/strong scaling efficiency (training), beside a communication model's
     predicted step time. An interrupted sweep resumes: finished points are skipped."""
@@ -321,7 +325,8 @@ def scale(sweep_path, mode, bandwidth_gbps, address, no_ray, name, output, force
     from stilts_ds.studies.sweep_spec import _Where, load_sweep, sweep_from_mapping
 
     given = {k: v for k, v in axes.items() if v is not None}
-    top = {"bandwidth_gbps": bandwidth_gbps, "address": address, "name": name, "ray": False if no_ray else None}
+    top = {"bandwidth_gbps": bandwidth_gbps, "intra_node_bandwidth_gbps": intra_node_bandwidth_gbps,
+           "address": address, "name": name, "ray": False if no_ray else None}
     if sweep_path is not None:
         if mode or given:
             raise StiltsError(f"give --sweep or --mode with axis options, not both "
@@ -340,6 +345,7 @@ def scale(sweep_path, mode, bandwidth_gbps, address, no_ray, name, output, force
                               f"use it with --mode {other}")
         spec = sweep_from_mapping({**{k: v for k, v in top.items() if v is not None}, mode: given},
                                   _Where(options={**_SCALE_AXES, "bandwidth_gbps": "--bandwidth-gbps",
+                                                  "intra_node_bandwidth_gbps": "--intra-node-bandwidth-gbps",
                                                   "address": "--address", "name": "--name"}))
     result = run_sweep(spec, output, force=force)
     click.echo(result.paths["md"].read_text(encoding="utf-8"))

@@ -13,7 +13,8 @@ Bytes each rank moves per optimizer step (ring collectives, P = params x bytes p
   reduce-scattered: 3 (W-1)/W x P, about 3x.
 
 At world size 1 nothing moves. Time = bytes / link bandwidth (the slowest link a ring
-crosses: the inter-node link once the job spans nodes). Compute and communication overlap
+crosses: the inter-node link once the job spans nodes, else the intra-node one; the scaling
+report picks it per point, ``scale_report.link_of``). Compute and communication overlap
 partly in practice (DeepSpeed's overlap_comm), so the model brackets the step time between
 no overlap (compute + comm) and full overlap (max of the two); scaling efficiency is
 compute / step within those bounds. Where the measured efficiency sits near the no-overlap

@@ -20,7 +20,8 @@ point of the same configuration measured in the same sweep:
   batch, strong scaling with the one at the same global batch.
 * training, the communication model (``studies.comm_model``) beside each point:
   ``predicted_comm_gb`` (sent per rank per step: about 2x the parameter bytes for ZeRO-1/2,
-  3x for ZeRO-3), ``predicted_comm_s`` at the stated link bandwidth, the step time bracketed
+  3x for ZeRO-3), ``predicted_comm_s`` over ``link`` (the inter-node link once a point spans
+  nodes; on one node the intra-node bandwidth when the sweep gives one), the step time bracketed
   by full overlap (max of compute and comm) and none (their sum), with compute = the
   one-worker step (weak) or that over W (strong), the predicted efficiency range,
   ``comm_share`` = predicted comm / measured step, and ``bound_by``: "network" when the
@@ -78,7 +79,17 @@ def series_batch(r: Mapping[str, Any], scaling: str) -> int | None:
 
 # ============================================================================ derived columns
 
-def derive(rows: Iterable[Mapping[str, Any]], *, bandwidth_gbps: float) -> list[dict]:
+def link_of(row: Mapping[str, Any], bandwidth_gbps: float, intra_node_bandwidth_gbps: float | None) -> tuple[str, float]:
+    """(link, Gbit/s) a training point's ring is limited by: the inter-node link once the job
+    spans nodes; on one node the intra-node one (NVLink, PCIe) when the sweep gives it."""
+    nodes = row.get("actual_nodes") or row.get("nodes") or 1
+    if nodes == 1 and intra_node_bandwidth_gbps is not None:
+        return "intra-node", intra_node_bandwidth_gbps
+    return "inter-node", bandwidth_gbps
+
+
+def derive(rows: Iterable[Mapping[str, Any]], *, bandwidth_gbps: float,
+           intra_node_bandwidth_gbps: float | None = None) -> list[dict]:
     """The rows with the derived columns (module docstring) filled in."""
     rows = [dict(r) for r in rows]
     # Inference: the one-actor, one-node cluster figure per configuration.
@@ -92,7 +103,6 @@ def derive(rows: Iterable[Mapping[str, Any]], *, bandwidth_gbps: float) -> list[
     for r in rows:
         if r.get("mode") == "training" and r.get("workers") == 1 and _ok(r, "tokens_per_s"):
             base_tr[_config_key(r) + (r.get("global_batch"),)] = r
-    link_gb_s = bandwidth_gbps / 8.0
     for r in rows:
         if r.get("mode") == "inference" and r.get("row") == "cluster" and _ok(r, "throughput_samples_per_s"):
             n = r.get("actual_nodes") or r["nodes"]
@@ -112,10 +122,11 @@ def derive(rows: Iterable[Mapping[str, Any]], *, bandwidth_gbps: float) -> list[
             compute_s = base["step_s"] / (w if scaling == "strong" else 1)
             if not r.get("params"):
                 continue
+            link, gbps = link_of(r, bandwidth_gbps, intra_node_bandwidth_gbps)
             p = predict_step(params=r["params"], bytes_per_param=r.get("bytes_per_param") or 4, world_size=w,
-                             stage=r["zero_stage"], link_gb_per_s=link_gb_s, compute_s=compute_s)
+                             stage=r["zero_stage"], link_gb_per_s=gbps / 8.0, compute_s=compute_s)
             lo, hi = p.efficiency_range
-            r.update(bandwidth_gbps=bandwidth_gbps, predicted_compute_s=compute_s,
+            r.update(link=link, bandwidth_gbps=gbps, predicted_compute_s=compute_s,
                      predicted_comm_gb=p.comm_bytes / 1e9, predicted_comm_s=p.comm_s,
                      predicted_step_s_full_overlap=p.step_s_full_overlap,
                      predicted_step_s_no_overlap=p.step_s_no_overlap,
@@ -171,11 +182,14 @@ def _table(header: Sequence[str], body: Iterable[Sequence[Any]]) -> list[str]:
     return lines
 
 
-def markdown(rows: Sequence[Mapping[str, Any]], *, name: str, bandwidth_gbps: float) -> str:
+def markdown(rows: Sequence[Mapping[str, Any]], *, name: str, bandwidth_gbps: float,
+             intra_node_bandwidth_gbps: float | None = None) -> str:
+    intra = (f"; points on one node use the intra-node link, {intra_node_bandwidth_gbps:g} Gbit/s"
+             if intra_node_bandwidth_gbps is not None else "")
     out = [f"# Scaling study: {name}", "",
            f"Scaling efficiency = throughput(W) / (W x throughput(1)), W = nodes x workers per node, against the "
            f"one-worker point of the same configuration. Communication model at a link of "
-           f"{bandwidth_gbps:g} Gbit/s ({bandwidth_gbps / 8:g} GB/s).", ""]
+           f"{bandwidth_gbps:g} Gbit/s ({bandwidth_gbps / 8:g} GB/s){intra}.", ""]
     inf = [r for r in rows if r.get("mode") == "inference" and r.get("row") == "cluster"]
     if inf:
         out += ["## Inference: cluster throughput and latency", ""]
@@ -205,7 +219,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], *, name: str, bandwidth_gbps: fl
         out += _table(
             ["ZeRO", "precision", "scaling", "micro / global batch", "seq", "nodes", "workers", "tokens/s",
              "step ms", "efficiency", "predicted step ms (overlap .. none)", "predicted efficiency",
-             "GB/rank/step", "comm share", "bound by", "status"],
+             "GB/rank/step", "link", "comm share", "bound by", "status"],
             [[r.get("zero_stage"), r.get("precision"), r.get("scaling"), f"{r.get('micro_batch')} / {r.get('global_batch')}",
               r.get("seq_len"), r.get("nodes"), r.get("workers"), _f(r.get("tokens_per_s"), ",.0f"),
               _f(r["step_s"] * 1e3 if r.get("step_s") else None),
@@ -214,7 +228,9 @@ def markdown(rows: Sequence[Mapping[str, Any]], *, name: str, bandwidth_gbps: fl
                if r.get("predicted_step_s_no_overlap") is not None else "–"),
               (f"{r['predicted_efficiency_min']:.0%} .. {r['predicted_efficiency_max']:.0%}"
                if r.get("predicted_efficiency_min") is not None else "–"),
-              _f(r.get("predicted_comm_gb"), ".3f"), _pct(r.get("comm_share")), r.get("bound_by") or "–",
+              _f(r.get("predicted_comm_gb"), ".3f"),
+              f"{r['link']} {r['bandwidth_gbps']:g} Gbit/s" if r.get("link") else "–",
+              _pct(r.get("comm_share")), r.get("bound_by") or "–",
               r.get("status") if r.get("status") == "ok" else f"{r.get('status')}: {str(r.get('reason'))[:160]}"]
              for r in tr])
         out += ["", *comm_tables(rows, bandwidth_gbps=bandwidth_gbps)]
@@ -233,7 +249,7 @@ def comm_tables(rows: Sequence[Mapping[str, Any]], *, bandwidth_gbps: float) -> 
            f"Bytes each rank sends per optimizer step: about 2x the parameter bytes for data parallel and "
            f"ZeRO-1/2 (gradient all-reduce, or reduce-scatter + all-gather), about 3x for ZeRO-3 (parameters "
            f"gathered in forward and backward, gradients reduce-scattered), times (W-1)/W, over a "
-           f"{bandwidth_gbps:g} Gbit/s link; compute = the measured one-worker step. Where the measured "
+           f"{bandwidth_gbps:g} Gbit/s inter-node link; compute = the measured one-worker step. Where the measured "
            "efficiency sits near the no-overlap figure, the network is the limit.", ""]
     seen = set()
     for b in bases:
@@ -253,11 +269,12 @@ def comm_tables(rows: Sequence[Mapping[str, Any]], *, bandwidth_gbps: float) -> 
 def write_tables(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike, spec) -> dict[str, Path]:
     """scale.csv and scale.md (atomically); cheap enough to run after every point."""
     out_dir = Path(out_dir)
-    table = derive(rows, bandwidth_gbps=spec.bandwidth_gbps)
+    table = derive(rows, bandwidth_gbps=spec.bandwidth_gbps, intra_node_bandwidth_gbps=spec.intra_node_bandwidth_gbps)
     paths = {"jsonl": out_dir / "scale.jsonl"}
     if table:
         paths["csv"] = write_atomic(out_dir / TABLE_CSV, _csv(table))
-    paths["md"] = write_atomic(out_dir / TABLE_MD, markdown(table, name=spec.name, bandwidth_gbps=spec.bandwidth_gbps))
+    paths["md"] = write_atomic(out_dir / TABLE_MD, markdown(table, name=spec.name, bandwidth_gbps=spec.bandwidth_gbps,
+                                                                 intra_node_bandwidth_gbps=spec.intra_node_bandwidth_gbps))
     return paths
 
 
@@ -431,7 +448,7 @@ def write_reports(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike,
     out_dir = Path(out_dir)
     rows = list(rows)
     paths = write_tables(rows, out_dir, spec)
-    table = derive(rows, bandwidth_gbps=spec.bandwidth_gbps)
+    table = derive(rows, bandwidth_gbps=spec.bandwidth_gbps, intra_node_bandwidth_gbps=spec.intra_node_bandwidth_gbps)
     inf, tr = inference_series(table), training_series(table)
     if inf or tr:
         paths["throughput_png"] = write_atomic(out_dir / THROUGHPUT_PNG, _throughput_png(inf, tr, spec.name))

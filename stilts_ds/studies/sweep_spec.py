@@ -73,6 +73,7 @@ class TrainingAxes:
 class SweepSpec:
     name: str = "scale"
     bandwidth_gbps: float = DEFAULT_BANDWIDTH_GBPS
+    intra_node_bandwidth_gbps: float | None = None
     ray: bool = True
     address: str | None = None
     storage_path: str | None = None
@@ -86,7 +87,10 @@ class SweepSpec:
 # key: (kind, default-from-dataclass, help). Kinds are checked by _value below.
 SWEEP_KEYS = {
     "name": ("str", "Sweep name (titles, TensorBoard)."),
-    "bandwidth_gbps": ("pos_float", "Link bandwidth in Gbit/s for the communication model (default 100 = 12.5 GB/s)."),
+    "bandwidth_gbps": ("pos_float", "Link bandwidth in Gbit/s for the communication model (default 100 = 12.5 GB/s): "
+                                    "the inter-node link, per worker."),
+    "intra_node_bandwidth_gbps": ("opt_pos_float", "Bandwidth in Gbit/s between workers of one node (NVLink, PCIe) for "
+                                                   "single-node points; default: bandwidth_gbps."),
     "ray": ("bool", "Measure on a Ray cluster (default); false: in this process, one node, one worker."),
     "address": ("opt_str", "Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
     "storage_path": ("opt_str", "Ray Train storage for training points (S3/GCS/NFS on multi-node clusters)."),
@@ -297,6 +301,8 @@ def _value(kind: str, value, where: _Where, path: tuple):
         if not isinstance(value, bool):
             raise SweepError(f"{where(*path)}: expected true or false, got {value!r}")
         return value
+    if kind == "opt_pos_float":
+        return None if value is None else _value("pos_float", value, where, path)
     if kind == "pos_float":
         try:
             if isinstance(value, bool):

@@ -209,6 +209,8 @@ def test_reports_plots_tensorboard_and_the_comm_model(tmp_path):
     csv_head = paths["csv"].read_text().splitlines()[0].split(",")
     assert {"efficiency", "predicted_step_s_no_overlap", "comm_share", "bound_by"} <= set(csv_head)
 
+    assert tr2["link"] == "inter-node" and tr2["bandwidth_gbps"] == 100
+
     tags = read_scalars(paths["tensorboard"])
     inf = "scale/inference/torch-sdpa_fp32_b1_l128_w1"
     assert tags[f"{inf}/samples_per_s"] == [(1, 100.0), (2, 180.0)]
@@ -285,3 +287,26 @@ def test_training_sweep_zero1_zero2_on_two_nodes(ray_cluster, tmp_path):
     tags = read_scalars(tmp_path / "tensorboard")
     assert [s for s, _ in tags["scale/training/zero2_fp32_weak_b4_l32_w1/tokens_per_s"]] == [1, 2]
     _assert_real_png(tmp_path / "efficiency.png")
+
+
+def test_single_node_points_use_the_intra_node_link(tmp_path):
+    """W workers on one node talk over NVLink/PCIe, not the network: with
+    intra_node_bandwidth_gbps the model times those points on it; multi-node points keep the
+    inter-node link (the slowest link their ring crosses)."""
+    spec = sweep_from_mapping({"intra_node_bandwidth_gbps": 3600, "training": {
+        "nodes": [1, 2], "workers_per_node": [1, 2], "batch_sizes": [8], "zero_stages": [2]}})
+    assert spec.intra_node_bandwidth_gbps == 3600 and spec.bandwidth_gbps == 100
+    rows = [{**p.fields(), "row": "training", "status": "ok", "actual_nodes": p.nodes, "tokens_per_s": 1000.0 * p.workers,
+             "step_s": 0.5, "params": 300e6, "bytes_per_param": 2} for p in expand(spec)]
+    derived = scale_report.derive(rows, bandwidth_gbps=spec.bandwidth_gbps,
+                                  intra_node_bandwidth_gbps=spec.intra_node_bandwidth_gbps)
+    by = {(r["nodes"], r["workers_per_node"]): r for r in derived}
+    one_node, two_nodes = by[(1, 2)], by[(2, 1)]  # both W = 2: same bytes, other links
+    assert one_node["link"] == "intra-node" and two_nodes["link"] == "inter-node"
+    assert one_node["predicted_comm_gb"] == pytest.approx(two_nodes["predicted_comm_gb"])
+    assert two_nodes["predicted_comm_s"] == pytest.approx(36 * one_node["predicted_comm_s"])
+    md = scale_report.write_tables(rows, tmp_path, spec)["md"].read_text()
+    assert "points on one node use the intra-node link, 3600 Gbit/s" in md
+    assert "intra-node 3600 Gbit/s" in md and "inter-node 100 Gbit/s" in md
+    with pytest.raises(SweepError, match="intra_node_bandwidth_gbps: must be a positive number"):
+        sweep_from_mapping({"intra_node_bandwidth_gbps": 0, "training": {}})
