@@ -196,6 +196,38 @@ def pipeline(config_path, sets, force, in_process, arms):
                f"report: stilts-ds report --study {cfg.output_dir} --output {cfg.output_dir}/report")
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Experiment YAML (configs/quickstart.yaml, configs/paper.yaml).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value. Repeatable.")
+@click.option("--arm", "arms", multiple=True, help="Only these arms (default: all the config declares).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def status(config_path, sets, arms, as_json):
+    """Where a study stands, running nothing: every stage (phase 1, each fine-tune and its
+    recipe's stages, phase 3) as done, stale (made by another configuration: a run stops there
+    unless --force) or pending, with the wall seconds finished stages took."""
+    from stilts_ds.config import load_config
+    from stilts_ds.studies.arms import select_arms
+    from stilts_ds.studies.pipeline import Study
+
+    cfg = load_config(config_path, _parse_sets(sets))
+    studies = {a.name: a.config for a in select_arms(cfg, arms)} or {None: cfg}
+    report = {name or cfg.name: Study(c, progress=False).status() for name, c in studies.items()}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for name, rows in report.items():
+        title = f"arm {name}" if len(studies) > 1 or next(iter(studies)) is not None else name
+        counts = ", ".join(f"{sum(r['state'] == k for r in rows)} {k}" for k in ("done", "stale", "pending")
+                           if any(r["state"] == k for r in rows))
+        click.echo(f"## {title} ({counts})\n")
+        click.echo("| stage | state | wall s | |\n|---|---|---:|---|")
+        for r in rows:
+            wall = f"{r['wall_seconds']:.1f}" if r.get("wall_seconds") is not None else "–"
+            click.echo(f"| {r['stage']} | {r['state']} | {wall} | {r['note']} |")
+        click.echo("")
+
+
 # ----------------------------------------------------------------------------- bench
 @main.command()
 @click.option("--preset", default=None, help="Architecture with random weights (tiny, xlmr-large); speed only.")

@@ -6,6 +6,7 @@
     study.finetune("xcopa")       # staged: phase2/xcopa/stages/siqa/model, then phase2/xcopa/model
     study.evaluate()              # phase 3 -> <output_dir>/results.json, results.md
     study.run()                   # all three
+    study.status()                # every stage: done / stale / pending, running nothing
 
 Everything that can be wrong is checked here, on the driver, before any worker starts:
 features are prepared (training never tokenizes), batch arithmetic and the DeepSpeed config
@@ -42,6 +43,14 @@ DONE = "DONE.json"
 
 def _stage_hash(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _made_by(model_dir) -> str | None:
+    """A digest of the DONE.json of the stage that wrote ``model_dir`` (its parent): it
+    changes with every run of that stage, forced reruns included. None for a model no stage
+    of ours made (a hub encoder)."""
+    marker = Path(model_dir).parent / DONE
+    return hashlib.sha256(marker.read_bytes()).hexdigest()[:16] if marker.is_file() else None
 
 
 class Study:
@@ -193,8 +202,7 @@ class Study:
                                   "pretrained to fine-tune: keep an intermediate section")
             return cfg.model.encoder
         stage = cfg.run_dir / "phase1"
-        payload = {"model": asdict(cfg.model), "data": asdict(cfg.data), "ds": asdict(cfg.deepspeed),
-                   "train": asdict(cfg.intermediate), "workers": cfg.cluster.num_workers}
+        payload = self._phase1_payload()
         export_dir = stage / "encoder"
         if self._done(stage, payload):
             self.say(f"phase 1: {export_dir} exists, skipping (--force reruns)")
@@ -205,6 +213,71 @@ class Study:
         self._launch(train_worker, job, "phase1")
         self._mark_done(stage, payload, self._cost(stage, job, started))
         return str(export_dir)
+
+    def _phase1_payload(self) -> dict:
+        cfg = self.cfg
+        return {"model": asdict(cfg.model), "data": asdict(cfg.data), "ds": asdict(cfg.deepspeed),
+                "train": asdict(cfg.intermediate), "workers": cfg.cluster.num_workers}
+
+    def _phase2_payload(self, task: str, encoder: str, before: dict | None) -> dict:
+        cfg = self.cfg
+        payload = {"encoder": encoder, "data": asdict(cfg.data), "ds": asdict(cfg.deepspeed),
+                   "train": asdict(cfg.finetune.recipe(task)), "workers": cfg.cluster.num_workers}
+        if before is not None:  # a redone earlier stage makes this one stale too
+            payload["after"] = {"task": before["task"], "hash": before["hash"]}
+        return payload
+
+    def _encoder_path(self) -> str:
+        """What ``intermediate()`` returns, without running anything."""
+        if self.cfg.intermediate is None:
+            return self.cfg.model.encoder
+        return str(self.cfg.run_dir / "phase1" / "encoder")
+
+    def status(self) -> list[dict]:
+        """Every stage of the study and its state, running nothing: ``done``, ``stale`` (its
+        outputs come from another configuration: a run stops there unless --force), or
+        ``pending``; with the wall seconds a finished stage took. Phase 3's own hash needs the
+        featurized eval sets, so it is judged by its inputs instead: stale when a model it
+        scored has been retrained since, or an earlier stage is not done."""
+        cfg = self.cfg
+        rows = []
+
+        def state(stage: Path, payload: dict | None) -> dict:
+            marker = stage / DONE
+            if not marker.is_file():
+                return {"state": "pending", "wall_seconds": None}
+            done = json.loads(marker.read_text())
+            fresh = payload is None or done.get("hash") == _stage_hash(payload)
+            return {"state": "done" if fresh else "stale", "wall_seconds": done.get("wall_seconds")}
+
+        if cfg.intermediate is None:
+            rows.append({"stage": "phase1", "state": "skipped", "wall_seconds": None,
+                         "note": f"no intermediate training: phase 2 starts from {cfg.model.encoder}"})
+        else:
+            rows.append({"stage": "phase1", **state(cfg.run_dir / "phase1", self._phase1_payload()),
+                         "note": ", ".join(cfg.intermediate.tasks)})
+        encoder = self._encoder_path()
+        for task in cfg.finetune.tasks:
+            root = cfg.run_dir / "phase2" / task
+            *first, _ = cfg.finetune.stages(task)
+            before = None
+            for stage_task in (*first, task):
+                stage = root if stage_task == task else root / "stages" / stage_task
+                payload = self._phase2_payload(stage_task, encoder, before)
+                row = {"stage": str(stage.relative_to(cfg.run_dir)), **state(stage, payload),
+                       "note": f"stage of {task}" if stage_task != task else ""}
+                rows.append(row)
+                before = {"task": stage_task, "hash": _stage_hash(payload)}
+        phase3 = state(cfg.run_dir / "phase3", None)
+        if phase3["state"] == "done":
+            recorded = json.loads((cfg.run_dir / "phase3" / DONE).read_text()).get("made_by", {})
+            upstream_done = all(r["state"] in ("done", "skipped") for r in rows)
+            if not (cfg.run_dir / "results.json").is_file():
+                phase3["state"] = "pending"
+            elif not upstream_done or any(_made_by(m) != h for m, h in recorded.items()):
+                phase3["state"] = "stale"  # scores of models that have been (or will be) retrained
+        rows.append({"stage": "phase3", **phase3, "note": ", ".join(cfg.evaluate.tasks)})
+        return rows
 
     def _check_encoder(self, encoder: str) -> None:
         if Path(encoder).is_dir():
@@ -235,10 +308,7 @@ class Study:
         from ``encoder`` or, after an earlier stage, from that stage's model and head."""
         cfg = self.cfg
         recipe = cfg.finetune.recipe(task)
-        payload = {"encoder": encoder, "data": asdict(cfg.data), "ds": asdict(cfg.deepspeed), "train": asdict(recipe),
-                   "workers": cfg.cluster.num_workers}
-        if before is not None:  # a redone earlier stage makes this one stale too
-            payload["after"] = {"task": before["task"], "hash": before["hash"]}
+        payload = self._phase2_payload(task, encoder, before)
         model_dir = stage / "model"
         what = task if task == target else f"{target} (stage {task})"
         out = {"task": task, "model_dir": model_dir, "hash": _stage_hash(payload)}
@@ -287,18 +357,34 @@ class Study:
                                       f"run `stilts-ds finetune` for it (or list it under finetune.tasks)")
                 items.append({"task": task, "model_dir": str(model_dir.resolve()),
                               "splits": {l: str(self.features(task, split, l)) for l in langs}})
-        payload = {"items": items}
-        if self._done(stage, payload) and results_path.is_file():
-            self.say(f"phase 3: {results_path} exists, skipping")
-            return results_io.load_results(results_path)
+        # Which run made each model: a fine-tune rerun with --force keeps its paths (and its
+        # config hash), and phase 3 must not keep the old scores.
+        made_by = {item["model_dir"]: _made_by(item["model_dir"]) for item in items}
+        payload = {"items": items, "made_by": made_by}
+        marker = stage / DONE
+        items_hash = _stage_hash({"items": items})
+        if not self.force and marker.is_file() and results_path.is_file():
+            done = json.loads(marker.read_text())
+            if done.get("hash") == _stage_hash(payload):
+                self.say(f"phase 3: {results_path} exists, skipping")
+                return results_io.load_results(results_path)
+            # The same evaluations of retrained models: score them again (nothing costly is
+            # lost). A DONE.json from before made_by existed hashed the items alone.
+            if done.get("items_hash", done.get("hash")) == items_hash:
+                self.say("phase 3: the models it scored have changed since (or its record predates this "
+                         "check): evaluating again")
+            else:
+                self._done(stage, payload)  # raises: the evaluations themselves differ
         self.say(f"phase 3: zero-shot evaluation of {', '.join(cfg.evaluate.tasks)}")
+        started = time.perf_counter()
         stage.mkdir(parents=True, exist_ok=True)
         job = {"run_dir": str(stage.resolve()), "evaluations": items, "batch_size": cfg.evaluate.batch_size}
         self._launch(eval_worker, job, "phase3")
         scores = json.loads((stage / "scores.json").read_text())
         out = results_io.write_results(results_path, scores, extra={"name": cfg.name, "split": cfg.evaluate.split})
         results_io.write_markdown(cfg.run_dir / "results.md", out)
-        self._mark_done(stage, payload)
+        self._mark_done(stage, payload, {"items_hash": items_hash, "made_by": made_by,
+                                         "wall_seconds": time.perf_counter() - started})
         return out
 
     def run(self) -> dict:

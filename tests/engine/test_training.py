@@ -141,6 +141,37 @@ def test_resumed_run_trains_exactly_as_the_uninterrupted_one(tmp_path):
         assert _losses(stage / "tensorboard", tag) == _losses(whole.run_dir / "phase1" / "tensorboard", tag), tag
 
 
+def test_status_and_phase3_after_a_forced_fine_tune(tmp_path):
+    """`stilts-ds status` reports each stage without running anything, and phase 3 does not
+    keep the scores of a model that a forced fine-tune has replaced (same paths, same config)."""
+    from click.testing import CliRunner
+
+    from stilts_ds.cli import main
+
+    sets = {"intermediate.max_steps": 2, "finetune.defaults.max_steps": 2, "evaluate.tasks": ["xnli"]}
+    cfg = _config(tmp_path, **sets)
+    states = lambda c: [(r["stage"], r["state"]) for r in Study(c, progress=False).status()]  # noqa: E731
+    assert states(cfg) == [("phase1", "pending"), ("phase2/xnli", "pending"), ("phase3", "pending")]
+    Study(cfg, in_process=True, progress=False).run()
+    assert states(cfg) == [("phase1", "done"), ("phase2/xnli", "done"), ("phase3", "done")]
+    scored = (cfg.run_dir / "results.json").stat().st_mtime_ns
+
+    encoder = str(cfg.run_dir / "phase1" / "encoder")
+    Study(cfg, in_process=True, progress=False, force=True).finetune("xnli", encoder=encoder)
+    assert states(cfg) == [("phase1", "done"), ("phase2/xnli", "done"), ("phase3", "stale")]
+    Study(cfg, in_process=True, progress=False).evaluate()  # not forced: it sees the new model
+    assert (cfg.run_dir / "results.json").stat().st_mtime_ns != scored
+    assert states(cfg)[-1] == ("phase3", "done")
+
+    changed = _config(tmp_path, **sets, **{"finetune.defaults.lr": 0.002})
+    assert states(changed) == [("phase1", "done"), ("phase2/xnli", "stale"), ("phase3", "stale")]
+    args = ["status", "--config", str(QUICKSTART), "--set", f"output_dir={cfg.run_dir}", "--set", "cluster.num_workers=1",
+            "--set", "finetune.tasks=[xnli]", "--set", "evaluate.tasks=[xnli]", "--set", "intermediate.max_steps=2",
+            "--set", "finetune.defaults.max_steps=2", "--set", "arms={}"]  # the base study, as _config loads it
+    out = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert out.exit_code == 0 and "| phase2/xnli | done |" in out.output, out.output
+
+
 def test_bad_input_is_caught_before_workers_start(tmp_path):
     cfg = _config(tmp_path, **{"intermediate.micro_batch": 8, "intermediate.grad_accum": 2,
                                "intermediate.global_batch": 100})
