@@ -250,6 +250,9 @@ def test_staged_recipes_and_their_per_task_keys(tmp_path):
     data["finetune"]["tasks"] = ["xnli"]
     data["finetune"]["per_task"] = {"siqa": {"epochs": 2}}
     _fails(_write(tmp_path, data, "no_xcopa.yaml"), "finetune.per_task names 'siqa'")
+    data = _base()
+    data["finetune"]["tasks"] = ["xcopa", "siqa"]  # a stage is not a target task: say where it runs
+    _fails(_write(tmp_path, data, "siqa_target.yaml"), "'siqa' is not an XTREME task", "a stage of xcopa's recipe")
 
 
 def test_multi_node_without_storage_path(tmp_path):
