@@ -262,6 +262,8 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
         raise StiltsError("give exactly one of --preset (random weights) or --checkpoint")
     if task and not checkpoint:
         raise StiltsError("--task scores a trained head: give --checkpoint phase2/<task>/model")
+    if task:
+        _check_bench_task(task, checkpoint)
     names = parse_list(engines)
     check_engines(names)
     features = None
@@ -281,6 +283,22 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
     rows, paths = run_bench(spec, output, use_ray=not no_ray, address=address, num_nodes=nodes)
     click.echo(paths["md"].read_text(encoding="utf-8"))
     click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+def _check_bench_task(task: str, checkpoint: Path) -> None:
+    """Refuse, before anything is featurized or timed, a --task the checkpoint cannot score."""
+    from stilts_ds.modeling import export
+    from stilts_ds.tasks.registry import get_task
+
+    if get_task(task).format == "retrieval":
+        raise StiltsError(f"--task {task}: retrieval tasks are scored in phase 3 from the embeddings of an encoder "
+                          "layer, which the bench engines do not return; score a task with a trained head "
+                          "(--checkpoint phase2/<task>/model), or leave --task out to time the encoder")
+    heads_spec = checkpoint / export.HEADS_SPEC
+    trained = sorted(json.loads(heads_spec.read_text(encoding="utf-8"))) if heads_spec.is_file() else []
+    if task not in trained:
+        has = f"heads for {', '.join(trained)}" if trained else "no trained heads (an encoder export)"
+        raise StiltsError(f"--task {task}: {checkpoint} has {has}; give the phase2/{task}/model checkpoint")
 
 
 # ----------------------------------------------------------------------------- report

@@ -19,11 +19,13 @@ latency the worst node's). Rows that did not come through run_per_node are one n
                     ``COLUMNS`` first, then any other fields in first-seen order
 ``bench.csv``       the same columns; null -> empty cell, lists/dicts as JSON
 ``bench.md``        nodes (host, device), one results table (a row per node and the
-                    cluster row under it, per engine/dtype/batch size), and the
+                    cluster row under it, per engine/dtype/batch size; with --task a
+                    column of the task's score through each engine), and the
                     unavailable or failed engines with their reasons
 ``tensorboard/``    scalars ``bench/<engine>_<precision>/<node>/<name>`` (``tb_logger.
                     bench_tag``), name in ``throughput_samples_per_s``, ``latency_ms/p50``,
-                    ``latency_ms/p90``, ``latency_ms/p99``, ``parity_max_abs_diff``; step =
+                    ``latency_ms/p90``, ``latency_ms/p99``, ``parity_max_abs_diff``,
+                    ``accuracy`` (with --task); step =
                     batch size; node = ``node<i>`` or ``cluster``; the Markdown report as
                     text under ``bench/report``. The precision is part of the engine
                     component because one engine at two dtypes would otherwise write two
@@ -58,6 +60,7 @@ from stilts_ds.inference.placement import (CLUSTER, LATENCIES, PARITY, THROUGHPU
 
 COLUMNS = ("engine", "status", "reason", "node_id", "host", "device", "dtype", "batch_size", "seq_len",
            THROUGHPUT, *LATENCIES, PARITY)
+ACCURACY = "accuracy"  # with --task: the task's primary score through the engine (bench.measure)
 PERCENTILES = ("p50", "p90", "p99")
 JSONL, CSV, MD, TB_DIR, THROUGHPUT_PNG, LATENCY_PNG = (
     "bench.jsonl", "bench.csv", "bench.md", "tensorboard", "throughput.png", "latency.png")
@@ -184,13 +187,17 @@ def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
 
     timed = [r for r in rows if r.get("status") == "ok" and r.get("batch_size") is not None]
     out += ["", "## Results", ""]
+    # With --task, the task's score through each engine, beside its speed.
+    scored = next((r for r in timed if r.get(ACCURACY) is not None), None)
+    extra = [f"{scored['task']}/{scored['lang']} {scored['metric']}"] if scored else []
     if timed:
         out += _table(["engine", "dtype", "batch", "seq len", "node", "samples/s", "p50 ms", "p90 ms", "p99 ms",
-                       "parity max abs diff"],
+                       "parity max abs diff", *extra],
                       ([_cell(r["engine"]), _cell(r.get("dtype")), _fmt(r.get("batch_size"), "d"),
                         _fmt(r.get("seq_len"), "d"), f"**{r['node']}**" if r["node"] == CLUSTER else r["node"],
                         _fmt(r.get(THROUGHPUT), ",.1f"), *(_fmt(r.get(k), ".2f") for k in LATENCIES),
-                        _fmt(r.get(PARITY), ".2e")] for r in timed), "lllrlrrrrr")
+                        _fmt(r.get(PARITY), ".2e"), *([_fmt(r.get(ACCURACY), ".2f")] if scored else [])]
+                       for r in timed), "lllrlrrrrr" + "r" * len(extra))
     else:
         out.append("No engine was timed.")
 
@@ -235,7 +242,7 @@ def _tensorboard(rows: Sequence[Mapping[str, Any]], tb_dir: Path, md: str) -> No
             for r in rows:
                 if r.get("status") != "ok" or r.get("batch_size") is None:
                     continue
-                values = {THROUGHPUT: r.get(THROUGHPUT), PARITY: r.get(PARITY),
+                values = {THROUGHPUT: r.get(THROUGHPUT), PARITY: r.get(PARITY), ACCURACY: r.get(ACCURACY),
                           **{f"latency_ms/{p}": r.get(k) for p, k in zip(PERCENTILES, LATENCIES)}}
                 scalars = {bench_tag(_series_name(r), r["node"].replace("/", "_"), name): v
                            for name, v in values.items() if v is not None}

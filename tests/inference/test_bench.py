@@ -48,6 +48,29 @@ def test_accuracy_through_the_engine_with_a_checkpoint(tmp_path):
     assert {r["engine"] for r in scored} >= {"torch-eager", "torch-sdpa"}
     # Same fp32 weights through two attention implementations: the same predictions.
     assert len({round(r["accuracy"], 6) for r in scored}) == 1
+    # bench.md shows the score beside the speed, and TensorBoard has it per engine and batch.
+    md = (tmp_path / "out" / "bench.md").read_text()
+    assert "| xnli/zh accuracy |" in md.splitlines()[md.splitlines().index("## Results") + 2]
+    from stilts_ds.engine.tb_logger import read_scalars
+
+    tags = read_scalars(tmp_path / "out" / "tensorboard")
+    assert [step for step, _ in tags["bench/torch-sdpa_fp32/node0/accuracy"]] == [1, 8]
+
+
+def test_bench_refuses_a_task_the_checkpoint_cannot_score(tmp_path):
+    tok = load_tokenizer("bundled")
+    model = MultiTaskModel.build(model_config("tiny", vocab_size=len(tok)), {"xnli": HeadSpec("pair_classification", 3)})
+    export.save_model(model, tmp_path / "model", tok)
+    export.save_encoder(model, tmp_path / "encoder", tok)
+    runner = CliRunner()
+    base = ["bench", "--no-ray", "--output", str(tmp_path / "out")]
+    r = runner.invoke(main, [*base, "--checkpoint", str(tmp_path / "model"), "--task", "pawsx"])
+    assert r.exit_code == 2 and "has heads for xnli; give the phase2/pawsx/model checkpoint" in r.output
+    r = runner.invoke(main, [*base, "--checkpoint", str(tmp_path / "encoder"), "--task", "xnli"])
+    assert r.exit_code == 2 and "no trained heads (an encoder export)" in r.output
+    r = runner.invoke(main, [*base, "--checkpoint", str(tmp_path / "encoder"), "--task", "tatoeba"])
+    assert r.exit_code == 2 and "retrieval tasks are scored in phase 3" in r.output
+    assert not (tmp_path / "out").exists()  # refused before anything was featurized or timed
 
 
 def test_bench_rejects_bad_options(tmp_path):
