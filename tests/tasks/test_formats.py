@@ -124,3 +124,49 @@ def test_mean_pool_ignores_padding():
     mask = torch.tensor([[1, 1, 0]])
     assert retrieval.mean_pool(hidden, mask).tolist() == [[2.0, 2.0]]
     assert retrieval.default_layer(24) == 14 and retrieval.default_layer(12) == 7 and retrieval.default_layer(2) == 1
+
+
+def _dense_margin_mining(src, trg, k):
+    """The ratio-margin mining written out over the full similarity matrix (the reference)."""
+    sim = src @ trg.T
+    fwd = np.sort(sim, axis=1)[:, -min(k, sim.shape[1]):].mean(axis=1)
+    bwd = np.sort(sim.T, axis=1)[:, -min(k, sim.shape[0]):].mean(axis=1)
+    margin = sim / (fwd[:, None] / 2 + bwd[None, :] / 2)
+    cands = {(i, int(margin[i].argmax())) for i in range(len(src))} | \
+            {(int(margin[:, j].argmax()), j) for j in range(len(trg))}
+    used_s, used_t, out = set(), set(), {}
+    for i, j in sorted(cands, key=lambda ij: -margin[ij]):
+        if i not in used_s and j not in used_t:
+            used_s.add(i)
+            used_t.add(j)
+            out[(f"s{i}", f"t{j}")] = float(margin[i, j])
+    return out
+
+
+@pytest.mark.parametrize("block_elements", [7, 64, 1 << 25])  # many blocks, a few, one
+def test_blocked_bucc_mining_equals_the_dense_computation(monkeypatch, block_elements):
+    monkeypatch.setattr(retrieval, "SIM_BLOCK_ELEMENTS", block_elements)
+    rng = np.random.default_rng(7)
+    n_src, n_trg, dim = 37, 29, 16
+    examples = [retrieval.Example(f"s{i}", f"s{i}", retrieval.SOURCE, "de") for i in range(n_src)] + \
+               [retrieval.Example(f"t{j}", f"t{j}", retrieval.TARGET, "en") for j in range(n_trg)]
+
+    class Tok:
+        def __call__(self, texts, truncation, max_length, padding, return_tensors):
+            ids = np.ones((len(texts), max_length), dtype=np.int64)
+            return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+    feats = retrieval.featurize(examples, Tok(), 8)
+    emb = rng.normal(size=(len(feats), dim)).astype(np.float32)
+    mined = dict(retrieval.mine_bucc_candidates(feats, emb, k=4))
+    sides = feats.extras["sides"]
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    src = unit[[s == retrieval.SOURCE for s in sides]]
+    trg = unit[[s == retrieval.TARGET for s in sides]]
+    order_src = [g for g, s in zip(feats.guids, sides) if s == retrieval.SOURCE]
+    order_trg = [g for g, s in zip(feats.guids, sides) if s == retrieval.TARGET]
+    dense = _dense_margin_mining(src, trg, 4)
+    dense = {(order_src[int(a[1:])], order_trg[int(b[1:])]): v for (a, b), v in dense.items()}
+    assert mined.keys() == dense.keys()
+    for pair, value in dense.items():
+        assert mined[pair] == pytest.approx(value, rel=1e-5)

@@ -108,9 +108,28 @@ def decode_tatoeba(features: Features, embeddings: np.ndarray) -> dict[str, str]
     return {str(s): str(trg_ids[b]) for s, b in zip(src_ids, best)}
 
 
-def _mean_topk(sim: np.ndarray, k: int) -> np.ndarray:
-    k = min(k, sim.shape[1])
-    return np.sort(sim, axis=1)[:, -k:].mean(axis=1)
+# Similarity entries per block: the official BUCC 2018 files hold ~400k sentences a side, whose
+# full similarity matrix (and the margin matrix beside it) would not fit in memory.
+SIM_BLOCK_ELEMENTS = 1 << 25
+
+
+def _blocks(n_rows: int, n_cols: int):
+    step = max(1, SIM_BLOCK_ELEMENTS // max(n_cols, 1))
+    return (slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step))
+
+
+def _knn_means(src: np.ndarray, trg: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean similarity of every source to its k nearest targets, and of every target to its
+    k nearest sources, one block of sources at a time (a running top-k per target)."""
+    kf, kb = min(k, len(trg)), min(k, len(src))
+    fwd = np.empty(len(src), dtype=np.float64)
+    bwd_top = np.full((kb, len(trg)), -np.inf, dtype=np.float32)
+    for rows in _blocks(len(src), len(trg)):
+        block = src[rows] @ trg.T
+        fwd[rows] = np.sort(np.partition(block, block.shape[1] - kf, axis=1)[:, -kf:], axis=1).mean(axis=1)
+        merged = np.concatenate([bwd_top, block], axis=0)
+        bwd_top = np.partition(merged, merged.shape[0] - kb, axis=0)[-kb:]
+    return fwd, np.sort(bwd_top, axis=0).mean(axis=0, dtype=np.float64)
 
 
 def mine_bucc_candidates(features: Features, embeddings: np.ndarray, k: int = MARGIN_NEIGHBOURS):
@@ -118,21 +137,37 @@ def mine_bucc_candidates(features: Features, embeddings: np.ndarray, k: int = MA
     per target), merged, sorted by score, each sentence kept in its best pair only.
 
     margin(x, y) = cos(x, y) / (mean_k cos(x, NN_k(x)) / 2 + mean_k cos(y, NN_k(y)) / 2)
+
+    Exact (no approximate search), in blocks of sources: memory grows with the block, not
+    with sources x targets.
     """
     src_ids, src, trg_ids, trg = _split(features, embeddings)
-    sim = src @ trg.T
-    fwd_avg, bwd_avg = _mean_topk(sim, k), _mean_topk(sim.T, k)
-    margin = sim / (fwd_avg[:, None] / 2 + bwd_avg[None, :] / 2)
-    cands = {(i, int(margin[i].argmax())) for i in range(len(src_ids))}
-    cands |= {(int(margin[:, j].argmax()), j) for j in range(len(trg_ids))}
-    ranked = sorted(cands, key=lambda ij: -margin[ij])
+    if not len(src) or not len(trg):
+        return []
+    fwd_avg, bwd_avg = _knn_means(src, trg, k)
+    best_trg = np.empty(len(src), dtype=np.int64)
+    best_src = np.zeros(len(trg), dtype=np.int64)
+    best_src_margin = np.full(len(trg), -np.inf)
+    for rows in _blocks(len(src), len(trg)):
+        margin = (src[rows] @ trg.T) / (fwd_avg[rows, None] / 2 + bwd_avg[None, :] / 2)
+        best_trg[rows] = margin.argmax(axis=1)
+        col_best, col_arg = margin.max(axis=0), margin.argmax(axis=0) + rows.start
+        better = col_best > best_src_margin  # strictly: the first source wins ties, as argmax does
+        best_src_margin[better], best_src[better] = col_best[better], col_arg[better]
+    cands = {(i, int(best_trg[i])) for i in range(len(src_ids))} | {(int(best_src[j]), j) for j in range(len(trg_ids))}
+
+    def margin_of(i: int, j: int) -> float:
+        return float(src[i] @ trg[j]) / (fwd_avg[i] / 2 + bwd_avg[j] / 2)
+
+    scored = {ij: margin_of(*ij) for ij in cands}
+    ranked = sorted(cands, key=lambda ij: -scored[ij])
     used_src, used_trg, out = set(), set(), []
     for i, j in ranked:
         if i in used_src or j in used_trg:
             continue
         used_src.add(i)
         used_trg.add(j)
-        out.append(((str(src_ids[i]), str(trg_ids[j])), float(margin[i, j])))
+        out.append(((str(src_ids[i]), str(trg_ids[j])), scored[(i, j)]))
     return out
 
 
