@@ -34,6 +34,7 @@ from stilts_ds.atomic import write_atomic
 from stilts_ds.data import cache
 from stilts_ds.data.sampler import RowBatcher, TaskSampler, task_weights
 from stilts_ds.engine import rng_state
+from stilts_ds.engine.progress import Progress
 from stilts_ds.engine.predict import predict, predict_embeddings
 from stilts_ds.engine.runtime import Runtime
 from stilts_ds.engine.tb_logger import (TRAIN_LR, TRAIN_SAMPLES_PER_S, TRAIN_TOKENS_PER_S, MetricLogger,
@@ -156,6 +157,8 @@ def train_worker(job: dict) -> None:
             resumed_from = int(engine.global_steps)
     logger = MetricLogger(run_dir / "tensorboard", rt.rank)
     meter = ThroughputMeter()
+    progress = Progress(f"{job['phase']} {run_dir.name}", job["total_steps"], start=int(engine.global_steps),
+                        enabled=rt.rank == 0)
     fmts = {t: get_format(info["head"]["format"]) for t, info in tasks.items()}
     total = job["total_steps"]
     losses: dict = defaultdict(list)
@@ -217,13 +220,16 @@ def train_worker(job: dict) -> None:
             continue  # inside a gradient-accumulation window
         step = engine.global_steps
         if step % job["log_every"] == 0 or step == total:
-            for t, values in losses.items():
-                logger.scalar(train_loss_tag(t), float(torch.stack(values).float().mean()), step)  # sync point
+            means = {t: float(torch.stack(values).float().mean()) for t, values in losses.items()}  # sync point
+            for t, value in means.items():
+                logger.scalar(train_loss_tag(t), value, step)
             losses.clear()
             logger.scalar(TRAIN_LR, scheduler.get_last_lr()[0] if scheduler else engine.get_lr()[0], step)
             samples_s, tokens_s = meter.rate()
             logger.scalars({TRAIN_SAMPLES_PER_S: samples_s, TRAIN_TOKENS_PER_S: tokens_s}, step)
             meter.reset()
+            progress.update(step, f"{samples_s:,.0f} samples/s | loss " +
+                            ", ".join(f"{t} {v:.3f}" for t, v in sorted(means.items())))
         if job["eval_every"] and step % job["eval_every"] == 0 and step < total:
             dev_eval(step)
         if step % job["checkpoint_every"] == 0 and step < total:
@@ -289,8 +295,10 @@ def eval_worker(job: dict) -> None:
             dev_out = predict(forward, spec, dev_feats, batch_size=job["batch_size"], runtime=rt, device=device)
             threshold = bucc_best_threshold(decode_outputs(spec, dev_feats, dev_out),
                                             dev_feats.extras["references"].items())
+        started, rows = time.perf_counter(), 0
         for lang, path in item["splits"].items():
             feats = cache.read(Path(path))
+            rows += len(feats)
             if spec.shared_pool:
                 out = predict_embeddings(forward, spec, feats, memo=memo, batch_size=job["batch_size"],
                                          runtime=rt, device=device)
@@ -301,6 +309,9 @@ def eval_worker(job: dict) -> None:
             results[task][lang] = scores
             for metric, value in scores.items():
                 logger.scalar(eval_tag(task, lang, metric), value, 0)
+        if rt.rank == 0:  # a line per item: Mewsli-X or BUCC at full size take a while
+            langs = ", ".join(item["splits"])
+            print(f"[phase 3] {task} ({langs}): {rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
     logger.close()
     if rt.rank == 0:
         _write_json(Path(job["run_dir"]) / "scores.json", dict(results))

@@ -60,6 +60,9 @@ def test_pipeline_in_process_is_idempotent(tmp_path, capsys):
     cfg = _config(tmp_path, **{"intermediate.max_steps": 6, "finetune.defaults.max_steps": 4,
                                "evaluate.tasks": ["xnli", "tatoeba", "bucc", "lareqa", "mewslix"]})
     results = Study(cfg, in_process=True, progress=False).run()
+    printed = capsys.readouterr().out  # rank 0's progress lines (Ray forwards them to the console)
+    assert "[intermediate phase1] step 6/6 (100%)" in printed and "[finetune xnli] step 4/4 (100%)" in printed
+    assert "[phase 3] xnli (" in printed and "[phase 3] tatoeba (" in printed
     assert set(results["tasks"]) == {"xnli", "tatoeba", "bucc", "lareqa", "mewslix"}
     assert set(results["tasks"]["xnli"]) == {"en", "ar", "hi", "ru", "zh"}
     # The shared-pool tasks go through eval_worker's memo path, one score per language.
