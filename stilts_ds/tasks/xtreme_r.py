@@ -71,13 +71,22 @@ def xcopa(record: Mapping, split: str, lang: str, index: int):
     )
 
 
+SIQA_LETTERS = {"A": 0, "B": 1, "C": 2}
+
+
 def siqa(record: Mapping, split: str, lang: str, index: int):
-    """A Social IQa row (context, question, answerA/B/C, label "1".."3") -> three-way choice,
-    prompted as run_xcopa.py prompts it: "<context> <question>"."""
-    raw = record.get("label")
-    label = None if raw in (None, "", -1) else int(str(raw).strip()) - 1  # 1-based strings
-    if label is not None and label not in (0, 1, 2):
-        raise ValueError(f"label must be '1', '2' or '3', got {raw!r}")
+    """A Social IQa row (context, question, answerA/B/C and a label) -> three-way choice,
+    prompted as run_xcopa.py prompts it: "<context> <question>". The hub's rows carry label
+    "1".."3"; the socialIQa_v1.4 files XTREME-R trains on carry ``correct`` "A".."C"."""
+    if record.get("correct") not in (None, ""):
+        if record["correct"] not in SIQA_LETTERS:
+            raise ValueError(f"correct must be 'A', 'B' or 'C', got {record['correct']!r}")
+        label = SIQA_LETTERS[record["correct"]]
+    else:
+        raw = record.get("label")
+        label = None if raw in (None, "", -1) else int(str(raw).strip()) - 1  # 1-based strings
+        if label is not None and label not in (0, 1, 2):
+            raise ValueError(f"label must be '1', '2' or '3', got {raw!r}")
     return multiple_choice.Example(
         f"{split}-{lang}-{index}", f"{record['context']} {record['question']}",
         (record["answerA"], record["answerB"], record["answerC"]), label,

@@ -88,6 +88,12 @@ def test_siqa_reader_spec_and_the_staged_xcopa_recipe():
                         "answerB": "to sleep", "answerC": "to run", "label": "1\n"}, "train", "en", 3)
     assert (ex.guid, ex.prompt, ex.choices, ex.label) == (
         "train-en-3", "Ann gave Bo a gift. Why did Ann do this?", ("to be kind", "to sleep", "to run"), 0)
+    # XTREME-R's own copy (socialIQa_v1.4_*.jsonl from the XCOPA release) names the answer by letter.
+    assert xtreme_r.siqa({"context": "c", "question": "q", "answerA": "a", "answerB": "b", "answerC": "c",
+                          "correct": "C"}, "train", "en", 0).label == 2
+    with pytest.raises(ValueError, match="'A', 'B' or 'C'"):
+        xtreme_r.siqa({"context": "c", "question": "q", "answerA": "a", "answerB": "b", "answerC": "c",
+                       "correct": "D"}, "train", "en", 0)
     with pytest.raises(ValueError, match="'1', '2' or '3'"):
         xtreme_r.siqa({"context": "c", "question": "q", "answerA": "a", "answerB": "b", "answerC": "c",
                        "label": "4"}, "train", "en", 0)
