@@ -62,6 +62,7 @@ class Study:
         self.progress = progress
         self.fault = fault  # tests only: {"step", "rank", "marker"}
         self._tokenizer = None
+        self._cautioned: set[str] = set()  # tasks whose hub caveat was said
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -102,6 +103,9 @@ class Study:
         spec = get_task(task)
         langs = list(spec.splits[split])
         source, data_dir = self.cfg.data.source_of(task)
+        if source == "hub" and spec.hub_caveat and task not in self._cautioned:
+            self._cautioned.add(task)
+            self.say(f"{task}: {spec.hub_caveat}")
         if source == "hub" and spec.local_only_langs:
             skipped = [l for l in langs if l in spec.local_only_langs]
             if skipped:

@@ -117,6 +117,9 @@ class TaskSpec:
     # Retrieval: every language's file holds the same candidate pool (LAReQA, Mewsli-X), so
     # evaluation embeds each pool row once for all languages (engine.predict.predict_embeddings).
     shared_pool: bool = False
+    # What a study reading this task from the hub should be told (BUCC: the hub copy keeps only
+    # the gold pairs; see stilts_ds.tasks.bucc_files).
+    hub_caveat: str | None = None
 
     @property
     def languages(self) -> tuple[str, ...]:
