@@ -217,7 +217,7 @@ def status(config_path, sets, arms, as_json):
         click.echo(json.dumps(report, indent=2))
         return
     for name, rows in report.items():
-        title = f"arm {name}" if len(studies) > 1 or next(iter(studies)) is not None else name
+        title = f"arm {name}" if None not in studies else name  # the None key: a config without arms
         counts = ", ".join(f"{sum(r['state'] == k for r in rows)} {k}" for k in ("done", "stale", "pending")
                            if any(r["state"] == k for r in rows))
         click.echo(f"## {title} ({counts})\n")

@@ -233,7 +233,7 @@ class ExperimentConfig:
         "<output_dir>/arms/<arm>. An arm may carry a `description`.", factory=dict)
 
     def __post_init__(self):
-        from stilts_ds.tasks.registry import TASKS, get_task
+        from stilts_ds.tasks.registry import get_task
 
         for phase, tasks, kind in (("intermediate", self.intermediate.tasks if self.intermediate else (), None),
                                    ("finetune", self.finetune.tasks, "xtreme"),
@@ -244,7 +244,7 @@ class ExperimentConfig:
                 except StiltsError as e:
                     raise ConfigError(f"{phase}.tasks: {e}") from None
                 if kind and spec.kind != kind:
-                    users = [t for t in self.finetune.tasks if t in TASKS and name in TASKS[t].train_first]
+                    users = [t for t in self.finetune.tasks if name in self.finetune.stages(t)[:-1]]
                     hint = (f"; it is a stage of {', '.join(users)}'s recipe and runs with it (finetune.staged)"
                             if users else "")
                     raise ConfigError(f"{phase}.tasks: {name!r} is not an XTREME task{hint}")

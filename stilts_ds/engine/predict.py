@@ -2,7 +2,7 @@
 
     outputs = predict(forward_fn, spec, feats, batch_size=32, runtime=rt, device=dev)
     # outputs["logits"][i] belongs to feats row i, on every rank
-    memo = {}   # one per encoder: rows already embedded, by their tokens
+    memo = {}   # rows already embedded by this encoder, by their tokens (eval_worker: one per task)
     embeddings = predict_embeddings(forward_fn, spec, feats, memo=memo, batch_size=32, runtime=rt, device=dev)
 
 Rows are split ``rank::world_size`` (each row exactly once); under ZeRO-3 each forward pass
@@ -63,8 +63,8 @@ def predict_embeddings(forward, spec: TaskSpec, feats: Features, *, memo: dict, 
                        runtime: Runtime, device: torch.device) -> dict[str, np.ndarray]:
     """``predict`` for a retrieval table, running the encoder only on rows whose tokens are
     not in ``memo`` (token bytes -> embedding; filled here). LAReQA's and Mewsli-X's files
-    each hold the whole candidate pool (Mewsli-X: ~1M entities), so with one memo per encoder
-    the pool is encoded once per study, not once per language. Every rank holds the same memo
+    each hold the whole candidate pool (Mewsli-X: ~1M entities), so with one memo for a task's
+    languages the pool is encoded once, not once per language. Every rank holds the same memo
     (``predict`` gathers all rows), so every rank runs the same passes."""
     ids = feats.columns["input_ids"]
     lengths = feats.columns["attention_mask"].sum(axis=1)

@@ -129,16 +129,24 @@ class Study:
             n = len(load_labels(spec, self.cfg.data.source_of(task)[1]))
         return {"format": spec.format, "num_labels": n, "head": spec.head}
 
-    def _done(self, stage_dir: Path, payload: dict) -> bool:
+    @staticmethod
+    def _stage_state(stage_dir: Path, payload: dict | None) -> tuple[str, dict | None]:
+        """("pending" | "done" | "stale", the stage's DONE.json record or None). ``stale``: the
+        record's hash is not ``payload``'s; with no payload a finished stage is ``done``."""
         marker = stage_dir / DONE
+        if not marker.is_file():
+            return "pending", None
+        record = json.loads(marker.read_text())
+        return ("done" if payload is None or record.get("hash") == _stage_hash(payload) else "stale"), record
+
+    def _done(self, stage_dir: Path, payload: dict) -> bool:
         if self.force:
             return False
-        if marker.is_file():
-            if json.loads(marker.read_text())["hash"] != _stage_hash(payload):
-                raise StiltsError(f"{stage_dir} was produced by a different configuration; rerun with --force "
-                                  "to replace it, or change output_dir")
-            return True
-        return False
+        state, _ = self._stage_state(stage_dir, payload)
+        if state == "stale":
+            raise StiltsError(f"{stage_dir} was produced by a different configuration; rerun with --force "
+                              "to replace it, or change output_dir")
+        return state == "done"
 
     def _mark_done(self, stage_dir: Path, payload: dict, extra: dict | None = None) -> None:
         write_atomic(stage_dir / DONE, json.dumps({"hash": _stage_hash(payload), **(extra or {})}, indent=2, default=str))
@@ -244,44 +252,42 @@ class Study:
         featurized eval sets, so it is judged by its inputs instead: stale when a model it
         scored has been retrained since, or an earlier stage is not done."""
         cfg = self.cfg
-        rows = []
 
-        def state(stage: Path, payload: dict | None) -> dict:
-            marker = stage / DONE
-            if not marker.is_file():
-                return {"state": "pending", "wall_seconds": None}
-            done = json.loads(marker.read_text())
-            fresh = payload is None or done.get("hash") == _stage_hash(payload)
-            return {"state": "done" if fresh else "stale", "wall_seconds": done.get("wall_seconds")}
+        def row(stage: Path, payload: dict | None, note: str) -> dict:
+            state, record = self._stage_state(stage, payload)
+            return {"stage": str(stage.relative_to(cfg.run_dir)), "state": state,
+                    "wall_seconds": record.get("wall_seconds") if record else None, "note": note}
 
         if cfg.intermediate is None:
-            rows.append({"stage": "phase1", "state": "skipped", "wall_seconds": None,
-                         "note": f"no intermediate training: phase 2 starts from {cfg.model.encoder}"})
+            rows = [{"stage": "phase1", "state": "skipped", "wall_seconds": None,
+                     "note": f"no intermediate training: phase 2 starts from {cfg.model.encoder}"}]
         else:
-            rows.append({"stage": "phase1", **state(cfg.run_dir / "phase1", self._phase1_payload()),
-                         "note": ", ".join(cfg.intermediate.tasks)})
+            rows = [row(cfg.run_dir / "phase1", self._phase1_payload(), ", ".join(cfg.intermediate.tasks))]
         encoder = self._encoder_path()
         for task in cfg.finetune.tasks:
-            root = cfg.run_dir / "phase2" / task
-            *first, _ = cfg.finetune.stages(task)
-            before = None
-            for stage_task in (*first, task):
-                stage = root if stage_task == task else root / "stages" / stage_task
-                payload = self._phase2_payload(stage_task, encoder, before)
-                row = {"stage": str(stage.relative_to(cfg.run_dir)), **state(stage, payload),
-                       "note": f"stage of {task}" if stage_task != task else ""}
-                rows.append(row)
-                before = {"task": stage_task, "hash": _stage_hash(payload)}
-        phase3 = state(cfg.run_dir / "phase3", None)
+            rows += [row(st["dir"], st["payload"], f"stage of {task}" if st["task"] != task else "")
+                     for st in self._recipe_stages(task, encoder)]
+        phase3 = row(cfg.run_dir / "phase3", None, ", ".join(cfg.evaluate.tasks))
         if phase3["state"] == "done":
-            recorded = json.loads((cfg.run_dir / "phase3" / DONE).read_text()).get("made_by", {})
+            recorded = self._stage_state(cfg.run_dir / "phase3", None)[1].get("made_by", {})
             upstream_done = all(r["state"] in ("done", "skipped") for r in rows)
             if not (cfg.run_dir / "results.json").is_file():
                 phase3["state"] = "pending"
             elif not upstream_done or any(_made_by(m) != h for m, h in recorded.items()):
                 phase3["state"] = "stale"  # scores of models that have been (or will be) retrained
-        rows.append({"stage": "phase3", **phase3, "note": ", ".join(cfg.evaluate.tasks)})
-        return rows
+        return rows + [phase3]
+
+    def _recipe_stages(self, task: str, encoder: str) -> list[dict]:
+        """Phase 2's runs for ``task``, in order (a staged recipe's earlier stages, then the task
+        itself): each one's task, directory, payload and its hash, which the next payload names."""
+        root = self.cfg.run_dir / "phase2" / task
+        stages, before = [], None
+        for stage_task in self.cfg.finetune.stages(task):
+            payload = self._phase2_payload(stage_task, encoder, before)
+            before = {"task": stage_task, "dir": root if stage_task == task else root / "stages" / stage_task,
+                      "payload": payload, "hash": _stage_hash(payload)}
+            stages.append(before)
+        return stages
 
     def _check_encoder(self, encoder: str) -> None:
         if Path(encoder).is_dir():
@@ -298,44 +304,44 @@ class Study:
         ``phase2/<task>/stages/<stage task>/``, each from the last one's model and head."""
         encoder = encoder or self.intermediate()
         self._check_encoder(encoder)
-        root = self.cfg.run_dir / "phase2" / task
-        *first, _ = self.cfg.finetune.stages(task)
-        before, spent = None, []
-        for stage_task in first:
-            before = self._finetune_stage(task, stage_task, root / "stages" / stage_task, encoder, before)
-            spent.append({"task": stage_task, "wall_seconds": before["wall_seconds"]})
-        return self._finetune_stage(task, task, root, encoder, before, spent)["model_dir"]
+        stages = self._recipe_stages(task, encoder)
+        spent = []
+        for before, stage in zip([None, *stages], stages):
+            wall = self._finetune_stage(task, stage, encoder, before, spent if stage is stages[-1] else None)
+            spent.append({"task": stage["task"], "wall_seconds": wall})
+        return stages[-1]["dir"] / "model"
 
-    def _finetune_stage(self, target: str, task: str, stage: Path, encoder: str, before: dict | None,
-                        spent: list | None = None) -> dict:
-        """One phase-2 training run of ``task`` (``target`` itself, or a stage of its recipe)
-        from ``encoder`` or, after an earlier stage, from that stage's model and head."""
+    def _finetune_stage(self, target: str, stage: dict, encoder: str, before: dict | None,
+                        spent: list | None = None) -> float:
+        """One phase-2 training run (a ``_recipe_stages`` entry: ``target`` itself, or a stage of
+        its recipe) from ``encoder`` or, after an earlier stage, from that stage's model and
+        head; returns the wall seconds it took (then, or when it ran before)."""
         cfg = self.cfg
+        task, stage_dir, payload = stage["task"], stage["dir"], stage["payload"]
         recipe = cfg.finetune.recipe(task)
-        payload = self._phase2_payload(task, encoder, before)
-        model_dir = stage / "model"
+        model_dir = stage_dir / "model"
         what = task if task == target else f"{target} (stage {task})"
-        out = {"task": task, "model_dir": model_dir, "hash": _stage_hash(payload)}
-        if self._done(stage, payload):
+        if self._done(stage_dir, payload):
             self.say(f"phase 2: {model_dir} exists, skipping")
-            return {**out, "wall_seconds": json.loads((stage / DONE).read_text()).get("wall_seconds", 0.0)}
+            return self._stage_state(stage_dir, payload)[1].get("wall_seconds", 0.0)
         if before is None:
             self.say(f"phase 2: fine-tuning {what} on its English training data")
         else:
             self.say(f"phase 2: fine-tuning {what} from the {before['task']} model and head")
-        job = self.build_job("finetune", recipe, stage, str(before["model_dir"]) if before else encoder, model_dir,
+        before_model = before["dir"] / "model" if before else None
+        job = self.build_job("finetune", recipe, stage_dir, str(before_model) if before else encoder, model_dir,
                              with_dev=True)
         if before is not None:
-            job["init_heads"] = {"from": str(before["model_dir"].resolve()),
+            job["init_heads"] = {"from": str(before_model.resolve()),
                                  "heads": {get_task(task).head_name: get_task(before["task"]).head_name}}
         started = time.perf_counter()
         self._launch(train_worker, job, f"phase2-{target}" if task == target else f"phase2-{target}-{task}")
-        cost = self._cost(stage, job, started)
+        cost = self._cost(stage_dir, job, started)
         if spent:  # the whole recipe's cost, for the arms table
             cost["stages"] = spent
             cost["recipe_wall_seconds"] = cost["wall_seconds"] + sum(s["wall_seconds"] for s in spent)
-        self._mark_done(stage, payload, cost)
-        return {**out, "wall_seconds": cost["wall_seconds"]}
+        self._mark_done(stage_dir, payload, cost)
+        return cost["wall_seconds"]
 
     def evaluate(self, encoder: str | None = None) -> dict:
         cfg = self.cfg
@@ -365,11 +371,10 @@ class Study:
         # config hash), and phase 3 must not keep the old scores.
         made_by = {item["model_dir"]: _made_by(item["model_dir"]) for item in items}
         payload = {"items": items, "made_by": made_by}
-        marker = stage / DONE
         items_hash = _stage_hash({"items": items})
-        if not self.force and marker.is_file() and results_path.is_file():
-            done = json.loads(marker.read_text())
-            if done.get("hash") == _stage_hash(payload):
+        state, done = self._stage_state(stage, payload)
+        if not self.force and done is not None and results_path.is_file():
+            if state == "done":
                 self.say(f"phase 3: {results_path} exists, skipping")
                 return results_io.load_results(results_path)
             # The same evaluations of retrained models: score them again (nothing costly is

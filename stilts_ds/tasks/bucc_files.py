@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from stilts_ds.atomic import write_atomic
 from stilts_ds.errors import StiltsError
 
 LANGS = ("de", "fr", "ru", "zh")
@@ -80,13 +81,8 @@ def convert(source: Path, data_dir: Path) -> list[Path]:
             rows = bucc_rows(lang, _pairs(paths[0], "sentence"), _pairs(paths[1], "sentence"),
                              _pairs(paths[2], "target id"))
             out = data_dir / "bucc" / f"{split}.{lang}.jsonl"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".jsonl.tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                for r in rows:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            tmp.replace(out)  # a reader never sees half a file
-            written.append(out)
+            # Atomic: a reader (or a rerun after a crash) never sees half a file.
+            written.append(write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)))
     if not written:
         raise StiltsError(f"{source}: no BUCC 2018 files (<lang>-en.training.<lang>, .en, .gold) for "
                           f"{', '.join(LANGS)}")
