@@ -27,7 +27,8 @@ import numpy as np
 
 from stilts_ds.data import cache
 from stilts_ds.engine import ds_config as dsc
-from stilts_ds.engine.worker import train_worker
+from stilts_ds.engine.job import Head, Optim, TaskInput, TrainJob
+from stilts_ds.engine.launch import launch
 from stilts_ds.modeling.presets import model_config
 from stilts_ds.tasks.features import Features
 
@@ -84,15 +85,13 @@ def main() -> None:
                                  lr=1e-5, warmup_ratio=0.0, total_steps=total, precision=args.precision)
         # log_every 1: the worker's throughput meter (device-synchronised, around forward +
         # backward + optimizer step) then reports every step on its own.
-        job = {"phase": "bench", "run_dir": str(run_dir), "export_dir": str(run_dir / "export"),
-               "encoder": args.preset, "tokenizer": "bundled", "head_dropout": 0.1, "launcher": "local",
-               "tasks": {"synthetic": {"head": {"format": "pair_classification", "num_labels": 3, "head": None},
-                                       "train": str(feats_path)}},
-               "train": {"seed": 0, "weight_decay": 0.01, "lr": 1e-5, "sampling": "uniform",
-                         "temperature": 1.0, "sampling_cap": None},
-               "ds_config": ds, "total_steps": total, "log_every": 1, "checkpoint_every": 10**9,
-               "eval_every": None, "eval_batch": 1, "fault": None, "skip_export": True}
-        train_worker(job)
+        job = TrainJob(phase="bench", run_dir=str(run_dir), export_dir=str(run_dir / "export"), encoder=args.preset,
+                       tokenizer="bundled", head_dropout=0.1,
+                       tasks=(TaskInput("synthetic", Head("pair_classification", 3), train=str(feats_path)),),
+                       optim=Optim(seed=0, lr=1e-5, weight_decay=0.01, sampling="uniform", temperature=1.0),
+                       ds_config_json=json.dumps(ds), total_steps=total, log_every=1, checkpoint_every=10**9,
+                       eval_every=None, eval_batch=1, export=False)
+        launch(job, {"num_workers": 1}, name="bench", storage_path=str(run_dir / "ray"), in_process=True)
         rates = step_rates(run_dir / "tensorboard" / "metrics.jsonl")
     # Every step trains the same number of tokens, so the timed steps' seconds are tokens over
     # each step's rate; the first --warmup steps (allocation, first-step compilation) are left out.

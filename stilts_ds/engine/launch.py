@@ -1,8 +1,8 @@
 """Launching a worker function: Ray Train's TorchTrainer, or in-process at world size 1.
 
-    launch(train_worker, job, cluster_cfg, name="quickstart-intermediate", storage_path=...)
+    launch(job, cluster_cfg, name="quickstart-intermediate", storage_path=...)   # job: engine.job.*
 
-With Ray: ``TorchTrainer(worker, train_loop_config=job, scaling_config=ScalingConfig(...),
+With Ray: ``TorchTrainer(run_job, train_loop_config={"job": job}, scaling_config=ScalingConfig(...),
 run_config=RunConfig(name, storage_path, CheckpointConfig, FailureConfig))``. The same
 run name and storage path resume a run from its last checkpoint (Train V2 hands it to the
 restarted workers through ``ray.train.get_checkpoint()``). In-process (``cluster.num_workers
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
-
+from stilts_ds.engine.job import Job
 from stilts_ds.errors import StiltsError
 
 log = logging.getLogger(__name__)
@@ -30,12 +29,13 @@ def _connect(address: str | None) -> None:
     ray.init(address=address, log_to_driver=True, ignore_reinit_error=True)
 
 
-def launch(worker: Callable[[dict], None], job: dict, cluster: dict, *, name: str, storage_path: str,
-           in_process: bool = False) -> None:
+def launch(job: Job, cluster: dict, *, name: str, storage_path: str, in_process: bool = False) -> None:
+    from stilts_ds.engine.worker import run_job
+
     if in_process:
         if cluster["num_workers"] != 1:
             raise StiltsError("in-process runs have world size 1: set cluster.num_workers to 1")
-        worker({**job, "launcher": "local"})
+        run_job({"job": job, "launcher": "local"})
         return
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -45,8 +45,8 @@ def launch(worker: Callable[[dict], None], job: dict, cluster: dict, *, name: st
     if cluster["use_gpu"]:
         resources["GPU"] = 1
     trainer = TorchTrainer(
-        worker,
-        train_loop_config={**job, "launcher": "ray"},
+        run_job,
+        train_loop_config={"job": job, "launcher": "ray"},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cluster["num_workers"], use_gpu=cluster["use_gpu"], resources_per_worker=resources,
             placement_strategy=cluster["placement_strategy"]),

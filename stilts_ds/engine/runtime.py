@@ -2,7 +2,7 @@
 without Ray). One interface for rank information, collectives, checkpoints and reports so
 the training loop is the same code in both places.
 
-    rt = Runtime.detect(job)            # RayRuntime inside TorchTrainer, else LocalRuntime
+    rt = Runtime.detect(launcher, run_dir)   # RayRuntime inside TorchTrainer, else LocalRuntime
     rt.rank, rt.world_size
     rt.all_gather(obj)                  # list of every rank's obj
     with rt.restored_checkpoint() as d: # latest checkpoint dir or None
@@ -41,8 +41,10 @@ class Runtime:
     node_id: str = "local"
 
     @staticmethod
-    def detect(job: dict) -> "Runtime":
-        return RayRuntime() if job.get("launcher") == "ray" else LocalRuntime(Path(job["run_dir"]))
+    def detect(launcher: str, run_dir: str | None) -> "Runtime":
+        """RayRuntime inside a TorchTrainer (``launcher == "ray"``), else a LocalRuntime whose
+        checkpoints live under ``run_dir``."""
+        return RayRuntime() if launcher == "ray" else LocalRuntime(Path(run_dir))
 
     def device(self) -> torch.device:
         if torch.cuda.is_available():

@@ -30,8 +30,8 @@ from stilts_ds.config import ExperimentConfig, TrainConfig
 from stilts_ds.data.prepare import prepare
 from stilts_ds.data.sources import load_labels
 from stilts_ds.engine import ds_config as dsc
+from stilts_ds.engine.job import EvalItem, EvalJob, Head, Identity, InitHeads, Optim, TaskInput, TrainJob
 from stilts_ds.engine.launch import launch
-from stilts_ds.engine.worker import eval_worker, train_worker
 from stilts_ds.errors import StiltsError
 from stilts_ds.modeling import export
 from stilts_ds.modeling.presets import PRESETS, load_tokenizer
@@ -55,12 +55,11 @@ def _made_by(model_dir) -> str | None:
 
 class Study:
     def __init__(self, cfg: ExperimentConfig, *, force: bool = False, in_process: bool = False,
-                 progress: bool = True, fault: dict | None = None):
+                 progress: bool = True):
         self.cfg = cfg
         self.force = force
         self.in_process = in_process
         self.progress = progress
-        self.fault = fault  # tests only: {"step", "rank", "marker"}
         self._tokenizer = None
         self._cautioned: set[str] = set()  # tasks whose hub caveat was said
 
@@ -152,21 +151,21 @@ class Study:
         write_atomic(stage_dir / DONE, json.dumps({"hash": _stage_hash(payload), **(extra or {})}, indent=2, default=str))
 
     def build_job(self, phase: str, train: TrainConfig, run_dir: Path, encoder: str, export_dir: Path,
-             with_dev: bool) -> dict:
-        """Everything a training worker needs, resolved and validated here."""
+                  with_dev: bool, *, identity: Identity | None = None, init_heads: InitHeads | None = None,
+                  export: bool = True, features: dict[str, str] | None = None) -> TrainJob:
+        """Everything a training worker needs, resolved and validated here. ``features``
+        replaces tasks' training features (a throughput run's synthetic rows)."""
+        from stilts_ds.data import cache
+
         cfg = self.cfg
         world = cfg.cluster.num_workers
-        tasks = {}
+        tasks = []
         rows = 0
         for task in train.tasks:
-            info = {"head": self._head(task),
-                    "train": str(self.features(task, "train", get_task(task).train_language))}
-            if with_dev:
-                info["dev"] = str(self.features(task, "validation", "en"))
-            tasks[task] = info
-            from stilts_ds.data import cache
-
-            rows += len(cache.read(Path(info["train"])))
+            path = (features or {}).get(task) or str(self.features(task, "train", get_task(task).train_language))
+            tasks.append(TaskInput(task, Head(**self._head(task)), train=path,
+                                   dev=str(self.features(task, "validation", "en")) if with_dev else None))
+            rows += len(cache.read(Path(path)))
         grad_accum = train.grad_accum if (train.grad_accum or train.global_batch) else 1
         global_batch, micro, accum = dsc.resolve_batch(train.global_batch, train.micro_batch, grad_accum, world)
         steps_per_epoch = max(1, math.ceil(rows / global_batch))
@@ -177,32 +176,34 @@ class Study:
             schedule=train.schedule, weight_decay=train.weight_decay)
         run_dir.mkdir(parents=True, exist_ok=True)
         dsc.write_merged(ds, run_dir)
-        return {
-            "phase": phase, "run_dir": str(run_dir.resolve()), "export_dir": str(export_dir.resolve()),
-            "encoder": encoder, "tokenizer": cfg.model.tokenizer_name(), "head_dropout": cfg.model.head_dropout,
-            "tasks": tasks, "train": asdict(train), "ds_config": ds, "total_steps": total,
-            "log_every": train.log_every, "checkpoint_every": train.checkpoint_every,
-            "eval_every": train.eval_every or (steps_per_epoch if with_dev else None),
-            "eval_batch": cfg.evaluate.batch_size, "fault": self.fault,
-        }
+        optim = Optim(seed=train.seed, lr=train.lr, weight_decay=train.weight_decay, sampling=train.sampling,
+                      temperature=train.temperature, sampling_cap=train.sampling_cap,
+                      weights=tuple(sorted(train.weights.items())))
+        return TrainJob(
+            phase=phase, run_dir=str(run_dir.resolve()), export_dir=str(export_dir.resolve()), encoder=encoder,
+            tokenizer=cfg.model.tokenizer_name(), head_dropout=cfg.model.head_dropout, tasks=tuple(tasks),
+            optim=optim, ds_config_json=json.dumps(ds), total_steps=total, log_every=train.log_every,
+            checkpoint_every=train.checkpoint_every,
+            eval_every=train.eval_every or (steps_per_epoch if with_dev else None), eval_batch=cfg.evaluate.batch_size,
+            identity=identity, init_heads=init_heads, export=export)
 
     @staticmethod
-    def _cost(stage: Path, job: dict, started: float) -> dict:
+    def _cost(stage: Path, job: TrainJob, started: float) -> dict:
         """The worker's train summary plus what the stage cost: wall seconds (launch included)
         and rows trained per second of the training loop."""
         summary = json.loads((stage / "train_summary.json").read_text())
         loop = summary.get("loop", {})
-        samples = loop.get("steps", 0) * job["ds_config"]["train_batch_size"]
+        samples = loop.get("steps", 0) * job.train_batch_size
         return {**summary, "wall_seconds": time.perf_counter() - started, "train_samples": samples,
                 "train_samples_per_s": samples / loop["seconds"] if loop.get("seconds") else None}
 
-    def _launch(self, worker, job: dict, name: str) -> None:
+    def _launch(self, job, name: str) -> None:
         storage, run_name = self.cfg.storage_path(), f"{self.cfg.name}-{name}"
         if self.force and "://" not in storage:
             # A forced stage starts over: Ray would otherwise resume the old run's checkpoint.
             shutil.rmtree(Path(storage) / run_name, ignore_errors=True)
-            shutil.rmtree(Path(job["run_dir"]) / "checkpoint", ignore_errors=True)
-        launch(worker, job, asdict(self.cfg.cluster), name=run_name, storage_path=storage, in_process=self.in_process)
+            shutil.rmtree(Path(job.run_dir) / "checkpoint", ignore_errors=True)
+        launch(job, asdict(self.cfg.cluster), name=run_name, storage_path=storage, in_process=self.in_process)
 
     # ------------------------------------------------------------------ phases
     def intermediate(self) -> str:
@@ -222,7 +223,7 @@ class Study:
         self.say(f"phase 1: intermediate training on {', '.join(cfg.intermediate.tasks)}")
         job = self.build_job("intermediate", cfg.intermediate, stage, cfg.model.encoder, export_dir, with_dev=False)
         started = time.perf_counter()
-        self._launch(train_worker, job, "phase1")
+        self._launch(job, "phase1")
         self._mark_done(stage, payload, self._cost(stage, job, started))
         return str(export_dir)
 
@@ -329,13 +330,12 @@ class Study:
         else:
             self.say(f"phase 2: fine-tuning {what} from the {before['task']} model and head")
         before_model = before["dir"] / "model" if before else None
+        init = (InitHeads(str(before_model.resolve()), ((get_task(task).head_name, get_task(before["task"]).head_name),))
+                if before is not None else None)
         job = self.build_job("finetune", recipe, stage_dir, str(before_model) if before else encoder, model_dir,
-                             with_dev=True)
-        if before is not None:
-            job["init_heads"] = {"from": str(before_model.resolve()),
-                                 "heads": {get_task(task).head_name: get_task(before["task"]).head_name}}
+                             with_dev=True, init_heads=init)
         started = time.perf_counter()
-        self._launch(train_worker, job, f"phase2-{target}" if task == target else f"phase2-{target}-{task}")
+        self._launch(job, f"phase2-{target}" if task == target else f"phase2-{target}-{task}")
         cost = self._cost(stage_dir, job, started)
         if spent:  # the whole recipe's cost, for the arms table
             cost["stages"] = spent
@@ -387,8 +387,10 @@ class Study:
         self.say(f"phase 3: zero-shot evaluation of {', '.join(cfg.evaluate.tasks)}")
         started = time.perf_counter()
         stage.mkdir(parents=True, exist_ok=True)
-        job = {"run_dir": str(stage.resolve()), "evaluations": items, "batch_size": cfg.evaluate.batch_size}
-        self._launch(eval_worker, job, "phase3")
+        job = EvalJob(run_dir=str(stage.resolve()), batch_size=cfg.evaluate.batch_size,
+                      evaluations=tuple(EvalItem(task=i["task"], model_dir=i["model_dir"], splits=tuple(i["splits"].items()),
+                                                 layer=i.get("layer"), dev=i.get("dev")) for i in items))
+        self._launch(job, "phase3")
         scores = json.loads((stage / "scores.json").read_text())
         out = results_io.write_results(results_path, scores, extra={"name": cfg.name, "split": cfg.evaluate.split})
         results_io.write_markdown(cfg.run_dir / "results.md", out)

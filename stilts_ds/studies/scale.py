@@ -235,7 +235,6 @@ class PointRunner:
 
         from stilts_ds.config import from_dict
         from stilts_ds.engine.launch import launch
-        from stilts_ds.engine.worker import train_worker
         from stilts_ds.studies.pipeline import Study
 
         s = dict(point.settings)
@@ -263,13 +262,13 @@ class PointRunner:
                              "schedule": "constant", "log_every": 1, "checkpoint_every": steps + 1},
         })
         study = Study(cfg, in_process=not self.spec.ray, progress=False)
-        job = study.build_job("scale", cfg.intermediate, run_dir, s["preset"], run_dir / "export", with_dev=False)
-        job["skip_export"] = True
-        if s["data"] == "synthetic":
-            job["tasks"][s["task"]]["train"] = str(self._synthetic(s["preset"], point.seq_len, point.global_batch))
+        synthetic = ({s["task"]: str(self._synthetic(s["preset"], point.seq_len, point.global_batch))}
+                     if s["data"] == "synthetic" else None)
+        job = study.build_job("scale", cfg.intermediate, run_dir, s["preset"], run_dir / "export", with_dev=False,
+                              export=False, features=synthetic)
         params = self._param_count(s["preset"], job)
         t0 = time.perf_counter()
-        launch(train_worker, job, asdict(cfg.cluster), name=f"{cfg.name}-{uuid.uuid4().hex[:6]}",
+        launch(job, asdict(cfg.cluster), name=f"{cfg.name}-{uuid.uuid4().hex[:6]}",
                storage_path=cfg.storage_path(), in_process=not self.spec.ray)
         wall = time.perf_counter() - t0
         measured = training_throughput(run_dir, warmup_steps=s["warmup_steps"], global_batch=point.global_batch)
@@ -312,17 +311,18 @@ class PointRunner:
         cache.write_atomic(path, feats)
         return path
 
-    def _param_count(self, preset: str, job: dict) -> int:
+    def _param_count(self, preset: str, job) -> int:
         """Trainable parameters of the model the workers build (the bytes ZeRO moves),
         counted on the meta device: nothing is allocated, so xlmr-large costs no memory."""
-        key = (preset, json.dumps({t: i["head"] for t, i in job["tasks"].items()}, sort_keys=True))
+        heads = {t.name: t.head for t in job.tasks}
+        key = (preset, repr(sorted(heads.items())))
         if key not in self._params:
             import torch
 
             from stilts_ds.engine.worker import build_model
 
             with torch.device("meta"):
-                model = build_model(preset, job["tokenizer"], {t: i["head"] for t, i in job["tasks"].items()}, 0.0)
+                model = build_model(preset, job.tokenizer, heads, 0.0)
             self._params[key] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return self._params[key]
 

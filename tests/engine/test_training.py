@@ -125,16 +125,16 @@ def test_resumed_run_trains_exactly_as_the_uninterrupted_one(tmp_path):
     """Phase 1 interrupted at step 5 resumes from its step-3 checkpoint and logs, step for
     step, the losses of a run never interrupted: data order, optimizer state and the dropout
     generators (engine.rng_state) all come back."""
-    from stilts_ds.engine.worker import InjectedFault
+    from stilts_ds.engine import faults
 
     sets = {"intermediate.max_steps": 8, "intermediate.checkpoint_every": 3, "intermediate.log_every": 1}
     whole = _config(tmp_path / "whole", **sets)
     Study(whole, in_process=True, progress=False).intermediate()
     cut = _config(tmp_path / "cut", **sets)
-    fault = {"step": 5, "marker": str(tmp_path / "fault"), "mode": "raise"}
-    with pytest.raises(InjectedFault, match="step 5"):
-        Study(cut, in_process=True, progress=False, fault=fault).intermediate()
-    Study(cut, in_process=True, progress=False, fault=fault).intermediate()  # the marker stops a second fault
+    faults.plant(cut.run_dir / "phase1", step=5, marker=tmp_path / "fault", mode="raise")
+    with pytest.raises(faults.InjectedFault, match="step 5"):
+        Study(cut, in_process=True, progress=False).intermediate()
+    Study(cut, in_process=True, progress=False).intermediate()  # the marker stops a second fault
     stage = cut.run_dir / "phase1"
     assert json.loads((stage / "train_summary.json").read_text())["resumed_from"] == 3
     assert (stage / "checkpoint" / "rng_state" / "rank0.pt").is_file()
@@ -204,12 +204,16 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 
 
 def _phase1_on_ray(ray_cluster, tmp_path, base: str, fault=None, **sets):
+    from stilts_ds.engine import faults
+
     cfg = load_config(QUICKSTART, {
         "output_dir": str(tmp_path / base), "cluster.num_workers": 2, "cluster.placement_strategy": "STRICT_SPREAD",
         "deepspeed.base": base, "intermediate.max_steps": 12, "intermediate.checkpoint_every": 4,
         "intermediate.log_every": 2, **sets})
+    if fault:
+        faults.plant(cfg.run_dir / "phase1", **fault)
     with ray_cluster.connected():
-        Study(cfg, progress=False, fault=fault).intermediate()
+        Study(cfg, progress=False).intermediate()
     return cfg.run_dir / "phase1"
 
 
@@ -228,7 +232,7 @@ def test_two_node_zero_training_over_all_intermediate_tasks(ray_cluster, tmp_pat
 
 def test_worker_killed_mid_run_resumes_from_checkpoint(ray_cluster, tmp_path):
     marker = tmp_path / "fault" / "killed"
-    stage = _phase1_on_ray(ray_cluster, tmp_path, "zero2", fault={"step": 6, "rank": 1, "marker": str(marker)})
+    stage = _phase1_on_ray(ray_cluster, tmp_path, "zero2", fault={"step": 6, "rank": 1, "marker": marker})
     assert marker.read_text() == "6"  # the worker really died at step 6
     summary = json.loads((stage / "train_summary.json").read_text())
     assert summary["resumed_from"] == 4  # Ray restarted the workers from the step-4 checkpoint
@@ -263,8 +267,8 @@ def test_relative_output_dir_reaches_workers_as_absolute_paths(tmp_path, monkeyp
     job = Study(cfg, in_process=True, progress=False).build_job(
         "intermediate", cfg.intermediate, cfg.run_dir / "phase1", "tiny", cfg.run_dir / "phase1" / "encoder",
         with_dev=False)
-    assert all(Path(info["train"]).is_absolute() for info in job["tasks"].values())
-    assert Path(job["run_dir"]).is_absolute() and Path(job["export_dir"]).is_absolute()
+    assert all(Path(t.train).is_absolute() for t in job.tasks)
+    assert Path(job.run_dir).is_absolute() and Path(job.export_dir).is_absolute()
 
 
 def test_zero2_with_cpu_optimizer_offload_trains(tmp_path):
