@@ -121,12 +121,14 @@ def _parse_sets(values) -> dict:
 
 
 def _study_options(fn):
+    fn = click.option("--wait", "wait", is_flag=True,
+                      help="If another driver is running this study (output_dir), wait for it instead of stopping.")(fn)
     fn = click.option("--arm", "arms", multiple=True,
                       help="With a config that declares arms: the arm(s) to run (default for pipeline: all). "
                            "Repeatable.")(fn)
     fn = click.option("--in-process", is_flag=True,
                       help="Run the worker in this process at world size 1 (no Ray); needs cluster.num_workers=1.")(fn)
-    fn = click.option("--force", is_flag=True, help="Rerun stages whose outputs exist.")(fn)
+    fn = click.option("--force", is_flag=True, help="Rerun the named stages even if they are done.")(fn)
     fn = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                       help="Override a config value, e.g. --set cluster.num_workers=4. Repeatable.")(fn)
     fn = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -134,66 +136,96 @@ def _study_options(fn):
     return fn
 
 
-def _study(config_path, sets, force, in_process, arms=()):
-    """The Study of the config, or of its one chosen arm when the config declares arms."""
+def _load(config_path, sets):
     from stilts_ds.config import load_config
-    from stilts_ds.studies.arms import select_arms
-    from stilts_ds.studies.pipeline import Study
 
-    cfg = load_config(config_path, _parse_sets(sets))
+    return load_config(config_path, _parse_sets(sets))
+
+
+def _run_targets(config_path, sets, force, in_process, arms, wait, targets_of) -> None:
+    """Run ``targets_of(prefix)`` (node ids relative to an arm) of the study graph: the one
+    chosen arm when the config declares several (each command acts on one arm), else the config."""
+    from stilts_ds.studies.arms import select_arms
+    from stilts_ds.studies.graph import build_graph
+    from stilts_ds.studies.scheduler import Scheduler
+
+    cfg = _load(config_path, sets)
     chosen = select_arms(cfg, arms)
-    if chosen:
-        if len(chosen) != 1:
-            raise StiltsError(f"{config_path} declares arms ({', '.join(cfg.arm_configs())}): name one with --arm, "
-                              "or run them all with `stilts-ds pipeline`")
-        cfg = chosen[0].config
-    return Study(cfg, force=force, in_process=in_process)
+    if chosen and len(chosen) != 1:
+        raise StiltsError(f"{config_path} declares arms ({', '.join(cfg.arm_configs())}): name one with --arm, "
+                          "or run them all with `stilts-ds pipeline`")
+    arm = chosen[0] if chosen else None
+    graph = build_graph(cfg, [arm.name] if arm else (), with_study_nodes=False)
+    targets = targets_of(f"{arm.name}/" if arm else "", arm.config if arm else cfg)
+    Scheduler(graph, in_process=in_process, force=targets if force else (), wait=wait).run(targets)
+    return arm.config if arm else cfg
 
 
 @main.command()
 @_study_options
-def train(config_path, sets, force, in_process, arms):
+def train(config_path, sets, force, in_process, arms, wait):
     """Phase 1: intermediate training (all tasks of `intermediate.tasks` at once)."""
-    encoder = _study(config_path, sets, force, in_process, arms).intermediate()
-    click.echo(f"encoder: {encoder}")
+    def targets(prefix, cfg):
+        if cfg.intermediate is None:
+            raise StiltsError("this config (or arm) has no intermediate section: phase 2 starts from "
+                              f"{cfg.model.encoder} directly")
+        return [f"{prefix}phase1"]
+
+    cfg = _run_targets(config_path, sets, force, in_process, arms, wait, targets)
+    click.echo(f"encoder: {cfg.run_dir / 'phase1' / 'encoder'}")
 
 
 @main.command()
 @_study_options
 @click.option("--task", "tasks", multiple=True, help="Only these target tasks (default: finetune.tasks).")
-def finetune(config_path, sets, force, in_process, arms, tasks):
-    """Phase 2: fine-tune each target task on its English training data (model selection on English dev)."""
-    study = _study(config_path, sets, force, in_process, arms)
-    for task in tasks or study.cfg.finetune.tasks:
-        click.echo(f"{task}: {study.finetune(task)}")
+def finetune(config_path, sets, force, in_process, arms, wait, tasks):
+    """Phase 2: fine-tune each target task on its English training data (model selection on
+    English dev); phase 1 runs first if it is not done."""
+    def targets(prefix, cfg):
+        unknown = [t for t in tasks if t not in cfg.finetune.tasks]
+        if unknown:
+            raise StiltsError(f"--task {unknown[0]}: not in finetune.tasks ({', '.join(cfg.finetune.tasks)})")
+        return [f"{prefix}phase2/{t}" for t in (tasks or cfg.finetune.tasks)]
+
+    cfg = _run_targets(config_path, sets, force, in_process, arms, wait, targets)
+    for task in tasks or cfg.finetune.tasks:
+        click.echo(f"{task}: {cfg.run_dir / 'phase2' / task / 'model'}")
 
 
 @main.command()
 @_study_options
-def evaluate(config_path, sets, force, in_process, arms):
-    """Phase 3: zero-shot evaluation in every language; writes results.json and results.md."""
-    from stilts_ds.studies.results import results_markdown
+def evaluate(config_path, sets, force, in_process, arms, wait):
+    """Phase 3: zero-shot evaluation in every language; writes results.json and results.md
+    (and runs the phases it needs that are not done)."""
+    from stilts_ds.studies.results import load_results, results_markdown
 
-    click.echo(results_markdown(_study(config_path, sets, force, in_process, arms).evaluate()))
+    def targets(prefix, cfg):
+        return [f"{prefix}phase3/{t}" for t in cfg.evaluate.tasks] + [f"{prefix}results"]
+
+    cfg = _run_targets(config_path, sets, force, in_process, arms, wait, targets)
+    click.echo(results_markdown(load_results(cfg.run_dir / "results.json")))
 
 
 @main.command()
 @_study_options
-def pipeline(config_path, sets, force, in_process, arms):
-    """All three phases (for every arm the config declares, then arms.md side by side);
-    finished stages are skipped (idempotent), --force reruns them."""
-    from stilts_ds.config import load_config
-    from stilts_ds.studies.arms import run_arms
-    from stilts_ds.studies.results import results_markdown
+def pipeline(config_path, sets, force, in_process, arms, wait):
+    """The whole study graph: every arm's three phases side by side as the cluster allows,
+    then the arms compared, the serving benchmark and the report. Done nodes are skipped;
+    stale and pending ones run (`stilts-ds status` says which and why); --force reruns all."""
+    from stilts_ds.studies.graph import build_graph
+    from stilts_ds.studies.results import load_results, results_markdown
+    from stilts_ds.studies.scheduler import Scheduler
 
-    cfg = load_config(config_path, _parse_sets(sets))
-    if not cfg.arm_configs():
-        click.echo(results_markdown(_study(config_path, sets, force, in_process, arms).run()))
-        return
-    run_arms(cfg, arms, force=force, in_process=in_process)
-    click.echo((cfg.run_dir / "arms.md").read_text(encoding="utf-8"))
-    click.echo(f"arms: {cfg.run_dir / 'arms.md'}, {cfg.run_dir / 'arms.png'}; "
-               f"report: stilts-ds report --study {cfg.output_dir} --output {cfg.output_dir}/report")
+    cfg = _load(config_path, sets)
+    graph = build_graph(cfg, arms)
+    Scheduler(graph, in_process=in_process, force=list(graph.nodes) if force else (), wait=wait).run()
+    if cfg.arm_configs():
+        click.echo((cfg.run_dir / "arms.md").read_text(encoding="utf-8"))
+        click.echo(f"arms: {cfg.run_dir / 'arms.md'}, {cfg.run_dir / 'arms.png'}")
+    else:
+        click.echo(results_markdown(load_results(cfg.run_dir / "results.json")))
+    if (cfg.run_dir / "report" / "tradeoff.md").is_file():
+        click.echo(f"report: {cfg.run_dir / 'report' / 'tradeoff.md'}; timeline: {cfg.run_dir / 'timeline.png'}")
 
 
 @main.command()
@@ -201,31 +233,63 @@ def pipeline(config_path, sets, force, in_process, arms):
               help="Experiment YAML (configs/quickstart.yaml, configs/paper.yaml).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value. Repeatable.")
 @click.option("--arm", "arms", multiple=True, help="Only these arms (default: all the config declares).")
+@click.option("--all", "show_all", is_flag=True, help="List feature-preparation nodes too.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def status(config_path, sets, arms, as_json):
-    """Where a study stands, running nothing: every stage (phase 1, each fine-tune and its
-    recipe's stages, phase 3) as done, stale (made by another configuration: a run stops there
-    unless --force) or pending, with the wall seconds finished stages took."""
-    from stilts_ds.config import load_config
-    from stilts_ds.studies.arms import select_arms
-    from stilts_ds.studies.pipeline import Study
+def status(config_path, sets, arms, show_all, as_json):
+    """Where a study stands, running nothing: every node of its graph as done, stale (with
+    why: a config key changed, a data file changed, an upstream node was retrained), pending,
+    failed (with the error) or running (host, pid). `pipeline` runs exactly the stale and
+    pending ones."""
+    from stilts_ds.studies.graph import build_graph
+    from stilts_ds.studies.records import node_states
 
-    cfg = load_config(config_path, _parse_sets(sets))
-    studies = {a.name: a.config for a in select_arms(cfg, arms)} or {None: cfg}
-    report = {name or cfg.name: Study(c, progress=False).status() for name, c in studies.items()}
+    cfg = _load(config_path, sets)
+    states = node_states(build_graph(cfg, arms))
+    rows = [st.as_row() for st in states.values()]
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(rows, indent=2, default=str))
         return
-    for name, rows in report.items():
-        title = f"arm {name}" if None not in studies else name  # the None key: a config without arms
-        counts = ", ".join(f"{sum(r['state'] == k for r in rows)} {k}" for k in ("done", "stale", "pending")
-                           if any(r["state"] == k for r in rows))
-        click.echo(f"## {title} ({counts})\n")
-        click.echo("| stage | state | wall s | |\n|---|---|---:|---|")
-        for r in rows:
-            wall = f"{r['wall_seconds']:.1f}" if r.get("wall_seconds") is not None else "–"
-            click.echo(f"| {r['stage']} | {r['state']} | {wall} | {r['note']} |")
-        click.echo("")
+    counts = ", ".join(f"{sum(r['state'] == k for r in rows)} {k}" for k in
+                       ("done", "stale", "pending", "running", "failed") if any(r["state"] == k for r in rows))
+    click.echo(f"## {cfg.name}: {len(rows)} nodes ({counts})\n")
+    click.echo("| node | state | wall s | why |\n|---|---|---:|---|")
+    hidden = 0
+    for r in rows:
+        if r["kind"] == "prepare" and r["state"] == "done" and not show_all:
+            hidden += 1
+            continue
+        wall = f"{r['wall_seconds']:.1f}" if r.get("wall_seconds") is not None else "–"
+        why = "; ".join(r["reasons"][:3]) + (f" (+{len(r['reasons']) - 3} more)" if len(r["reasons"]) > 3 else "")
+        if r["holder"]:
+            why = f"host {r['holder']['host']}, pid {r['holder']['pid']}" + (f"; {why}" if why else "")
+        click.echo(f"| {r['node']} | {r['state']} | {wall} | {why} |")
+    if hidden:
+        click.echo(f"\n({hidden} feature-preparation nodes done; --all lists them)")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Experiment YAML (configs/paper.yaml).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value. Repeatable.")
+@click.option("--arm", "arms", multiple=True, help="Only these arms (default: all the config declares).")
+@click.option("--nodes", type=click.IntRange(min=1), required=True, help="Cluster nodes.")
+@click.option("--gpus-per-node", type=click.IntRange(min=1), required=True, help="GPUs (worker slots) per node.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write plan.json, plan.md and plan.png here.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(config_path, sets, arms, nodes, gpus_per_node, output, as_json):
+    """Predict a study before running anything: its graph, each job's GPU-hours (rows x
+    epochs from the data, per-GPU throughput from `plan.throughput`), the wall clock run one
+    job after another and as scheduled side by side, and the lower bound
+    max(critical path, GPU-hours / GPUs)."""
+    from stilts_ds.studies.plan import predict
+
+    cfg = _load(config_path, sets)
+    result = predict(cfg, arms, nodes=nodes, gpus_per_node=gpus_per_node)
+    if output:
+        for path in result.write(output).values():
+            click.echo(f"wrote {path}", err=True)
+    click.echo(json.dumps(result.as_json(), indent=2) if as_json else result.markdown())
 
 
 # ----------------------------------------------------------------------------- bench
@@ -416,60 +480,23 @@ QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.ya
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value. Repeatable.")
 @click.option("--force", is_flag=True, help="Rerun stages whose outputs exist.")
 def demo(config_path, sets, force):
-    """The quick start: the task table, every fixture featurized, the whole three-phase study
-    for each arm of the config (tiny XLM-R, local Ray with two workers, DeepSpeed ZeRO-2 on the
-    CPU), a benchmark of one fine-tuned checkpoint through every engine, and the study report
-    (tables and plots) in <output_dir>/report. Needs no GPU and no hub access."""
-    from stilts_ds.config import load_config
-    from stilts_ds.studies.arms import run_arms
-    from stilts_ds.studies.pipeline import Study
-    from stilts_ds.studies.tradeoff import build_report, study_inputs
+    """The quick start: the task table, then the whole study graph of the config (tiny XLM-R,
+    local Ray with two workers, DeepSpeed ZeRO-2 on the CPU): every fixture split the study
+    reads featurized, each arm's three phases, the arms compared, a benchmark of one
+    fine-tuned checkpoint through every engine, and the study report (tables and plots) in
+    <output_dir>/report. Needs no GPU and no hub access."""
+    from stilts_ds.studies.graph import build_graph
+    from stilts_ds.studies.scheduler import Scheduler
     from stilts_ds.tasks.catalog import task_rows, task_table
-    from stilts_ds.tasks.registry import TASKS
 
-    cfg = load_config(config_path, _parse_sets(sets))
+    cfg = _load(config_path, sets)
     click.echo(task_table(task_rows()))
-    study = Study(cfg, force=force)
-    done = study.prepare_all(TASKS.values())
-    click.echo(f"\nprepared {len(done)} task splits into {cfg.cache_dir()} "
-               f"({sum(d.examples for d in done)} examples)\n")
-    if cfg.arm_configs():
-        run_arms(cfg, force=force)
-        served = Study(next(iter(cfg.arm_configs().values())).config, force=force)
-    else:
-        study.run()
-        served = study
-    _demo_bench(served, cfg.run_dir / "bench", force)
-    results, benches, info = study_inputs(cfg.run_dir)
-    paths = build_report(results, benches, cfg.run_dir / "report", arm_info=info,
-                         title=f"{cfg.name}: accuracy vs training and serving cost")
-    click.echo(paths["md"].read_text(encoding="utf-8"))
-    click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
+    graph = build_graph(cfg)
+    Scheduler(graph, force=list(graph.nodes) if force else ()).run()
+    report = cfg.run_dir / "report"
+    click.echo((report / "tradeoff.md").read_text(encoding="utf-8"))
+    click.echo("\n".join(str(p) for p in sorted(report.glob("*.png"))))
     click.echo(f"TensorBoard: tensorboard --logdir {cfg.run_dir}")
-
-
-def _demo_bench(study, output: Path, force: bool) -> None:
-    """Serve the first fine-tuned classification model of ``study`` through every engine (one
-    Ray actor per node), scoring its task's English test split through each; skipped when done."""
-    from stilts_ds.inference.bench import BenchSpec, run_bench
-    from stilts_ds.tasks.registry import get_task
-
-    cfg = study.cfg
-
-    if (output / "bench.jsonl").is_file() and not force:
-        click.echo(f"bench: {output / 'bench.jsonl'} exists, skipping (--force reruns)", err=True)
-        return
-    task = next((t for t in cfg.finetune.tasks if get_task(t).format == "pair_classification"), None)
-    if task is None:
-        click.echo("bench: no fine-tuned classification task to serve, skipping", err=True)
-        return
-    checkpoint = cfg.run_dir / "phase2" / task / "model"
-    features = study.features(task, "test", "en")  # the study's cache, tokenizer and data source
-    click.echo(f"\nbench: serving {checkpoint} ({task}) through every engine", err=True)
-    spec = BenchSpec(engines=("torch-eager", "torch-sdpa", "ds", "ds-kernel"), precisions=("fp32",),
-                     batch_sizes=(1, 8), seq_len=cfg.data.max_length, checkpoint=str(checkpoint), task=task,
-                     features=str(features), lang="en")
-    run_bench(spec, output, use_ray=True, address=cfg.cluster.ray_address)
 
 
 if __name__ == "__main__":

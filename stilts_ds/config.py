@@ -88,10 +88,22 @@ class ClusterConfig:
         "Where Ray Train keeps checkpoints and results (S3/GCS/NFS for multi-node); default <output_dir>/ray.", None)
     max_failures: int = _help("Worker failures Ray Train recovers from (restart from the last checkpoint).", 1)
     ray_address: str | None = _help("Ray cluster address; default: connect to a running one or start locally.", None)
+    max_concurrent_jobs: int | None = _help(
+        "Training and evaluation jobs running side by side at most (each its own TorchTrainer fit and placement "
+        "group); default: as many as the cluster's free workers allow. Many concurrent Ray Train runs are heavy "
+        "on the head node (ray-project/ray #65443): cap them on a small head.", None)
+    fuse_stages: str = _help(
+        "Run an arm's jobs one after another inside one worker group (one fit instead of one per job, saving "
+        "Ray Train's fixed start-up cost per job): 'auto' does when the cluster cannot run two jobs side by "
+        "side, 'always', or 'never'.", "auto")
 
     def __post_init__(self):
         if self.num_workers < 1:
             raise ConfigError("cluster.num_workers must be at least 1")
+        if self.max_concurrent_jobs is not None and self.max_concurrent_jobs < 1:
+            raise ConfigError("cluster.max_concurrent_jobs must be at least 1 (or null: no cap)")
+        if self.fuse_stages not in ("auto", "always", "never"):
+            raise ConfigError(f"cluster.fuse_stages must be auto, always or never, not {self.fuse_stages!r}")
         if self.placement_strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
             raise ConfigError(f"cluster.placement_strategy {self.placement_strategy!r} is not a Ray strategy")
         if self.multi_node and not self.storage_path:
@@ -217,6 +229,79 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class BenchConfig:
+    """The study's serving benchmark (graph node ``bench``): one fine-tuned model through the
+    inference engines, throughput, latency and the task's score through each."""
+
+    enabled: bool = _help("Run the serving benchmark as part of the study.", True)
+    arm: str | None = _help("Arm whose model is served; default: the first.", None)
+    task: str | None = _help("Fine-tuned task served; default: the arm's first pair-classification task.", None)
+    lang: str = _help("Language of the eval split scored through each engine.", "en")
+    engines: tuple[str, ...] = _help("Engines: torch-eager, torch-sdpa, torch-compile, ds, ds-kernel.",
+                                     ("torch-eager", "torch-sdpa", "ds", "ds-kernel"))
+    precisions: tuple[str, ...] = _help("fp32, fp16, bf16.", ("fp32",))
+    batch_sizes: tuple[int, ...] = _help("Throughput batch sizes; the largest is also the latency batch.", (1, 8))
+
+    def __post_init__(self):
+        object.__setattr__(self, "engines", tuple(self.engines))
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad:
+            raise ConfigError(f"bench.precisions: {bad[0]!r} is not one of {PRECISIONS}")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ConfigError("bench.batch_sizes must list batch sizes of at least 1")
+
+
+@dataclass(frozen=True)
+class ThroughputEntry:
+    """Training throughput of one model at one sequence length, per GPU, and where it comes from."""
+
+    model: str
+    length: int
+    samples_per_s: float
+    source: str
+    micro_batch: int | None = None  # rows per GPU per step it was measured at (None: any)
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """What `stilts-ds plan` predicts from: training throughput per GPU by model and length
+    (replace estimates with `stilts-ds scale` measurements), and fixed costs."""
+
+    throughput: tuple[ThroughputEntry, ...] = _help(
+        "Training samples/s per GPU: [{model, length, samples_per_s, source, micro_batch?}, ...].", ())
+    eval_speedup: float = _help("How much faster a forward-only (evaluation) row is than a training row.", 3.0)
+    fit_overhead_s: float = _help("Fixed seconds per launched job (worker start, model load, export).", 60.0)
+
+    def __post_init__(self):
+        entries = []
+        for i, e in enumerate(self.throughput):
+            if isinstance(e, ThroughputEntry):
+                entries.append(e)
+                continue
+            if not isinstance(e, Mapping):
+                raise ConfigError(f"plan.throughput[{i}]: expected a mapping {{model, length, samples_per_s, source}}")
+            missing = {"model", "length", "samples_per_s", "source"} - set(e)
+            unknown = set(e) - {f.name for f in dataclasses.fields(ThroughputEntry)}
+            if missing or unknown:
+                raise ConfigError(f"plan.throughput[{i}]: missing {sorted(missing)}" if missing else
+                                  f"plan.throughput[{i}]: unknown option(s) {sorted(unknown)}")
+            try:
+                entry = ThroughputEntry(model=str(e["model"]), length=int(e["length"]),
+                                        samples_per_s=float(e["samples_per_s"]), source=str(e["source"]),
+                                        micro_batch=None if e.get("micro_batch") is None else int(e["micro_batch"]))
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"plan.throughput[{i}]: {err}") from None
+            if entry.samples_per_s <= 0 or entry.length < 1:
+                raise ConfigError(f"plan.throughput[{i}]: samples_per_s and length must be positive")
+            entries.append(entry)
+        object.__setattr__(self, "throughput", tuple(entries))
+        if self.eval_speedup <= 0 or self.fit_overhead_s < 0:
+            raise ConfigError("plan.eval_speedup must be positive and plan.fit_overhead_s not negative")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = _help("Run name; the Ray Train run names derive from it.", "study")
     output_dir: str = _help("Run directory: exports, results, TensorBoard logs, merged DeepSpeed configs.", "runs/study")
@@ -227,6 +312,9 @@ class ExperimentConfig:
     intermediate: TrainConfig | None = _help("Phase 1 (none: fine-tune the pretrained encoder directly).", None)
     finetune: FinetuneConfig = _help("Phase 2.", factory=FinetuneConfig)
     evaluate: EvaluateConfig = _help("Phase 3.", factory=EvaluateConfig)
+    bench: BenchConfig = _help("The serving benchmark of one fine-tuned model (graph node `bench`).",
+                               factory=BenchConfig)
+    plan: PlanConfig = _help("Throughput table and fixed costs `stilts-ds plan` predicts from.", factory=PlanConfig)
     arms: Mapping[str, Mapping[str, Any]] = _help(
         "Named arms of the study, each a set of overrides of this config (e.g. {english-multi: {}, "
         "plus-mlm: {intermediate: {tasks: [..., mlm]}}}); each arm runs the three phases under "
@@ -263,6 +351,12 @@ class ExperimentConfig:
         object.__setattr__(self, "arms", {k: (v or {}) for k, v in self.arms.items()})
         # Built here so that a bad arm fails at load time, naming the arm and the option.
         object.__setattr__(self, "_arms", {name: self._arm(name, changes) for name, changes in self.arms.items()})
+        if self.bench.arm is not None and self.bench.arm not in self.arms:
+            raise ConfigError(f"bench.arm {self.bench.arm!r} is not an arm of this config"
+                              + (f" ({', '.join(self.arms)})" if self.arms else " (it declares none)"))
+        if self.bench.task is not None and self.bench.task not in self.finetune.tasks and not self.arms:
+            raise ConfigError(f"bench.task {self.bench.task!r} is not in finetune.tasks: the bench serves a "
+                              "fine-tuned model")
 
     def _arm(self, name: str, changes: Mapping[str, Any]) -> "Arm":
         where = f"arms.{name}"
@@ -281,6 +375,7 @@ class ExperimentConfig:
         base["output_dir"] = str(self.run_dir / "arms" / name)
         # Arms share one feature cache: featurization does not depend on the arm.
         base["data"]["cache_dir"] = str(self.cache_dir())
+        base["bench"]["arm"] = None  # the study's bench names an arm of the study, not of the arm
         merged = _deep_merge(base, changes, where)
         try:
             cfg = from_dict(merged)
@@ -386,8 +481,14 @@ def _checked(value: Any, hint, option: str) -> Any:
         raise ConfigError(f"{option}: expected true or false, got {value!r}")
     if base is str and not isinstance(value, str):
         raise ConfigError(f"{option}: expected a string, got {value!r}")
-    if origin is tuple and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
-        raise ConfigError(f"{option}: expected a list of names, got {value!r}")
+    if origin is tuple:
+        item = (typing.get_args(base) or (str,))[0]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{option}: expected a list, got {value!r}")
+        if item is str and not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{option}: expected a list of names, got {value!r}")
+        if item is int and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{option}: expected a list of integers, got {value!r}")
     return value
 
 
@@ -400,6 +501,8 @@ _NESTED = {
     (ExperimentConfig, "finetune"): FinetuneConfig,
     (ExperimentConfig, "evaluate"): EvaluateConfig,
     (FinetuneConfig, "defaults"): TrainConfig,
+    (ExperimentConfig, "bench"): BenchConfig,
+    (ExperimentConfig, "plan"): PlanConfig,
 }
 
 

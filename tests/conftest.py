@@ -127,5 +127,6 @@ def ray_timings():
 def pytest_terminal_summary(terminalreporter):
     if RAY_TIMINGS:
         terminalreporter.section("ray cluster wall times")
-        for key, seconds in RAY_TIMINGS.items():
-            terminalreporter.write_line(f"{key}: {seconds:.1f} s")
+        for key, value in RAY_TIMINGS.items():  # seconds, unless the name gives another unit
+            unit = "" if key.endswith(")") else " s"
+            terminalreporter.write_line(f"{key}: {value:.1f}{unit}")

@@ -96,6 +96,18 @@ def plan(tasks: Sequence[TaskSpec], splits: Sequence[str] | None, langs: Sequenc
     return items
 
 
+def locate(spec: TaskSpec, split: str, lang: str, *, tokenizer_fp: str, cache_dir: Path | str, source: str,
+           data_dir: Path | str | None, max_length: int | None) -> tuple[Path, list[Path]]:
+    """(cache entry path, local files it is built from) of one (task, split, language), without
+    reading or featurizing anything: the entry's name carries the tokenizer and data
+    fingerprints, so a study graph can key its nodes on the exact features they read."""
+    data_dir = Path(data_dir or FIXTURES_DIR)
+    files = [path for _, path in local_paths(spec, split, lang, data_dir)] if source == "local" else []
+    key = cache.CacheKey(spec.name, split, lang, tokenizer_fp, max_length_for(spec, max_length),
+                         cache.data_fingerprint(source, files or None))
+    return cache.cache_path(cache_dir, key), files
+
+
 def prepare(tasks: Sequence[TaskSpec], *, tokenizer, cache_dir: Path | str, source: str = "local",
             data_dir: Path | str | None = None, splits: Sequence[str] | None = None,
             langs: Sequence[str] | None = None, max_length: int | None = None, force: bool = False,
@@ -110,10 +122,8 @@ def prepare(tasks: Sequence[TaskSpec], *, tokenizer, cache_dir: Path | str, sour
         bar.set_postfix_str(f"{spec.name}/{split}/{lang}")
         start = time.perf_counter()
         length = max_length_for(spec, max_length)
-        files = [path for _, path in local_paths(spec, split, lang, data_dir)] if source == "local" else None
-        data_fp = cache.data_fingerprint(source, files)
-        key = cache.CacheKey(spec.name, split, lang, tok_fp, length, data_fp)
-        path = cache.cache_path(cache_dir, key)
+        path, _ = locate(spec, split, lang, tokenizer_fp=tok_fp, cache_dir=cache_dir, source=source,
+                         data_dir=data_dir, max_length=max_length)
         if path.exists() and not force:
             feats = cache.read(path)
             done.append(Prepared(spec.name, split, lang, path, len(set(feats.guids)), len(feats), 0.0, True))

@@ -12,16 +12,22 @@ One loop for any world size::
     rows = batchers[task].next()           # this rank's rows of that task
     loss = engine(task, batch)["loss"]; engine.backward(loss); engine.step()
 
-Checkpoints: every rank ``engine.save_checkpoint`` into its own directory (client state:
-sampler, batchers, best dev score), a barrier, then the runtime reports it (Ray merges the
-ranks' files). Resume restores all of it, so a restarted run ends at the same optimizer
-step with the same data order as an uninterrupted one.
+Checkpoints (``save_checkpoint``): every rank ``engine.save_checkpoint`` into the directory
+its runtime's store gives it (client state: sampler, batchers, best dev score), its
+random-number state and a manifest of the files it wrote; rank 0 the meta naming the job's
+graph node and key (``engine.checkpoints``); a barrier, then the store records it. Resume
+(``restore``) tries this job's checkpoints newest first, skipping with a warning any that
+is not intact or fails to load, and restores all of it, so a restarted run ends at the same
+optimizer step with the same data order as an uninterrupted one.
 """
 from __future__ import annotations
 
+import gc
 import json
+import logging
+import os
 import socket
-import tempfile
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -32,7 +38,7 @@ import torch
 from stilts_ds.atomic import write_atomic
 from stilts_ds.data import cache
 from stilts_ds.data.sampler import RowBatcher, TaskSampler, task_weights
-from stilts_ds.engine import faults, rng_state
+from stilts_ds.engine import checkpoints, faults, rng_state
 from stilts_ds.engine.progress import Progress
 from stilts_ds.engine.predict import predict, predict_embeddings
 from stilts_ds.engine.job import EvalJob, Head, StagedJob, TrainJob
@@ -45,6 +51,8 @@ from stilts_ds.modeling.presets import PRESETS, load_tokenizer, model_config
 from stilts_ds.tasks.formats import get_format
 from stilts_ds.tasks.registry import get_task
 from stilts_ds.tasks.scoring import decode_outputs, primary_score, score_predictions
+
+log = logging.getLogger(__name__)
 
 
 def build_model(encoder: str, tokenizer_name: str, heads: dict[str, Head], head_dropout: float) -> MultiTaskModel:
@@ -84,12 +92,136 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+def _save_engine(engine, save_dir: Path, tag: str, client: dict) -> list[str]:
+    """``engine.save_checkpoint`` into ``save_dir``; the files this rank wrote (relative
+    paths): every shard goes through DeepSpeed's checkpoint engine, watched here."""
+    ckpt_engine = engine.checkpoint_engine
+    written: list[str] = []
+    original = ckpt_engine.save
+
+    def save(state_dict, path, *args, **kwargs):
+        written.append(os.path.relpath(path, save_dir))
+        return original(state_dict, path, *args, **kwargs)
+
+    ckpt_engine.save = save
+    try:
+        engine.save_checkpoint(str(save_dir), tag=tag, client_state=client)
+    finally:
+        del ckpt_engine.save  # the class's method again
+    return written
+
+
+def save_checkpoint(engine, rt: Runtime, store, job, step: int, client: dict, metrics: dict) -> None:
+    """Every rank: the shards, the random-number state, rank 0's meta (first: it names the
+    node even when the save is cut short), each rank's manifest (last: it says the rank
+    finished), then the store records it (Ray: a report; in-process: a rename)."""
+    target = store.begin(step)
+    tag = f"step{step}"
+    if rt.rank == 0:
+        checkpoints.write_meta(target.dir, identity=job.identity, step=step, world_size=rt.world_size,
+                               run_dir=job.run_dir, tag=tag)
+    written = _save_engine(engine, target.dir, tag, client)
+    written.append(os.path.relpath(rng_state.save(target.dir, rt.rank), target.dir))
+    if target.shared:  # one directory for all ranks: rank 0 also owns what no rank claims (latest, scripts)
+        claimed = rt.all_gather(sorted(set(written)))  # every rank has written by now
+        mine = set(claimed[rt.rank])
+        if rt.rank == 0:
+            others = set().union(*claimed[1:]) if len(claimed) > 1 else set()
+            mine |= set(checkpoints.files_under(target.dir)) - others
+    else:
+        mine = set(checkpoints.files_under(target.dir))
+    checkpoints.write_manifest(target.dir, rt.rank, mine)
+    rt.barrier()  # every shard and manifest written before anyone reports
+    store.commit(target, {**metrics, "step": step})
+
+
+def _warn(rt: Runtime, message: str) -> None:
+    """Rank 0: to stderr (Ray forwards it to the driver's console) and the log."""
+    if rt.rank == 0:
+        print(f"[stilts-ds] warning: {message}", file=sys.stderr, flush=True)
+        log.warning(message)
+
+
+def restore_plan(rt: Runtime, store, job) -> list:
+    """Rank 0 decides, every rank gets: this job's checkpoints newest first, each with what is
+    wrong with it (None: intact). Raises CheckpointMismatch on every rank when this node's
+    newest checkpoint was made under another key."""
+    plan = None
+    if rt.rank == 0:  # an error here must reach every rank, not leave the others in the broadcast
+        try:
+            plan = {"own": _own_checkpoints(rt, store, job), "mismatch": None, "error": None}
+        except checkpoints.CheckpointMismatch as e:
+            plan = {"own": [], "mismatch": str(e), "error": None}
+        except Exception as e:  # noqa: BLE001 - e.g. the storage cannot be listed
+            plan = {"own": [], "mismatch": None, "error": f"listing the checkpoints of {job.run_dir} failed: "
+                                                          f"{type(e).__name__}: {e}"}
+    plan = rt.broadcast(plan)
+    if plan["mismatch"]:
+        raise checkpoints.CheckpointMismatch(plan["mismatch"])
+    if plan["error"]:
+        raise RuntimeError(plan["error"])
+    return plan["own"]
+
+
+def _own_checkpoints(rt: Runtime, store, job) -> list:
+    identity, own, newest = job.identity, [], True
+    for c in store.candidates():
+        meta = checkpoints.read_meta(c)
+        if meta is None:  # cut short before rank 0 wrote the meta: nobody's, not restorable
+            own.append((c, None, checkpoints.problem(c, meta)))
+            continue
+        if not checkpoints.belongs_to(meta, identity, job.run_dir):
+            continue  # another stage of the same Ray run
+        if identity is not None and meta.get("key") != identity.key:
+            if newest:
+                raise checkpoints.CheckpointMismatch(checkpoints.mismatch_message(c, meta, identity))
+            own.append((c, meta, f"made under another configuration (key {str(meta.get('key'))[:12]})"))
+            continue
+        newest = False
+        why = checkpoints.problem(c, meta)
+        if why is None and int(meta.get("world_size", 1)) != rt.world_size:
+            why = (f"written by {meta.get('world_size')} ranks, this run has {rt.world_size} (DeepSpeed "
+                   "cannot re-partition ZeRO optimizer state)")
+        own.append((c, meta, why))
+    return own
+
+
+def restore(engine, rt: Runtime, store, job) -> tuple[dict | None, checkpoints.Candidate | None, list, bool]:
+    """Load the newest restorable checkpoint of this job: candidates that are not intact, or
+    whose load raises on any rank, are skipped with a warning and the next older one is tried.
+    Returns (client state or None, the checkpoint, the skipped ones, whether a failed load may
+    have left partial state in ``engine``)."""
+    skipped: list[checkpoints.Skipped] = []
+    tainted = False
+    for c, meta, why in restore_plan(rt, store, job):
+        if why is None:
+            error, client = None, None
+            try:
+                with store.opened(c) as d:
+                    _, client = engine.load_checkpoint(str(d), tag=meta.get("tag"), load_optimizer_states=True,
+                                                       load_lr_scheduler_states=True)
+                    if client is None:
+                        raise RuntimeError(f"DeepSpeed found no tag {meta.get('tag')!r} in it")
+                    rng_state.load(d, rt.rank)  # dropout continues as the interrupted run's would have
+            except Exception as e:  # noqa: BLE001 - any failure: try the next older one
+                error = f"{type(e).__name__}: {e}"
+            # Every rank learns whether every rank loaded: all restore the same checkpoint.
+            errors = [(r, e) for r, e in enumerate(rt.all_gather(error)) if e]
+            if not errors:
+                return client, c, skipped, tainted
+            tainted = True
+            why = "loading it failed: " + "; ".join(f"rank {r}: {e}" for r, e in errors)
+        skipped.append(checkpoints.Skipped(c.uri, why))
+        _warn(rt, f"{skipped[-1]}; trying the next older checkpoint")
+    if skipped:
+        _warn(rt, f"no restorable checkpoint of {job.run_dir} left: starting from step 0")
+    return None, None, skipped, tainted
+
+
 def train_worker(job: TrainJob, rt: Runtime) -> None:
     _quiet_transformers()
     train = job.optim
     run_dir = Path(job.run_dir)
-    torch.manual_seed(train.seed)
-    np.random.seed(train.seed)
     tasks = {t.name: t for t in job.tasks}
     fault = faults.load(run_dir)  # tests only
     feats = {t: cache.read(Path(info.train)) for t, info in tasks.items()}
@@ -99,17 +231,23 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
 
     from stilts_ds.engine.ds_config import client_optimizer, param_groups
 
-    model = build_model(job.encoder, job.tokenizer, {t: info.head for t, info in tasks.items()}, job.head_dropout)
-    if job.init_heads:  # a staged recipe: this stage's head starts where the last one ended
-        export.load_heads(model, job.init_heads.source, dict(job.init_heads.heads))
-    ds_config = job.ds_config
-    if "optimizer" in ds_config:
-        engine, _, _, scheduler = deepspeed.initialize(
-            model=model, model_parameters=param_groups(model, train.weight_decay), config=ds_config)
-    else:
-        opt = client_optimizer(model, lr=train.lr, weight_decay=train.weight_decay)
-        engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=opt, config=ds_config)
-    zero3 = ds_config.get("zero_optimization", {}).get("stage") == 3
+    def build():
+        torch.manual_seed(train.seed)
+        np.random.seed(train.seed)
+        model = build_model(job.encoder, job.tokenizer, {t: info.head for t, info in tasks.items()}, job.head_dropout)
+        if job.init_heads:  # a staged recipe: this stage's head starts where the last one ended
+            export.load_heads(model, job.init_heads.source, dict(job.init_heads.heads))
+        ds_config = job.ds_config
+        if "optimizer" in ds_config:
+            engine, _, _, scheduler = deepspeed.initialize(
+                model=model, model_parameters=param_groups(model, train.weight_decay), config=ds_config)
+        else:
+            opt = client_optimizer(model, lr=train.lr, weight_decay=train.weight_decay)
+            engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=opt, config=ds_config)
+        return engine, scheduler
+
+    engine, scheduler = build()
+    zero3 = job.ds_config.get("zero_optimization", {}).get("stage") == 3
     device = engine.device
     micro = engine.train_micro_batch_size_per_gpu()
 
@@ -120,16 +258,20 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
     batchers = {t: RowBatcher(n, micro, rank=rt.rank, world_size=rt.world_size, seed=train.seed)
                 for t, n in sizes.items()}
     best = {"score": None, "step": None}
+    store = rt.checkpoint_store(run_dir)
+    client, restored, skipped, tainted = restore(engine, rt, store, job)
     resumed_from = None
-    with rt.restored_checkpoint() as ckpt:
-        if ckpt is not None:
-            _, client = engine.load_checkpoint(str(ckpt), load_optimizer_states=True, load_lr_scheduler_states=True)
-            sampler.load_state_dict(client["sampler"])
-            for t, state in client["batchers"].items():
-                batchers[t].load_state_dict(state)
-            best = client["best"]
-            rng_state.load(ckpt, rt.rank)  # dropout continues as the interrupted run's would have
-            resumed_from = int(engine.global_steps)
+    if client is not None:
+        sampler.load_state_dict(client["sampler"])
+        for t, state in client["batchers"].items():
+            batchers[t].load_state_dict(state)
+        best = client["best"]
+        resumed_from = int(engine.global_steps)
+    elif tainted:  # a failed load may have changed weights or optimizer state: start truly afresh
+        engine.destroy()
+        engine = scheduler = None
+        gc.collect()
+        engine, scheduler = build()
     logger = MetricLogger(run_dir / "tensorboard", rt.rank)
     meter = ThroughputMeter()
     progress = Progress(f"{job.phase} {run_dir.name}", job.total_steps, start=int(engine.global_steps),
@@ -164,11 +306,7 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
         client = {"sampler": sampler.state_dict(), "batchers": {t: b.state_dict() for t, b in batchers.items()},
                   "best": dict(best)}
         logger.flush()  # what was logged up to a checkpoint survives a crash after it
-        with tempfile.TemporaryDirectory(prefix=f"stilts-ckpt-{rt.rank}-") as tmp:
-            engine.save_checkpoint(tmp, tag=f"step{step}", client_state=client)
-            rng_state.save(tmp, rt.rank)
-            rt.barrier()  # every shard written before anyone reports
-            rt.report({**metrics, "step": step}, Path(tmp))
+        save_checkpoint(engine, rt, store, job, step, client, metrics)
 
     engine.train()
     # Overhead accounting (tools/bench_train_overhead.py): wall time of the whole loop vs the
@@ -225,13 +363,16 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
     if rt.rank == 0:
         summary = {"phase": job.phase, "steps": int(engine.global_steps), "best_dev": best,
                    "world_size": rt.world_size, "workers": placement,
-                   "resumed_from": resumed_from, "init_heads": ({"from": job.init_heads.source, "heads": dict(job.init_heads.heads)}
+                   "resumed_from": resumed_from, "resumed_checkpoint": restored.uri if restored else None,
+                   "skipped_checkpoints": [s.as_dict() for s in skipped],
+                   "init_heads": ({"from": job.init_heads.source, "heads": dict(job.init_heads.heads)}
                                   if job.init_heads else None),
                    "loop": {"steps": int(engine.global_steps) - start_step, "seconds": loop_s,
                             "compute_seconds": compute_s}, "finished": time.time()}
         _write_json(run_dir / "train_summary.json", summary)
     rt.barrier()
     checkpoint(int(engine.global_steps), {"phase": job.phase, "done": True})
+    engine.destroy()  # hooks and buffers DeepSpeed keeps beyond the engine's own references
 
 
 def eval_worker(job: EvalJob, rt: Runtime) -> None:
@@ -291,23 +432,71 @@ def eval_worker(job: EvalJob, rt: Runtime) -> None:
     if rt.rank == 0:
         _write_json(Path(job.run_dir) / "scores.json", dict(results))
     rt.barrier()
-    rt.report({"evaluated": len(results)}, None)
+    rt.report({"evaluated": len(results)})
 
 
 def run_job(config: dict) -> None:
     """The function Ray Train runs on every worker (and ``engine.launch`` in-process):
-    ``config`` is ``{"job": TrainJob | EvalJob | StagedJob, "launcher": "ray" | "local"}``."""
+    ``config`` is ``{"job": TrainJob | EvalJob | StagedJob, "launcher": "ray" | "local"}``.
+
+    A StagedJob runs its stages one after another in this worker group (one process group,
+    one set of imports). Each stage, and every plain job, ends with ``<run_dir>/FINISHED.json``
+    (rank 0): ``{node, key, attempt, started, finished}``. After Ray restarts the group
+    (FailureConfig), a stage whose FINISHED.json carries this StagedJob's (non-empty)
+    ``attempt`` and the stage's key is skipped, and the stage that was cut short resumes from
+    its own checkpoints (``engine.checkpoints``: a stage never restores another's)."""
     job = config["job"]
-    rt = Runtime.detect(config["launcher"], getattr(job, "run_dir", None))
-    if isinstance(job, TrainJob):
-        train_worker(job, rt)
-    elif isinstance(job, EvalJob):
-        eval_worker(job, rt)
+    rt = Runtime.detect(config["launcher"])
+    if isinstance(job, (TrainJob, EvalJob)):
+        run_stage(job, rt, attempt="")
     elif isinstance(job, StagedJob):
-        for stage in job.stages:
-            (train_worker if isinstance(stage, TrainJob) else eval_worker)(stage, rt)
+        for i, stage in enumerate(job.stages):
+            if finished_before(stage, rt, job.attempt):
+                if rt.rank == 0:
+                    print(f"[stilts-ds] {stage.run_dir}: finished in this attempt before the restart, skipping",
+                          file=sys.stderr, flush=True)
+                continue
+            run_stage(stage, rt, attempt=job.attempt)
+            if i + 1 < len(job.stages):  # the next stage's engine should not share memory with this one's
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
     else:
         raise TypeError(f"not a stilts-ds job: {type(job).__name__}")
+
+
+FINISHED = "FINISHED.json"
+
+
+def _key(job) -> str | None:
+    return job.identity.key if getattr(job, "identity", None) is not None else None
+
+
+def run_stage(job: TrainJob | EvalJob, rt: Runtime, attempt: str) -> None:
+    if not isinstance(job, (TrainJob, EvalJob)):
+        raise TypeError(f"not a stage: {type(job).__name__}")
+    started = time.time()
+    (train_worker if isinstance(job, TrainJob) else eval_worker)(job, rt)
+    if rt.rank == 0:
+        identity = job.identity
+        _write_json(Path(job.run_dir) / FINISHED, {"node": identity.node if identity else None, "key": _key(job),
+                                                   "attempt": attempt, "started": started, "finished": time.time()})
+    rt.barrier()
+
+
+def finished_before(job, rt: Runtime, attempt: str) -> bool:
+    """Whether ``job`` (a stage) already finished in this attempt (rank 0 reads, all agree)."""
+    done = None
+    if rt.rank == 0:
+        record = None
+        path = Path(job.run_dir) / FINISHED
+        if attempt and path.is_file():
+            try:
+                record = json.loads(path.read_text())
+            except ValueError:
+                record = None
+        done = bool(record) and record.get("attempt") == attempt and record.get("key") == _key(job)
+    return bool(rt.broadcast(done))
 
 
 def _write_json(path: Path, obj) -> None:

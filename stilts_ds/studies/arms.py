@@ -45,23 +45,26 @@ def select_arms(cfg: ExperimentConfig, names: Iterable[str] = ()) -> list[Arm]:
 
 
 def run_arms(cfg: ExperimentConfig, names: Iterable[str] = (), *, force: bool = False, in_process: bool = False,
-             progress: bool = True) -> dict[str, dict]:
-    """Run the chosen arms (default: all) one after another, then write the comparison."""
-    import click
-
-    from stilts_ds.studies.pipeline import Study
+             progress: bool = True, wait: bool | float = False) -> dict[str, dict]:
+    """Run the chosen arms (default: all) as one study graph, side by side where the cluster
+    allows, then the comparison (and, with every arm, the bench and the report when the config
+    enables them); returns {arm: results}."""
+    from stilts_ds.studies.graph import build_graph
+    from stilts_ds.studies.scheduler import Scheduler
 
     chosen = select_arms(cfg, names)
     if not chosen:
         raise StiltsError("the config declares no arms: run `stilts-ds pipeline` without --arm")
-    out = {}
-    for i, arm in enumerate(chosen, start=1):
-        if progress:
-            what = f" ({arm.description})" if arm.description else ""
-            click.echo(f"\n== arm {i}/{len(chosen)}: {arm.name}{what}", err=True)
-        out[arm.name] = Study(arm.config, force=force, in_process=in_process, progress=progress).run()
-    write_comparison(cfg)
-    return out
+    graph = build_graph(cfg, [a.name for a in chosen])
+    Scheduler(graph, in_process=in_process, force=list(graph.nodes) if force else (),
+              say=_say if progress else None, wait=wait).run()
+    return {a.name: load_results(a.config.run_dir / "results.json") for a in chosen}
+
+
+def _say(msg: str) -> None:
+    import click
+
+    click.echo(msg, err=True)
 
 
 def _done(stage: Path) -> dict:

@@ -93,8 +93,10 @@ def study_inputs(study_dir: Path) -> tuple[dict[str, Path], list[Path], dict[str
 
 def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_dir: Path,
                  *, title: str = "Intermediate training: accuracy vs serving cost",
-                 arm_info: Mapping[str, Mapping] | None = None) -> dict[str, Path]:
-    """``arm_info`` (rows of arms.json) adds what phase 1 trained on and what it cost."""
+                 arm_info: Mapping[str, Mapping] | None = None, schedule_dir: Path | None = None) -> dict[str, Path]:
+    """``arm_info`` (rows of arms.json) adds what phase 1 trained on and what it cost;
+    ``schedule_dir`` (a study's run dir) adds how full the cluster was (its utilization.json
+    and timeline.png, written by the scheduler)."""
     arms = {name: load_results(Path(p)) for name, p in results.items()}
     arm_info = arm_info or {}
     serving = serving_costs(bench_paths)
@@ -129,6 +131,15 @@ def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_d
         infos = [arm_info[a] for a in arms if a in arm_info]
         md += "\n" + comparison_markdown(infos, title="Arms side by side: English-only vs multilingual phase 1")
         paths["arms_png"] = write_atomic(out_dir / "arms.png", comparison_png(infos, title="Scores per arm"))
+    if schedule_dir is not None and (Path(schedule_dir) / "utilization.json").is_file():
+        util = json.loads((Path(schedule_dir) / "utilization.json").read_text(encoding="utf-8"))
+        md += ("\n## Cluster use (the last run of the study graph)\n\n"
+               f"{util['busy_worker_s']:,.0f} busy worker-seconds of {util['available_worker_s']:,.0f} available "
+               f"({util['slots']} worker slots x {util['wall_s']:,.0f} s): utilization **{util['utilization']:.0%}**. "
+               "Every job on its worker slots: `timeline.png`.\n")
+        if (Path(schedule_dir) / "timeline.png").is_file():
+            paths["timeline_png"] = write_atomic(out_dir / "timeline.png",
+                                                 (Path(schedule_dir) / "timeline.png").read_bytes())
     paths["md"] = write_atomic(out_dir / "tradeoff.md", md)
     if serving:
         paths["pareto_png"] = write_atomic(out_dir / "pareto.png", _pareto_png(rows, title))

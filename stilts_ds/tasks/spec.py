@@ -166,6 +166,11 @@ class TaskSpec:
         langs = self.splits.get("train", ())
         return langs[0] if len(langs) == 1 else "en"
 
+    @property
+    def sequences_per_row(self) -> int:
+        """Encoder sequences one row costs (a multiple-choice row is one per choice)."""
+        return int(self.options.get("num_choices", 1))
+
     def components(self, lang: str) -> tuple[str, ...]:
         """The real languages behind a language key (itself, unless it is composite)."""
         return tuple(self.lang_parts.get(lang, (lang,)))

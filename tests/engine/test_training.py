@@ -71,10 +71,10 @@ def test_pipeline_in_process_is_idempotent(tmp_path, capsys):
     assert 0 <= results["xtreme_average"] <= 100
     assert (cfg.run_dir / "results.md").read_text().count("| xnli |") == 1
     stamp = (cfg.run_dir / "phase1" / "encoder" / "model.safetensors").stat().st_mtime_ns
-    again = Study(cfg, in_process=True, progress=True).run()  # every stage skipped
+    again = Study(cfg, in_process=True, progress=True).run()  # every node done: nothing runs
     assert again["xtreme_average"] == results["xtreme_average"]
     assert (cfg.run_dir / "phase1" / "encoder" / "model.safetensors").stat().st_mtime_ns == stamp
-    assert "skipping" in capsys.readouterr().err
+    assert "nothing to do: every node is done" in capsys.readouterr().err
 
 
 def test_staged_recipe_carries_the_siqa_model_and_head_into_xcopa(tmp_path, capsys):
@@ -106,19 +106,24 @@ def test_staged_recipe_carries_the_siqa_model_and_head_into_xcopa(tmp_path, caps
     assert [s["task"] for s in done["stages"]] == ["siqa"]
     assert done["recipe_wall_seconds"] > done["wall_seconds"] > 0
     err = capsys.readouterr().err
-    assert "fine-tuning xcopa (stage siqa) on its English training data" in err
-    assert "fine-tuning xcopa from the siqa model and head" in err
+    assert err.index("start phase2/xcopa/stages/siqa") < err.index("done  phase2/xcopa/stages/siqa") \
+        < err.index("start phase2/xcopa on")
 
     stamp = (model_dir / "heads.pt").stat().st_mtime_ns
-    Study(cfg, in_process=True, progress=True).finetune("xcopa")  # both stages skipped
+    Study(cfg, in_process=True, progress=True).finetune("xcopa")  # both stages done: nothing runs
     assert (model_dir / "heads.pt").stat().st_mtime_ns == stamp
-    assert capsys.readouterr().err.count("skipping") == 3  # phase 1, siqa, xcopa
+    assert "nothing to do" in capsys.readouterr().err
 
-    # A SIQA stage redone with another recipe makes the COPA stage built on it stale.
-    shutil.rmtree(root / "stages" / "siqa")
+    # A SIQA stage with another recipe makes the COPA stage built on it stale, and only those two run.
     changed = _config(tmp_path, **{**sets, "finetune.per_task": {"xcopa": {"lr": 1e-30}, "siqa": {"max_steps": 2}}})
-    with pytest.raises(StiltsError, match="phase2/xcopa was produced by a different configuration"):
-        Study(changed, in_process=True, progress=False).finetune("xcopa")
+    rows = {r["node"]: r for r in Study(changed, progress=False).status()}
+    assert rows["phase2/xcopa/stages/siqa"]["reasons"] == ["config key finetune[siqa].max_steps changed: 3 -> 2"]
+    assert rows["phase2/xcopa"]["reasons"] == ["upstream phase 2 xcopa (stage siqa): config key "
+                                               "finetune[siqa].max_steps changed: 3 -> 2"]
+    assert rows["phase1"]["state"] == "done"
+    Study(changed, in_process=True, progress=False).finetune("xcopa")
+    assert json.loads((root / "stages" / "siqa" / "train_summary.json").read_text())["steps"] == 2
+    assert (model_dir / "heads.pt").stat().st_mtime_ns != stamp
 
 
 def test_resumed_run_trains_exactly_as_the_uninterrupted_one(tmp_path):
@@ -132,12 +137,14 @@ def test_resumed_run_trains_exactly_as_the_uninterrupted_one(tmp_path):
     Study(whole, in_process=True, progress=False).intermediate()
     cut = _config(tmp_path / "cut", **sets)
     faults.plant(cut.run_dir / "phase1", step=5, marker=tmp_path / "fault", mode="raise")
-    with pytest.raises(faults.InjectedFault, match="step 5"):
+    with pytest.raises(StiltsError, match="phase1: InjectedFault: injected fault at step 5"):
         Study(cut, in_process=True, progress=False).intermediate()
     Study(cut, in_process=True, progress=False).intermediate()  # the marker stops a second fault
     stage = cut.run_dir / "phase1"
     assert json.loads((stage / "train_summary.json").read_text())["resumed_from"] == 3
-    assert (stage / "checkpoint" / "rng_state" / "rank0.pt").is_file()
+    # In-process checkpoints: <run_dir>/checkpoints/step<N>, the newest two kept (3 gave way to 8).
+    assert sorted(p.name for p in (stage / "checkpoints").iterdir()) == ["step6", "step8"]
+    assert (stage / "checkpoints" / "step8" / "rng_state" / "rank0.pt").is_file()
     tags = [t for t in read_scalars(stage / "tensorboard") if t.startswith("train/") and t.endswith("/loss")]
     assert len(tags) >= 5
     for tag in tags:  # each task's losses at the steps it was sampled, the resumed run's last
@@ -153,21 +160,23 @@ def test_status_and_phase3_after_a_forced_fine_tune(tmp_path):
 
     sets = {"intermediate.max_steps": 2, "finetune.defaults.max_steps": 2, "evaluate.tasks": ["xnli"]}
     cfg = _config(tmp_path, **sets)
-    states = lambda c: [(r["stage"], r["state"]) for r in Study(c, progress=False).status()]  # noqa: E731
-    assert states(cfg) == [("phase1", "pending"), ("phase2/xnli", "pending"), ("phase3", "pending")]
+    nodes = ["phase1", "phase2/xnli", "phase3/xnli", "results"]
+    states = lambda c: [(r["node"], r["state"]) for r in Study(c, progress=False).status()  # noqa: E731
+                        if r["kind"] != "prepare"]
+    assert states(cfg) == [(n, "pending") for n in nodes]
     Study(cfg, in_process=True, progress=False).run()
-    assert states(cfg) == [("phase1", "done"), ("phase2/xnli", "done"), ("phase3", "done")]
+    assert states(cfg) == [(n, "done") for n in nodes]
     scored = (cfg.run_dir / "results.json").stat().st_mtime_ns
 
-    encoder = str(cfg.run_dir / "phase1" / "encoder")
-    Study(cfg, in_process=True, progress=False, force=True).finetune("xnli", encoder=encoder)
-    assert states(cfg) == [("phase1", "done"), ("phase2/xnli", "done"), ("phase3", "stale")]
+    Study(cfg, in_process=True, progress=False, force=True).finetune("xnli")
+    assert states(cfg) == [("phase1", "done"), ("phase2/xnli", "done"), ("phase3/xnli", "stale"), ("results", "stale")]
     Study(cfg, in_process=True, progress=False).evaluate()  # not forced: it sees the new model
     assert (cfg.run_dir / "results.json").stat().st_mtime_ns != scored
-    assert states(cfg)[-1] == ("phase3", "done")
+    assert states(cfg)[-1] == ("results", "done")
 
     changed = _config(tmp_path, **sets, **{"finetune.defaults.lr": 0.002})
-    assert states(changed) == [("phase1", "done"), ("phase2/xnli", "stale"), ("phase3", "stale")]
+    assert states(changed) == [("phase1", "done"), ("phase2/xnli", "stale"), ("phase3/xnli", "stale"),
+                               ("results", "stale")]
     args = ["status", "--config", str(QUICKSTART), "--set", f"output_dir={cfg.run_dir}", "--set", "cluster.num_workers=1",
             "--set", "finetune.tasks=[xnli]", "--set", "evaluate.tasks=[xnli]", "--set", "intermediate.max_steps=2",
             "--set", "finetune.defaults.max_steps=2", "--set", "arms={}"]  # the base study, as _config loads it
@@ -195,9 +204,15 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     other = tmp_path / "bert"
     transformers.BertModel(transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
                                                    num_attention_heads=2, intermediate_size=37)).save_pretrained(other)
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, **{"intermediate.max_steps": 2})
+    Study(cfg, in_process=True, progress=False).intermediate()
+    # Phase 1's export replaced by another architecture (a copied-in directory, say): phase 2 refuses it.
+    import shutil
+
+    shutil.rmtree(cfg.run_dir / "phase1" / "encoder")
+    shutil.copytree(other, cfg.run_dir / "phase1" / "encoder")
     with pytest.raises(StiltsError, match="bert"):
-        Study(cfg, in_process=True, progress=False).finetune("xnli", encoder=str(other))
+        Study(cfg, in_process=True, progress=False).finetune("xnli")
 
 
 # ---------------------------------------------------------------------------- Ray Train
@@ -250,14 +265,25 @@ def test_distributed_evaluation_matches_one_process(ray_cluster, tmp_path):
     batches) score exactly what one process scores: no example lost or counted twice."""
     cfg = _config(tmp_path, **{"intermediate.max_steps": 4, "finetune.defaults.max_steps": 6,
                                "evaluate.tasks": ["xnli", "tatoeba"], "evaluate.batch_size": 5})
+    from dataclasses import asdict
+
+    from stilts_ds.engine.launch import launch
+    from stilts_ds.studies.runners import Runners
+
     single = Study(cfg, in_process=True, progress=False).run()
-    encoder = str(cfg.run_dir / "phase1" / "encoder")
-    two = load_config(QUICKSTART, {"output_dir": str(cfg.run_dir), "cluster.num_workers": 2,
-                                   "cluster.placement_strategy": "STRICT_SPREAD", "finetune.tasks": ["xnli"],
-                                   "evaluate.tasks": ["xnli", "tatoeba"], "evaluate.batch_size": 5})
+    # The same phase-3 jobs (the same models and features), run by two Ray workers.
+    graph = Study(cfg, progress=False).graph()
+    runners = Runners(graph, say=print)
+    two = load_config(QUICKSTART, {"output_dir": str(tmp_path / "two"), "cluster.num_workers": 2,
+                                   "cluster.placement_strategy": "STRICT_SPREAD"})
+    distributed = {}
     with ray_cluster.connected():
-        distributed = Study(two, force=True, progress=False).evaluate(encoder=encoder)
-    assert distributed["tasks"] == single["tasks"]
+        for task in ("xnli", "tatoeba"):
+            job = runners.job(graph.nodes[f"phase3/{task}"])
+            job = type(job)(**{**job.__dict__, "run_dir": str(tmp_path / "two" / task)})
+            launch(job, asdict(two.cluster), name=f"two-{task}", storage_path=str(tmp_path / "two" / "ray"))
+            distributed.update(json.loads((tmp_path / "two" / task / "scores.json").read_text()))
+    assert distributed == single["tasks"]
 
 
 def test_relative_output_dir_reaches_workers_as_absolute_paths(tmp_path, monkeypatch):

@@ -1,0 +1,427 @@
+"""The study as an explicit job graph: every node keyed by what it is built from.
+
+    graph = build_graph(load_config("configs/quickstart.yaml"))
+    graph.nodes["english/phase2/xnli"].deps     # ('english/phase1', 'prepare/xnli')
+    graph.nodes["english/phase2/xnli"].key      # hash of its config slice, data, features, upstream keys
+    graph.order()                               # node ids, upstream first
+
+Nodes (``<arm>/`` is left out for a config without arms):
+
+- ``prepare/<task>``: featurize every (split, language) of the task that any node reads;
+- ``<arm>/phase1``: intermediate training of the arm (absent when the arm has none);
+- ``<arm>/phase2/<task>``: fine-tuning a target task; a staged recipe is a chain
+  (``<arm>/phase2/xcopa/stages/siqa`` -> ``<arm>/phase2/xcopa``);
+- ``<arm>/phase3/<task>``: zero-shot evaluation in every language, from the fine-tuned model
+  or, for tasks without training data (bucc, tatoeba, mewslix, lareqa), from phase 1 alone;
+- ``<arm>/results``: the arm's results.json / results.md from its phase-3 scores;
+- ``arms``: the arms side by side; ``bench``: serving one fine-tuned model through every
+  inference engine; ``report``: accuracy vs cost.
+
+A node's key is a hash of its own config slice (flattened to dotted keys, so a changed key
+can be named), the fingerprints of the data files it reads, the feature-cache entries it reads
+(their names carry the tokenizer and data fingerprints) and the keys of the nodes it consumes.
+A change anywhere changes exactly the keys downstream of it (``studies.records`` turns that
+into done / stale-with-a-reason / pending). Only values that change what a node computes are in
+its slice: log and checkpoint intervals are not.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from stilts_ds.config import ExperimentConfig, TrainConfig
+from stilts_ds.errors import StiltsError
+from stilts_ds.tasks.registry import get_task
+
+FIT_KINDS = ("phase1", "phase2", "phase3")  # run by a worker group (TorchTrainer)
+DRIVER_KINDS = ("prepare", "results", "arms", "bench", "report")  # run on the driver
+# Values of a TrainConfig that do not change the model (how often to log or checkpoint).
+OPERATIONAL = ("log_every", "checkpoint_every")
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    kind: str
+    arm: str | None
+    deps: tuple[str, ...]
+    dir: Path  # its DONE.json lives here (and its lease while it runs)
+    label: str  # "phase 1 of arm english"
+    workers: int = 0  # worker slots a fit holds; 0 for driver work
+    task: str | None = None  # phase2 (the stage's task), phase3, prepare
+    target: str | None = None  # phase2: the target task whose recipe this stage belongs to
+    config: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    data: Mapping[str, str] = field(default_factory=dict, compare=False)  # file -> fingerprint
+    features: tuple[str, ...] = ()  # feature-cache entries read (paths)
+    needs: tuple[tuple[str, str], ...] = ()  # prepare: (split, lang) pairs to featurize
+    key: str = ""
+
+    @property
+    def is_fit(self) -> bool:
+        return self.kind in FIT_KINDS
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a.b": 1, "a.c": [1, 2]} from {"a": {"b": 1, "c": [1, 2]}}: the names a stale reason uses."""
+    if isinstance(obj, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, tuple):
+        obj = list(obj)
+    return {prefix: obj}
+
+
+def digest(obj: Any, n: int = 16) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def file_fingerprint(path: Path) -> str:
+    """Size and modification time: cheap for gigabyte files, and what the feature cache keys on."""
+    st = Path(path).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _train_slice(train: TrainConfig) -> dict:
+    return {k: v for k, v in asdict(train).items() if k not in OPERATIONAL}
+
+
+class StudyGraph:
+    """The nodes of a study (every arm, or the chosen ones) with their keys, upstream first."""
+
+    def __init__(self, root: ExperimentConfig, arms: Mapping[str | None, ExperimentConfig], nodes: dict[str, Node]):
+        self.root = root
+        self.arms = dict(arms)
+        self.nodes = nodes
+
+    def order(self) -> list[str]:
+        return list(self.nodes)  # built upstream first
+
+    def children(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for node in self.nodes.values():
+            for dep in node.deps:
+                out[dep].append(node.id)
+        return out
+
+    def descendants(self, ids: Iterable[str]) -> set[str]:
+        children, seen, todo = self.children(), set(), list(ids)
+        while todo:
+            for child in children[todo.pop()]:
+                if child not in seen:
+                    seen.add(child)
+                    todo.append(child)
+        return seen
+
+    def ancestors(self, ids: Iterable[str]) -> set[str]:
+        seen, todo = set(), list(ids)
+        while todo:
+            for dep in self.nodes[todo.pop()].deps:
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+    def config_of(self, node: Node) -> ExperimentConfig:
+        return self.arms[node.arm] if node.arm in self.arms else self.root
+
+    def resolve(self, names: Iterable[str]) -> list[str]:
+        """Node ids from ids, or a clear error listing what exists."""
+        out = []
+        for name in names:
+            if name not in self.nodes:
+                close = [n for n in self.nodes if name in n][:8]
+                hint = f"; did you mean {', '.join(close)}" if close else ""
+                raise StiltsError(f"no node {name!r} in this study{hint}")
+            out.append(name)
+        return out
+
+
+class _Builder:
+    def __init__(self, root: ExperimentConfig, arms: Mapping[str | None, ExperimentConfig], studies: Mapping,
+                 offline: bool = False):
+        self.root = root
+        self.arms = arms
+        self.studies = studies  # arm -> studies.pipeline.Study (tokenizer, features, heads)
+        # offline: the graph's shape only (`stilts-ds plan` on a machine without the data or the
+        # tokenizer): no file is read, and keys are not meaningful.
+        self.offline = offline
+        self.nodes: dict[str, Node] = {}
+        self.needs: dict[str, dict] = {}  # prepare node id -> {"task", "study", "pairs": set}
+        self._tok_fp: dict[str, str] = {}
+
+    # -------------------------------------------------------------- features
+    def _prepare_id(self, study, task: str) -> str:
+        """One prepare node per task; a second one only if arms featurize it differently."""
+        source, data_dir = study.cfg.data.source_of(task)
+        setting = (study.cfg.model.tokenizer_name(), study._max_length(get_task(task)), source, data_dir,
+                   str(study.cfg.cache_dir()))
+        base = f"prepare/{task}"
+        n = 1
+        while True:
+            nid = base if n == 1 else f"{base}#{n}"
+            have = self.needs.get(nid)
+            if have is None:
+                self.needs[nid] = {"task": task, "study": study, "setting": setting, "pairs": set()}
+                return nid
+            if have["setting"] == setting:
+                return nid
+            n += 1
+
+    def tokenizer_fp(self, study) -> str:
+        from stilts_ds.data import cache
+
+        name = study.cfg.model.tokenizer_name()
+        if self.offline:
+            return f"name:{name}"
+        if name not in self._tok_fp:
+            self._tok_fp[name] = cache.tokenizer_fingerprint(study.tokenizer)
+        return self._tok_fp[name]
+
+    def feature(self, study, task: str, split: str, lang: str) -> tuple[str, Path, list[Path]]:
+        """(prepare node id, cache entry, data files) of one split, recording the need."""
+        from stilts_ds.data.prepare import locate
+
+        spec = get_task(task)
+        source, data_dir = study.cfg.data.source_of(task)
+        try:
+            path, files = locate(spec, split, lang, tokenizer_fp=self.tokenizer_fp(study),
+                                 cache_dir=study.cfg.cache_dir(), source=source, data_dir=data_dir,
+                                 max_length=study._max_length(spec))
+        except StiltsError:
+            if not self.offline:
+                raise
+            path, files = study.cfg.cache_dir() / task / f"{split}.{lang}.not-available", []
+        pid = self._prepare_id(study, task)
+        self.needs[pid]["pairs"].add((split, lang))
+        return pid, path, files
+
+    def inputs(self, study, reads: Iterable[tuple[str, str, str]]) -> tuple[list[str], list[str], dict[str, str]]:
+        """(prepare deps, feature entries, data fingerprints) for [(task, split, lang)]."""
+        deps, feats, data = [], [], {}
+        for task, split, lang in reads:
+            pid, path, files = self.feature(study, task, split, lang)
+            if pid not in deps:
+                deps.append(pid)
+            feats.append(str(path))
+            for f in files:
+                data[str(f)] = "" if self.offline else file_fingerprint(f)
+        return deps, feats, data
+
+    def head(self, study, task: str) -> dict:
+        try:
+            return study._head(task)
+        except StiltsError:
+            if not self.offline:
+                raise
+            spec = get_task(task)  # a label file that is not here: the head's size is unknown
+            return {"format": spec.format, "num_labels": 0, "head": spec.head}
+
+    def langs(self, study, task: str, split: str) -> list[str]:
+        langs = study._langs(task, split)
+        if self.offline and not langs:  # local files that are not on this machine: the task's own list
+            spec = get_task(task)
+            langs = [l for l in spec.splits[split] if l not in spec.local_only_langs]
+        return langs
+
+    # -------------------------------------------------------------- nodes
+    def add(self, node: Node) -> Node:
+        self.nodes[node.id] = node
+        return node
+
+    def build_arms(self) -> None:
+        for arm, cfg in self.arms.items():
+            self._arm(arm, cfg)
+
+    def _arm(self, arm: str | None, cfg: ExperimentConfig) -> dict:
+        study = self.studies[arm]
+        prefix = f"{arm}/" if arm else ""
+        of_arm = f" of arm {arm}" if arm else ""
+        run = cfg.run_dir
+        common = {"deepspeed": {**asdict(cfg.deepspeed), "base_json": _ds_base(cfg.deepspeed.base)},
+                  "cluster": {"num_workers": cfg.cluster.num_workers},
+                  "model": {"tokenizer": cfg.model.tokenizer_name(), "head_dropout": cfg.model.head_dropout}}
+        phase1 = None
+        if cfg.intermediate is not None:
+            tasks = cfg.intermediate.tasks
+            deps, feats, data = self.inputs(study, [(t, "train", get_task(t).train_language) for t in tasks])
+            config = flatten({**common, "model": {**common["model"], "encoder": cfg.model.encoder},
+                              "intermediate": _train_slice(cfg.intermediate),
+                              "heads": {t: self.head(study, t) for t in tasks}})
+            phase1 = self.add(Node(id=f"{prefix}phase1", kind="phase1", arm=arm, deps=tuple(deps), dir=run / "phase1",
+                                   label=f"phase 1{of_arm}", workers=cfg.cluster.num_workers, config=config,
+                                   data=data, features=tuple(feats)))
+        final: dict[str, Node] = {}
+        for target in cfg.finetune.tasks:
+            before = None
+            for stage_task in cfg.finetune.stages(target):
+                root = run / "phase2" / target
+                is_target = stage_task == target
+                nid = f"{prefix}phase2/{target}" + ("" if is_target else f"/stages/{stage_task}")
+                reads = [(stage_task, "train", get_task(stage_task).train_language), (stage_task, "validation", "en")]
+                deps, feats, data = self.inputs(study, reads)
+                slice_ = {**common, f"finetune[{stage_task}]": _train_slice(cfg.finetune.recipe(stage_task)),
+                          "heads": {stage_task: self.head(study, stage_task)}}
+                upstream = []
+                if before is not None:
+                    upstream.append(before.id)
+                    slice_["init_heads"] = {"from": before.task}
+                elif phase1 is not None:
+                    upstream.append(phase1.id)
+                else:  # no intermediate training: phase 2 starts from the pretrained encoder
+                    slice_["model"] = {**common["model"], "encoder": cfg.model.encoder}
+                what = f"{target}" if is_target else f"{target} (stage {stage_task})"
+                before = self.add(Node(
+                    id=nid, kind="phase2", arm=arm, deps=tuple(upstream + deps), dir=root if is_target else
+                    root / "stages" / stage_task, label=f"phase 2 {what}{of_arm}", workers=cfg.cluster.num_workers,
+                    task=stage_task, target=target, config=flatten(slice_), data=data, features=tuple(feats)))
+            final[target] = before
+        evals = []
+        for task in cfg.evaluate.tasks:
+            spec = get_task(task)
+            split = cfg.evaluate.split if cfg.evaluate.split in spec.splits else "test"
+            langs = self.langs(study, task, split)
+            reads = [(task, split, lang) for lang in langs]
+            slice_: dict = {"evaluate": {"split": split, "batch_size": cfg.evaluate.batch_size}, "languages": langs}
+            upstream = []
+            if "train" not in spec.splits:  # scored from the phase-1 encoder's embeddings
+                slice_["evaluate"]["retrieval_layer"] = cfg.evaluate.retrieval_layer
+                if spec.metric == "bucc_f1":  # the margin threshold is tuned on each language's dev set
+                    reads += [(task, "validation", lang) for lang in langs]
+                if phase1 is not None:
+                    upstream.append(phase1.id)
+                else:
+                    slice_["model"] = {"encoder": cfg.model.encoder}
+            else:
+                if task not in final:
+                    raise StiltsError(f"evaluate.tasks lists {task!r} but finetune.tasks does not: phase 3 scores "
+                                      f"the fine-tuned model; add {task} to finetune.tasks")
+                upstream.append(final[task].id)
+            deps, feats, data = self.inputs(study, reads)
+            evals.append(self.add(Node(
+                id=f"{prefix}phase3/{task}", kind="phase3", arm=arm, deps=tuple(upstream + deps),
+                dir=run / "phase3" / task, label=f"phase 3 {task}{of_arm}", workers=cfg.cluster.num_workers,
+                task=task, config=flatten(slice_), data=data, features=tuple(feats))))
+        results = self.add(Node(id=f"{prefix}results", kind="results", arm=arm, deps=tuple(n.id for n in evals),
+                                dir=run / "phase3", label=f"results{of_arm}",
+                                config=flatten({"name": cfg.name, "evaluate": {"tasks": list(cfg.evaluate.tasks)}})))
+        return {"phase1": phase1, "final": final, "results": results}
+
+
+def _ds_base(base: str) -> str:
+    from stilts_ds.engine.ds_config import load_base
+
+    return digest(load_base(base))
+
+
+def _with_keys(nodes: dict[str, Node]) -> dict[str, Node]:
+    """Keys in dependency order: each hashes its slice, data, features and upstream keys."""
+    keyed: dict[str, Node] = {}
+    pending = dict(nodes)
+    while pending:
+        progressed = False
+        for nid, node in list(pending.items()):
+            if all(d in keyed for d in node.deps):
+                key = digest({"kind": node.kind, "config": node.config, "data": node.data,
+                              "features": [Path(f).name for f in node.features],
+                              "deps": sorted(keyed[d].key for d in node.deps)})
+                keyed[nid] = replace(node, key=key)
+                del pending[nid]
+                progressed = True
+        if not progressed:
+            raise StiltsError(f"the study graph has a cycle among {', '.join(pending)}")
+    return keyed
+
+
+def build_graph(cfg: ExperimentConfig, arms: Iterable[str] = (), *, with_study_nodes: bool = True,
+                offline: bool = False, use_arms: bool = True) -> StudyGraph:
+    """The graph of ``cfg``: every arm it declares (or those named), or the config itself when
+    it has none (or ``use_arms`` is false); ``with_study_nodes`` adds the comparison, bench and
+    report nodes. ``offline`` builds the shape alone, reading no data and no tokenizer (for
+    `stilts-ds plan`)."""
+    from stilts_ds.studies.arms import select_arms
+    from stilts_ds.studies.pipeline import Study
+
+    chosen = select_arms(cfg, arms) if use_arms else []
+    arm_cfgs: dict[str | None, ExperimentConfig] = {a.name: a.config for a in chosen} or {None: cfg}
+    tokenizer = None
+    studies = {}
+    for arm, c in arm_cfgs.items():
+        studies[arm] = Study(c, progress=False)
+        if offline:
+            continue
+        if tokenizer is not None and c.model.tokenizer_name() == cfg.model.tokenizer_name():
+            studies[arm]._tokenizer = tokenizer  # arms usually share one tokenizer: load it once
+        tokenizer = tokenizer or studies[arm].tokenizer
+    builder = _Builder(cfg, arm_cfgs, studies, offline=offline)
+    builder.build_arms()  # the arms' nodes first: then the prepare nodes know every split read
+    nodes = dict(builder.nodes)
+    if with_study_nodes:
+        nodes.update(_study_nodes(cfg, arm_cfgs, nodes))
+    return StudyGraph(cfg, arm_cfgs, _finish(builder, nodes))
+
+
+def _finish(builder: _Builder, nodes: dict[str, Node]) -> dict[str, Node]:
+    """Prepare nodes (with everything every node reads) first, then the rest, keyed."""
+    prepares = {}
+    for pid, need in builder.needs.items():
+        study, task = need["study"], need["task"]
+        pairs = tuple(sorted(need["pairs"]))
+        feats, data = [], {}
+        for split, lang in pairs:
+            _, path, files = builder.feature(study, task, split, lang)
+            feats.append(str(path))
+            data.update({str(f): "" if builder.offline else file_fingerprint(f) for f in files})
+        config = {"tokenizer": study.cfg.model.tokenizer_name(), "tokenizer_fingerprint": builder.tokenizer_fp(study),
+                  "max_length": study._max_length(get_task(task)), "source": study.cfg.data.source_of(task)[0],
+                  "splits": [f"{s}.{l}" for s, l in pairs]}
+        prepares[pid] = Node(id=pid, kind="prepare", arm=None, deps=(), task=task, dir=study.cfg.cache_dir() / task,
+                             label=f"features of {task}", config=config, data=data, features=tuple(feats),
+                             needs=pairs)
+    return _with_keys({**prepares, **nodes})
+
+
+def _study_nodes(cfg: ExperimentConfig, arm_cfgs: Mapping[str | None, ExperimentConfig],
+                 nodes: Mapping[str, Node]) -> dict[str, Node]:
+    """The comparison of the arms, the serving benchmark and the report."""
+    out: dict[str, Node] = {}
+    results = [n.id for n in nodes.values() if n.kind == "results"]
+    costs = [n.id for n in nodes.values() if n.kind in ("phase1", "phase2") and n.target in (None, n.task)]
+    study_deps = list(results)
+    if None not in arm_cfgs:
+        out["arms"] = Node(id="arms", kind="arms", arm=None, deps=tuple(results + costs), dir=cfg.run_dir / "arms",
+                           label="the arms side by side",
+                           config=flatten({"arms": {a: c.name for a, c in arm_cfgs.items()}}))
+        study_deps = ["arms"]
+    bench = cfg.bench
+    if bench.enabled:
+        served = _served(cfg, arm_cfgs, nodes)
+        if served is not None:
+            out["bench"] = Node(id="bench", kind="bench", arm=served.arm, deps=(served.id,), dir=cfg.run_dir / "bench",
+                                label=f"serving benchmark of {served.label}", task=served.target,
+                                config=flatten({"bench": asdict(bench), "served": served.id}))
+            study_deps.append("bench")
+    out["report"] = Node(id="report", kind="report", arm=None, deps=tuple(study_deps), dir=cfg.run_dir / "report",
+                         label="the report", config=flatten({"name": cfg.name}))
+    return out
+
+
+def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node]) -> Node | None:
+    """The fine-tuned model the bench serves: ``bench.task`` of ``bench.arm`` (default: the first
+    arm's first pair-classification task)."""
+    bench = cfg.bench
+    arm = bench.arm if bench.arm is not None else next(iter(arm_cfgs))
+    if arm not in arm_cfgs:  # an arm left out by --arm (the config checked that it exists)
+        return None
+    acfg = arm_cfgs[arm]
+    task = bench.task or next((t for t in acfg.finetune.tasks if get_task(t).format == "pair_classification"), None)
+    if task is None:
+        return None
+    nid = (f"{arm}/" if arm else "") + f"phase2/{task}"
+    if nid not in nodes:
+        raise StiltsError(f"bench.task {task!r} is not fine-tuned in arm {arm!r}: add it to finetune.tasks")
+    return nodes[nid]
