@@ -3,7 +3,9 @@
     stilts-ds tasks [--json]
     stilts-ds prepare --task all --tokenizer bundled --cache-dir runs/cache
     stilts-ds score --task xquad --lang de --predictions preds.json --references xquad.de.json
-    stilts-ds pipeline --config configs/quickstart.yaml     # train, finetune, evaluate
+    stilts-ds pipeline --config configs/quickstart.yaml     # the study graph: every arm, side by side
+    stilts-ds status --config configs/quickstart.yaml       # every node: done / stale (why) / pending / running
+    stilts-ds plan --config configs/paper.yaml --nodes 8 --gpus-per-node 8   # predicted GPU-hours, wall clock
     stilts-ds demo                                          # the quick start (make demo)
     stilts-ds bench --preset tiny --batch-sizes 1,4 --seq-len 32 --output runs/bench
     stilts-ds scale --sweep configs/sweeps/quickstart.yaml --output runs/scale   # scaling study
@@ -228,11 +230,17 @@ def pipeline(config_path, sets, force, in_process, arms, wait):
         click.echo(f"report: {cfg.run_dir / 'report' / 'tradeoff.md'}; timeline: {cfg.run_dir / 'timeline.png'}")
 
 
+def _graph_options(fn):
+    """--config, --set and --arm of the commands that read a study graph without running it."""
+    fn = click.option("--arm", "arms", multiple=True, help="Only these arms (default: all the config declares).")(fn)
+    fn = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                      help="Override a config value. Repeatable.")(fn)
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+                        help="Experiment YAML (configs/quickstart.yaml, configs/paper.yaml).")(fn)
+
+
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Experiment YAML (configs/quickstart.yaml, configs/paper.yaml).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value. Repeatable.")
-@click.option("--arm", "arms", multiple=True, help="Only these arms (default: all the config declares).")
+@_graph_options
 @click.option("--all", "show_all", is_flag=True, help="List feature-preparation nodes too.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def status(config_path, sets, arms, show_all, as_json):
@@ -268,10 +276,7 @@ def status(config_path, sets, arms, show_all, as_json):
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Experiment YAML (configs/paper.yaml).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value. Repeatable.")
-@click.option("--arm", "arms", multiple=True, help="Only these arms (default: all the config declares).")
+@_graph_options
 @click.option("--nodes", type=click.IntRange(min=1), required=True, help="Cluster nodes.")
 @click.option("--gpus-per-node", type=click.IntRange(min=1), required=True, help="GPUs (worker slots) per node.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -36,6 +36,21 @@ def fixtures_dir():
     return FIXTURES_DIR
 
 
+@pytest.fixture
+def no_process_group_left_behind():
+    """In-process launches set up a one-rank gloo group (LocalRuntime) that outlives the run;
+    leave none behind for later tests that need a clean world (tests/engine/test_ds_config.py)."""
+    import torch.distributed as dist
+
+    existed = dist.is_available() and dist.is_initialized()
+    yield
+    if not existed and dist.is_available() and dist.is_initialized():
+        import deepspeed.comm as ds_comm
+
+        ds_comm.destroy_process_group()
+        ds_comm.comm.cdb = None
+
+
 _HELPER_NAME = "stilts_tests_ray_cluster"
 
 

@@ -1,4 +1,5 @@
-"""DESIGN.md's boundary: task, metric and modeling code never imports deepspeed or ray.
+"""DESIGN.md's boundary: task, metric and modeling code never imports deepspeed or ray, and
+the study layer and the CLI reach them only through engine/ and inference/.
 
 Checked twice: statically (no import statement names them) and dynamically (importing every
 module of those packages in a fresh interpreter loads neither)."""
@@ -50,3 +51,12 @@ def test_importing_pure_packages_loads_neither():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_studies_and_cli_reach_deepspeed_and_ray_only_through_the_engine():
+    """Scheduling, planning and the CLI drive Ray and DeepSpeed through engine.dispatch,
+    engine.launch and inference.*: not one import statement of their own (inside functions too)."""
+    bad = []
+    for path in [*(ROOT / "studies").rglob("*.py"), ROOT / "cli.py", ROOT / "lease.py", ROOT / "config.py"]:
+        bad += [f"{path}: {m}" for m in _imports(path) if m.split(".")[0] in FORBIDDEN]
+    assert bad == []

@@ -126,7 +126,7 @@ def test_paper_evaluate(paper):
 def test_paper_cluster_and_deepspeed(paper):
     c = paper.cluster
     assert c.use_gpu and c.multi_node
-    assert c.placement_strategy == "SPREAD"
+    assert c.placement_strategy == "PACK" and c.max_concurrent_jobs == 16  # jobs side by side, each packed
     assert c.max_failures == 3
     assert c.storage_path and ("://" in c.storage_path or c.storage_path.startswith("/"))
     assert paper.deepspeed.base == "zero2"

@@ -44,19 +44,34 @@ def _env() -> dict[str, str]:
     return {k: os.environ.get(k, v) for k, v in FAST_ENV.items()}
 
 
-def connect(address: str | None = None) -> None:
+def connect(address: str | None = None, *, quiet: bool = False) -> bool:
     """Join the cluster (``address``, else RAY_ADDRESS as `ray submit` sets it), or start a
-    local one without the dashboard (a second it does not need)."""
+    local one. False if already connected. (A local cluster keeps its dashboard: Ray Train's
+    placement-group cleaner watches controllers through the State API it serves.)"""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     address = address or os.environ.get("RAY_ADDRESS")
     os.environ.update(_env())  # fits launched from this process, and a local cluster's workers
     kwargs: dict[str, Any] = {"log_to_driver": True, "ignore_reinit_error": True}
-    if not address:
-        kwargs["include_dashboard"] = False
+    if quiet:
+        kwargs["logging_level"] = "WARNING"
     ray.init(address=address, **kwargs)
+    return True
+
+
+def disconnect() -> None:
+    import ray
+
+    ray.shutdown()
+
+
+def alive_nodes() -> list[dict]:
+    """The cluster's live nodes, as ``ray.nodes()`` describes them."""
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
 
 
 def _drive(job: Job, cluster: dict, name: str, storage_path: str) -> dict:
@@ -141,6 +156,20 @@ class FitPool:
         ref = self._remote.options(runtime_env={"env_vars": _env()}, name=f"stilts-ds {handle}").remote(
             job, self.cluster, name, storage_path)
         self._refs[ref] = handle
+
+    def cancel_all(self) -> None:
+        """End every running fit: cancelling the task that drives a fit ends its controller
+        (an actor the task owns) and with it the fit's workers."""
+        if not self._refs:
+            return
+        import ray
+
+        for ref in list(self._refs):
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already ended
+                pass
+        self._refs.clear()
 
     def wait(self, timeout: float | None = None) -> list[FitDone]:
         """Fits that ended (at least one if any is running and ``timeout`` is None)."""

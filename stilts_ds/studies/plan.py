@@ -43,7 +43,7 @@ from stilts_ds.tasks.sizes import approx_rows, shared_pool_rows
 
 FEATURIZE_ROWS_PER_S = 1_500.0  # docs/benchmarks.md: span-QA featurize ~1,580 examples/s on one core
 DRIVER_SECONDS = {"results": 5.0, "arms": 10.0, "report": 15.0}
-BENCH_SECONDS_PER_POINT = 30.0  # warm-up, parity gate and timing of one (engine, precision, batch)
+BENCH_SECONDS_PER_POINT = 15.0  # warm-up, parity gate and timing of one (engine, precision, batch)
 
 
 @dataclass
@@ -153,13 +153,32 @@ def _train_steps(train: TrainConfig, rows: int, workers: int) -> tuple[int, int]
     return train.max_steps or max(1, math.ceil(train.epochs * per_epoch)), global_batch
 
 
-def estimate_graph(graph: StudyGraph) -> dict[str, Estimate]:
+def estimate_graph(graph: StudyGraph, *, fused: bool = False) -> dict[str, Estimate]:
+    """Each node's predicted seconds. The per-fit overhead is shared as the scheduler shares
+    fits: phase-3 nodes of an arm that become ready together (same upstream) share one fit;
+    ``fused`` (a cluster that runs one fit at a time) puts an arm's fits in one."""
     rows = _Rows()
     out: dict[str, Estimate] = {}
     studies: dict = {}
     for nid in graph.order():
         node = graph.nodes[nid]
         out[nid] = _estimate(graph, node, rows, studies)
+    overhead = graph.root.plan.fit_overhead_s
+    fits = [graph.nodes[n] for n in graph.order() if graph.nodes[n].is_fit]
+    share: dict[str, int] = {}
+    for node in fits:
+        if fused:
+            peers = [n for n in fits if n.arm == node.arm]
+            first = peers[0].id
+            share[node.id] = 1 if node.id == first else 0
+        elif node.kind == "phase3":
+            upstream = tuple(d for d in node.deps if graph.nodes[d].is_fit)
+            peers = [n for n in fits if n.kind == "phase3" and n.arm == node.arm
+                     and tuple(d for d in n.deps if graph.nodes[d].is_fit) == upstream]
+            share[node.id] = len(peers)
+    for nid, k in share.items():
+        est = out[nid]
+        est.seconds += (overhead / k if k else 0.0) - overhead
     return out
 
 
@@ -232,7 +251,8 @@ def _estimate(graph: StudyGraph, node: Node, rows: _Rows, studies: dict) -> Esti
         for lang in langs:
             n, est.rows_source = rows(study, node.task, split, lang)
             total += n
-        total += shared_pool_rows(node.task)
+        if est.rows_source.startswith("published"):  # counted files hold the pool already
+            total += shared_pool_rows(node.task)
         sequences = total * spec.sequences_per_row
         sps, _ = _throughput(plan, cfg.model.encoder, study._max_length(spec), None)
         est.sequences = sequences
@@ -246,7 +266,10 @@ def predict(cfg: ExperimentConfig, arms: Iterable[str] = (), *, nodes: int, gpus
     graph = build_graph(cfg, arms, offline=True)
     if cfg.cluster.use_gpu is False:
         pass  # a CPU study: "GPU" below reads as worker slot
-    estimates = estimate_graph(graph)
+    slots = nodes * gpus_per_node
+    mode = cfg.cluster.fuse_stages
+    fused = mode == "always" or (mode == "auto" and slots < 2 * cfg.cluster.num_workers)
+    estimates = estimate_graph(graph, fused=fused)
     fits = tuple(n for n, node in graph.nodes.items() if node.is_fit)
     # The scheduler runs the bench alone after every fit: here, as a job depending on them all.
     jobs = [sm.PlanJob(id=nid, deps=fits if e.kind == "bench" else graph.nodes[nid].deps, workers=e.workers,

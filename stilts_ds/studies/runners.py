@@ -35,10 +35,12 @@ def run_name(graph: StudyGraph, node: Node) -> str:
 
 
 class Runners:
-    def __init__(self, graph: StudyGraph, *, say: Callable[[str], None], in_process: bool = False):
+    def __init__(self, graph: StudyGraph, *, say: Callable[[str], None], in_process: bool = False,
+                 progress: bool = True):
         self.graph = graph
         self.say = say
         self.in_process = in_process
+        self.progress = progress
 
     def study(self, node: Node):
         from stilts_ds.studies.pipeline import Study
@@ -139,7 +141,7 @@ class Runners:
         for split, langs in by_split.items():
             made += prepare([spec], tokenizer=study.tokenizer, cache_dir=study.cfg.cache_dir(), source=source,
                             data_dir=data_dir, splits=[split], langs=langs, max_length=study._max_length(spec),
-                            progress=False)
+                            progress=self.progress)  # real data takes minutes per task: show it
         missing = [f for f in node.features if not Path(f).is_file()]
         if missing:  # locate() and prepare() disagree: a bug, not bad input
             raise RuntimeError(f"{node.id}: prepare wrote other entries than the graph expects: {missing[:3]}")

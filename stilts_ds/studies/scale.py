@@ -160,22 +160,19 @@ class PointRunner:
 
     def __exit__(self, *exc) -> None:
         if self._connected_here:
-            import ray
+            from stilts_ds.engine.dispatch import disconnect
 
-            ray.shutdown()
+            disconnect()
             self._connected_here = False
 
     def prepare(self, points: Sequence[Point]) -> None:
         """Before the first point: connect to Ray and check the node counts fit."""
         if not self.spec.ray or not points:
             return
-        import ray
+        from stilts_ds.engine.dispatch import alive_nodes, connect
 
-        if not ray.is_initialized():
-            address = self.spec.address or os.environ.get("RAY_ADDRESS")
-            ray.init(address=address, logging_level="WARNING", log_to_driver=True)
-            self._connected_here = True
-        alive = [n for n in ray.nodes() if n.get("Alive")]
+        self._connected_here = connect(self.spec.address, quiet=True)
+        alive = alive_nodes()
         need = max(p.nodes for p in points)
         if need > len(alive):
             modes = sorted({p.mode for p in points if p.nodes > len(alive)})

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,9 +81,10 @@ class Scheduler:
         self.say = say or (lambda _msg: None)
         self.wait = wait
         self.use_lease = lease
-        self.runners = Runners(graph, say=self.say, in_process=in_process)
+        self.runners = Runners(graph, say=self.say, in_process=in_process, progress=say is not None)
         self.run_id = uuid.uuid4().hex[:12]
         self.root = graph.root.run_dir
+        self._pool = None
 
     # ------------------------------------------------------------------ what runs
     def plan(self, targets: Iterable[str] | None = None) -> tuple[list[str], dict[str, NodeState]]:
@@ -114,6 +116,10 @@ class Scheduler:
         try:
             return self._run(targets, lease)
         finally:
+            if self._pool is not None:
+                # Stopping early (an error, Ctrl-C): end the fits this driver started, so that
+                # no job runs on after its lease is gone (a later driver would run it again).
+                self._pool.cancel_all()
             if lease is not None:
                 lease.release()
 
@@ -173,13 +179,15 @@ class Scheduler:
                 if node.kind == "bench" and (groups or any(self.graph.nodes[p].is_fit for p in pending)):
                     continue
                 pending.remove(nid)
+                if node.kind == "report":  # the report quotes this run's timeline and utilization
+                    self._timeline(records, slots)
                 self._run_driver(node, states, finished, summary, records)
                 break  # re-evaluate: it may have made fits ready
             else:
                 fits = [n for n in ready_now if self.graph.nodes[n].is_fit]
                 if fits:
                     if pool is None:
-                        pool = FitPool(asdict(cfg.cluster), in_process=self.in_process)
+                        pool = self._pool = FitPool(asdict(cfg.cluster), in_process=self.in_process)
                         slots = pool.slots()
                         self.say(f"cluster: {slots} worker slot(s) for jobs of {cfg.cluster.num_workers} worker(s)"
                                  + (f", at most {cfg.cluster.max_concurrent_jobs} at once"
@@ -348,11 +356,14 @@ class Scheduler:
             if lease:
                 lease.acquire(wait=False)
             extra = self.runners.run_driver(node)
-        except StiltsError as e:
-            summary.failed[node.id] = str(e)
+        except Exception as e:  # noqa: BLE001 - a failed node fails only its dependents
+            error = str(e) if isinstance(e, StiltsError) else f"{type(e).__name__}: {e}"
+            if not isinstance(e, StiltsError):
+                traceback.print_exc()
+            summary.failed[node.id] = error
             if node.kind != "prepare":
-                write_failed(node, str(e), started=started)
-            self.say(f"FAILED {node.id}: {e}")
+                write_failed(node, error, started=started)
+            self.say(f"FAILED {node.id}: {error}")
             return
         finally:
             if lease:

@@ -28,19 +28,8 @@ QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 TASKS = ["mnli", "qqp"]  # two intermediate tasks: featurizing nine would cost more than training
 
 
-@pytest.fixture(autouse=True)
-def _no_process_group_left_behind():
-    """In-process launches set up a one-rank gloo group (LocalRuntime) that outlives the run;
-    leave none behind for later tests that need a clean world (tests/engine/test_ds_config.py)."""
-    import torch.distributed as dist
-
-    existed = dist.is_available() and dist.is_initialized()
-    yield
-    if not existed and dist.is_available() and dist.is_initialized():
-        import deepspeed.comm as ds_comm
-
-        ds_comm.destroy_process_group()
-        ds_comm.comm.cdb = None
+# In-process launches leave a one-rank gloo group behind (LocalRuntime): close it after each test.
+pytestmark = pytest.mark.usefixtures("no_process_group_left_behind")
 
 
 def _draws():
