@@ -159,7 +159,12 @@ def _run_targets(config_path, sets, force, in_process, arms, wait, targets_of) -
     arm = chosen[0] if chosen else None
     graph = build_graph(cfg, [arm.name] if arm else (), with_study_nodes=False)
     targets = targets_of(f"{arm.name}/" if arm else "", arm.config if arm else cfg)
-    Scheduler(graph, in_process=in_process, force=targets if force else (), wait=wait).run(targets)
+    forced = ()
+    if force:  # the stages themselves, and a staged recipe's earlier stages with them (xcopa: siqa)
+        nodes = graph.nodes
+        forced = [*targets, *(a for t in targets for a in graph.ancestors([t])
+                              if nodes[a].kind == nodes[t].kind == "phase2" and nodes[a].target == nodes[t].target)]
+    Scheduler(graph, in_process=in_process, force=forced, wait=wait).run(targets)
     return arm.config if arm else cfg
 
 
@@ -219,9 +224,15 @@ def pipeline(config_path, sets, force, in_process, arms, wait):
     from stilts_ds.studies.scheduler import Scheduler
 
     cfg = _load(config_path, sets)
-    graph = build_graph(cfg, arms)
+    # With --arm, those arms only: the comparison, bench and report cover the whole study, so
+    # they run with a plain `pipeline` (which skips the arms already done).
+    graph = build_graph(cfg, arms, with_study_nodes=not arms)
     Scheduler(graph, in_process=in_process, force=list(graph.nodes) if force else (), wait=wait).run()
-    if cfg.arm_configs():
+    if arms:
+        for name, arm_cfg in graph.arms.items():
+            click.echo(f"## arm {name}\n\n" + results_markdown(load_results(arm_cfg.run_dir / "results.json")))
+        click.echo("the arms side by side, the bench and the report: stilts-ds pipeline without --arm")
+    elif cfg.arm_configs():
         click.echo((cfg.run_dir / "arms.md").read_text(encoding="utf-8"))
         click.echo(f"arms: {cfg.run_dir / 'arms.md'}, {cfg.run_dir / 'arms.png'}")
     else:
@@ -252,7 +263,7 @@ def status(config_path, sets, arms, show_all, as_json):
     from stilts_ds.studies.records import node_states
 
     cfg = _load(config_path, sets)
-    states = node_states(build_graph(cfg, arms))
+    states = node_states(build_graph(cfg, arms, with_study_nodes=not arms))
     rows = [st.as_row() for st in states.values()]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))

@@ -89,9 +89,10 @@ class ClusterConfig:
     max_failures: int = _help("Worker failures Ray Train recovers from (restart from the last checkpoint).", 1)
     ray_address: str | None = _help("Ray cluster address; default: connect to a running one or start locally.", None)
     max_concurrent_jobs: int | None = _help(
-        "Training and evaluation jobs running side by side at most (each its own TorchTrainer fit and placement "
-        "group); default: as many as the cluster's free workers allow. Many concurrent Ray Train runs are heavy "
-        "on the head node (ray-project/ray #65443): cap them on a small head.", None)
+        "Training and evaluation jobs running side by side (each its own TorchTrainer fit and placement group). "
+        "Unset: as many as the cluster's free workers hold now. Set: up to this many, even beyond the workers "
+        "there are now (their placement groups wait, and an autoscaling cluster sees the demand and grows). "
+        "Many concurrent Ray Train runs are heavy on the head node (ray-project/ray #65443): keep it modest.", None)
     fuse_stages: str = _help(
         "Run an arm's jobs one after another inside one worker group (one fit instead of one per job, saving "
         "Ray Train's fixed start-up cost per job): 'auto' does when the cluster cannot run two jobs side by "

@@ -47,15 +47,15 @@ def select_arms(cfg: ExperimentConfig, names: Iterable[str] = ()) -> list[Arm]:
 def run_arms(cfg: ExperimentConfig, names: Iterable[str] = (), *, force: bool = False, in_process: bool = False,
              progress: bool = True, wait: bool | float = False) -> dict[str, dict]:
     """Run the chosen arms (default: all) as one study graph, side by side where the cluster
-    allows, then the comparison (and, with every arm, the bench and the report when the config
-    enables them); returns {arm: results}."""
+    allows; with every arm, also the comparison, the bench (when the config enables it) and
+    the report. Returns {arm: results}."""
     from stilts_ds.studies.graph import build_graph
     from stilts_ds.studies.scheduler import Scheduler
 
     chosen = select_arms(cfg, names)
     if not chosen:
         raise StiltsError("the config declares no arms: run `stilts-ds pipeline` without --arm")
-    graph = build_graph(cfg, [a.name for a in chosen])
+    graph = build_graph(cfg, [a.name for a in chosen], with_study_nodes=not list(names))
     Scheduler(graph, in_process=in_process, force=list(graph.nodes) if force else (),
               say=_say if progress else None, wait=wait).run()
     return {a.name: load_results(a.config.run_dir / "results.json") for a in chosen}

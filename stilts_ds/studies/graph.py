@@ -201,16 +201,31 @@ class _Builder:
         return pid, path, files
 
     def inputs(self, study, reads: Iterable[tuple[str, str, str]]) -> tuple[list[str], list[str], dict[str, str]]:
-        """(prepare deps, feature entries, data fingerprints) for [(task, split, lang)]."""
+        """(prepare deps, feature entries, data fingerprints) for [(task, split, lang)]: the
+        split files, and a label list read from the data dir (CCG's tags.txt)."""
+        from stilts_ds.data.sources import FIXTURES_DIR
+
         deps, feats, data = [], [], {}
         for task, split, lang in reads:
             pid, path, files = self.feature(study, task, split, lang)
             if pid not in deps:
                 deps.append(pid)
             feats.append(str(path))
+            spec = get_task(task)
+            labels = spec.options.get("labels_file")
+            if labels:
+                files = [*files, Path(study.cfg.data.source_of(task)[1] or FIXTURES_DIR) / (spec.base or task) / labels]
             for f in files:
-                data[str(f)] = "" if self.offline else file_fingerprint(f)
+                if Path(f).is_file():
+                    data[str(f)] = "" if self.offline else file_fingerprint(f)
         return deps, feats, data
+
+    def encoder_files(self, encoder: str) -> dict[str, str]:
+        """A local encoder directory is read by path: fingerprint its files, not just the name."""
+        path = Path(encoder)
+        if self.offline or not path.is_dir():
+            return {}
+        return {str(f): file_fingerprint(f) for f in sorted(path.iterdir()) if f.is_file()}
 
     def head(self, study, task: str) -> dict:
         try:
@@ -252,6 +267,7 @@ class _Builder:
             config = flatten({**common, "model": {**common["model"], "encoder": cfg.model.encoder},
                               "intermediate": _train_slice(cfg.intermediate),
                               "heads": {t: self.head(study, t) for t in tasks}})
+            data.update(self.encoder_files(cfg.model.encoder))
             phase1 = self.add(Node(id=f"{prefix}phase1", kind="phase1", arm=arm, deps=tuple(deps), dir=run / "phase1",
                                    label=f"phase 1{of_arm}", workers=cfg.cluster.num_workers, config=config,
                                    data=data, features=tuple(feats)))
@@ -274,6 +290,7 @@ class _Builder:
                     upstream.append(phase1.id)
                 else:  # no intermediate training: phase 2 starts from the pretrained encoder
                     slice_["model"] = {**common["model"], "encoder": cfg.model.encoder}
+                    data.update(self.encoder_files(cfg.model.encoder))
                 what = f"{target}" if is_target else f"{target} (stage {stage_task})"
                 before = self.add(Node(
                     id=nid, kind="phase2", arm=arm, deps=tuple(upstream + deps), dir=root if is_target else
@@ -302,6 +319,8 @@ class _Builder:
                                       f"the fine-tuned model; add {task} to finetune.tasks")
                 upstream.append(final[task].id)
             deps, feats, data = self.inputs(study, reads)
+            if "model" in slice_:
+                data.update(self.encoder_files(cfg.model.encoder))
             evals.append(self.add(Node(
                 id=f"{prefix}phase3/{task}", kind="phase3", arm=arm, deps=tuple(upstream + deps),
                 dir=run / "phase3" / task, label=f"phase 3 {task}{of_arm}", workers=cfg.cluster.num_workers,
@@ -326,9 +345,11 @@ def _with_keys(nodes: dict[str, Node]) -> dict[str, Node]:
         progressed = False
         for nid, node in list(pending.items()):
             if all(d in keyed for d in node.deps):
+                # A prepare node's key covers every split any node reads; a consumer's own
+                # features and data files (hashed here) are what it depends on.
                 key = digest({"kind": node.kind, "config": node.config, "data": node.data,
                               "features": [Path(f).name for f in node.features],
-                              "deps": sorted(keyed[d].key for d in node.deps)})
+                              "deps": sorted(keyed[d].key for d in node.deps if keyed[d].kind != "prepare")})
                 keyed[nid] = replace(node, key=key)
                 del pending[nid]
                 progressed = True
@@ -348,15 +369,16 @@ def build_graph(cfg: ExperimentConfig, arms: Iterable[str] = (), *, with_study_n
 
     chosen = select_arms(cfg, arms) if use_arms else []
     arm_cfgs: dict[str | None, ExperimentConfig] = {a.name: a.config for a in chosen} or {None: cfg}
-    tokenizer = None
+    tokenizers: dict[str, object] = {}  # arms usually share one tokenizer: load each once
     studies = {}
     for arm, c in arm_cfgs.items():
         studies[arm] = Study(c, progress=False)
         if offline:
             continue
-        if tokenizer is not None and c.model.tokenizer_name() == cfg.model.tokenizer_name():
-            studies[arm]._tokenizer = tokenizer  # arms usually share one tokenizer: load it once
-        tokenizer = tokenizer or studies[arm].tokenizer
+        name = c.model.tokenizer_name()
+        if name in tokenizers:
+            studies[arm]._tokenizer = tokenizers[name]
+        tokenizers[name] = studies[arm].tokenizer
     builder = _Builder(cfg, arm_cfgs, studies, offline=offline)
     builder.build_arms()  # the arms' nodes first: then the prepare nodes know every split read
     nodes = dict(builder.nodes)

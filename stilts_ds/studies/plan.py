@@ -263,13 +263,13 @@ def _estimate(graph: StudyGraph, node: Node, rows: _Rows, studies: dict) -> Esti
 
 
 def predict(cfg: ExperimentConfig, arms: Iterable[str] = (), *, nodes: int, gpus_per_node: int) -> PlanResult:
-    graph = build_graph(cfg, arms, offline=True)
+    arms = list(arms)
+    graph = build_graph(cfg, arms, offline=True, with_study_nodes=not arms)
     if cfg.cluster.use_gpu is False:
         pass  # a CPU study: "GPU" below reads as worker slot
-    slots = nodes * gpus_per_node
-    mode = cfg.cluster.fuse_stages
-    fused = mode == "always" or (mode == "auto" and slots < 2 * cfg.cluster.num_workers)
-    estimates = estimate_graph(graph, fused=fused)
+    from stilts_ds.studies.scheduler import fuses
+
+    estimates = estimate_graph(graph, fused=fuses(cfg.cluster, nodes * gpus_per_node))
     fits = tuple(n for n, node in graph.nodes.items() if node.is_fit)
     # The scheduler runs the bench alone after every fit: here, as a job depending on them all.
     jobs = [sm.PlanJob(id=nid, deps=fits if e.kind == "bench" else graph.nodes[nid].deps, workers=e.workers,

@@ -86,6 +86,14 @@ def write_done(node: Node, graph: StudyGraph, states: Mapping[str, NodeState], *
     return record
 
 
+def retire_done(node: Node) -> None:
+    """Before a node's outputs are rewritten: its record moves aside (``DONE.prev.json``), so an
+    interrupted rerun reads as not done instead of vouching for half-rewritten outputs."""
+    path = node.dir / DONE
+    if path.is_file():
+        path.replace(node.dir / "DONE.prev.json")
+
+
 def write_failed(node: Node, error: str, *, started: float) -> None:
     write_atomic(node.dir / FAILED, json.dumps({"node": node.id, "key": node.key, "error": error,
                                                 "started": started, "failed": time.time(),
@@ -132,20 +140,15 @@ def stale_reasons(node: Node, record: dict, graph: StudyGraph,
     own = list(reasons)
     consumed = record.get("deps", [])
     by_key = {d.get("key"): d for d in consumed}
-    by_id = {d.get("id"): d for d in consumed}
     for dep_id in node.deps:
         dep, dep_state = graph.nodes[dep_id], states[dep_id]
+        if dep.kind == "prepare":
+            continue  # content-addressed features: the node's own feature names and data files say it
         seen = by_key.get(dep.key)
         if seen is None:
-            if dep.kind == "prepare":
-                if not any(r.startswith("data file") or r.startswith("its features") for r in reasons):
-                    reasons.append(f"{dep.label} changed")
-            else:
-                reasons.append(f"upstream {dep_state.cause}" if dep_state.cause else
-                               f"{dep.label} was retrained under another configuration" if dep.kind in ("phase1", "phase2")
-                               else f"{dep.label} changed")
-        elif dep.kind == "prepare":
-            continue  # content-addressed: the same key rebuilds the same entries
+            reasons.append(f"upstream {dep_state.cause}" if dep_state.cause else
+                           f"{dep.label} was retrained under another configuration" if dep.kind in ("phase1", "phase2")
+                           else f"{dep.label} changed")
         elif dep_state.state != "done":
             reasons.append(f"{dep.label} is {dep_state.state} and will run again")
         elif seen.get("run_id") != dep_state.run_id:

@@ -10,7 +10,8 @@ downstream of anything that runs, within the targets' closure, run after it.
 How: driver nodes (features, results, the comparison, the report) run here, one at a time.
 Fit nodes are launched as Ray Train fits, each driven by its own Ray task
 (``engine.dispatch.FitPool``), as soon as their upstream nodes are done and the cluster has
-``cluster.num_workers`` free worker slots, at most ``cluster.max_concurrent_jobs`` at once.
+``cluster.num_workers`` free worker slots (with ``cluster.max_concurrent_jobs`` set, up to that
+many even before the slots exist: an autoscaling cluster then sees the demand and grows).
 Nodes on the longest remaining path go first. Every fit is a ``StagedJob``: phase-3 nodes of an
 arm that are ready together share one fit, and when the cluster cannot run two fits side by
 side (``cluster.fuse_stages: auto``) an arm's remaining fits share one, paying Ray Train's
@@ -37,8 +38,8 @@ from typing import Callable, Iterable
 import click
 
 from stilts_ds.errors import StiltsError
-from stilts_ds.studies.graph import Node, StudyGraph
-from stilts_ds.studies.records import LEASE, NodeState, node_states, write_done, write_failed
+from stilts_ds.studies.graph import Node, StudyGraph, digest
+from stilts_ds.studies.records import LEASE, NodeState, node_states, retire_done, write_done, write_failed
 from stilts_ds.studies.runners import Runners, identity, run_name
 
 SCHEDULE = "schedule.jsonl"
@@ -85,6 +86,7 @@ class Scheduler:
         self.run_id = uuid.uuid4().hex[:12]
         self.root = graph.root.run_dir
         self._pool = None
+        self._leases: set = set()  # node leases held now
 
     # ------------------------------------------------------------------ what runs
     def plan(self, targets: Iterable[str] | None = None) -> tuple[list[str], dict[str, NodeState]]:
@@ -92,9 +94,15 @@ class Scheduler:
         states = node_states(self.graph)
         want = set(self.graph.resolve(targets)) if targets else set(self.graph.nodes)
         closure = want | self.graph.ancestors(want)
-        todo = {n for n in closure if states[n].state != "done"} | (self.force & closure)
-        todo |= self.graph.descendants(todo) & closure
-        return [n for n in self.graph.order() if n in todo], states
+        nodes = self.graph.nodes
+        work = {n for n in closure if nodes[n].kind != "prepare" and (states[n].state != "done" or n in self.force)}
+        work |= {n for n in self.graph.descendants(work) & closure if nodes[n].kind != "prepare"}
+        # Features are content-addressed: built when a node that runs reads them and they are
+        # missing (or forced), never a reason by themselves to rerun what reads them.
+        work |= {d for n in work for d in nodes[n].deps
+                 if nodes[d].kind == "prepare" and (states[d].state != "done" or d in self.force)}
+        work |= {n for n in want if nodes[n].kind == "prepare" and (states[n].state != "done" or n in self.force)}
+        return [n for n in self.graph.order() if n in work], states
 
     def _priorities(self, todo: list[str]) -> dict[str, float]:
         """Longest chain of fit nodes below each node (a cheap critical-path order)."""
@@ -120,6 +128,9 @@ class Scheduler:
                 # Stopping early (an error, Ctrl-C): end the fits this driver started, so that
                 # no job runs on after its lease is gone (a later driver would run it again).
                 self._pool.cancel_all()
+            for node_lease in list(self._leases):
+                node_lease.release()
+            self._leases.clear()
             if lease is not None:
                 lease.release()
 
@@ -157,8 +168,9 @@ class Scheduler:
 
         while pending or groups:
             if study_lease is not None and study_lease.lost:
-                raise StiltsError(f"the study lease on {self.root} was taken over by another driver; stopping "
-                                  "(this driver's running fits go on until they end)")
+                raise StiltsError(f"the study lease on {self.root} was taken over by another driver (this one "
+                                  "was judged dead: no heartbeat for a minute); stopping, and cancelling the fits "
+                                  "it started")
             # Nodes upstream of a failure are never started.
             for nid in list(pending):
                 upstream = blocked_by(nid)
@@ -192,19 +204,20 @@ class Scheduler:
                         self.say(f"cluster: {slots} worker slot(s) for jobs of {cfg.cluster.num_workers} worker(s)"
                                  + (f", at most {cfg.cluster.max_concurrent_jobs} at once"
                                     if cfg.cluster.max_concurrent_jobs else ""))
+                    slots = pool.slots()  # nodes join (autoscaler) and leave
+                    cap = cfg.cluster.max_concurrent_jobs
                     for group in self._groups(fits, pending, finished, slots, prio):
-                        cap = cfg.cluster.max_concurrent_jobs
-                        fits_now = used + group.workers <= slots or not groups
-                        if not fits_now or (cap and len(groups) >= cap):
+                        # Within the free slots; at least one job (its placement group waits for
+                        # the resources, or the autoscaler brings them); with a cap, up to the
+                        # cap, so that an autoscaling cluster sees the demand and grows.
+                        admit = used + group.workers <= slots or not groups or (cap and len(groups) < cap)
+                        if not admit or (cap and len(groups) >= cap):
                             break
                         for n in group.nodes:
                             pending.remove(n.id)
-                        if self._launch(group, pool, states):
+                        if self._launch(group, pool, states, summary, pending):
                             groups[group.attempt] = group
                             used += group.workers
-                        else:
-                            for n in group.nodes:
-                                summary.failed[n.id] = self._errors.pop(n.id)
                         if self.in_process:
                             break  # FitPool ran it here already: collect it before the next
                 if not groups:
@@ -220,10 +233,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ grouping
     def _fuse(self, slots: int) -> bool:
-        mode = self.graph.root.cluster.fuse_stages
-        if self.in_process or mode == "never":
-            return False
-        return mode == "always" or slots < 2 * self.graph.root.cluster.num_workers
+        return not self.in_process and fuses(self.graph.root.cluster, slots)
 
     def _groups(self, fits: list[str], pending: list[str], finished: set[str], slots: int,
                 prio: dict[str, float]) -> list[_Group]:
@@ -245,9 +255,9 @@ class Scheduler:
             taken.update(m.id for m in members)
             cfg = self.graph.config_of(node)
             if len(members) == 1:
-                name = run_name(self.graph, node)
-            else:
-                name = f"{cfg.name}-" + ("fused" if fuse else "phase3")
+                name = run_name(self.graph, node)  # stable: a rerun of the node resumes its checkpoints
+            else:  # named by its members: two groups never share a Ray run, and the same group resumes
+                name = f"{cfg.name}-{'fused' if fuse else 'phase3'}-{digest(sorted(m.id for m in members), 8)}"
             out.append(_Group(members, uuid.uuid4().hex[:12], name, cfg.cluster.num_workers))
         return out
 
@@ -264,47 +274,59 @@ class Scheduler:
         return chain
 
     # ------------------------------------------------------------------ launching
-    _errors: dict
-
-    def _launch(self, group: _Group, pool, states) -> bool:
+    def _launch(self, group: _Group, pool, states, summary, pending) -> bool:
+        """Build and check each member's job, then start the group's fit. A member that fails to
+        build fails alone: the members that need it go back in the queue (and are blocked
+        there), the others start. False if nothing started."""
         from stilts_ds.engine import checkpoints
         from stilts_ds.engine.job import StagedJob
         from stilts_ds.lease import Lease
 
-        self._errors = {}
         cfg = self.graph.config_of(group.nodes[0])
         storage = cfg.storage_path()
-        jobs = []
+        jobs, members, failed = [], [], set()
         inside = {n.id for n in group.nodes}
         for node in group.nodes:
+            if set(node.deps) & failed:  # needs a member that failed: blocked, not failed
+                failed.add(node.id)
+                pending.append(node.id)
+                continue
+            lease = Lease(node.dir / LEASE, what=f"node {node.id}", say=self.say)
             try:
-                lease = Lease(node.dir / LEASE, what=f"node {node.id}", say=self.say)
                 node.dir.mkdir(parents=True, exist_ok=True)
                 lease.acquire(wait=False)
-                group.leases.append(lease)
                 # Upstream nodes inside the group have not run yet: their exports are checked by
                 # the worker that made them, not here.
                 job = self.runners.job(node, check_encoder=not (set(node.deps) & inside))
                 if node.id in self.force or states[node.id].record is not None:
-                    # A forced node, or one whose earlier finished run is stale, starts over.
+                    # Forced, or its earlier finished run is stale: start over.
                     checkpoints.clear(storage, group.name, node.dir)
                 else:
                     checkpoints.check_resumable(storage, group.name, node.dir, identity(node))
-                jobs.append(job)
-            except StiltsError as e:
-                self._errors[node.id] = str(e)
-        if self._errors:
-            for lease in group.leases:
+                # From here on its outputs get overwritten: its old record must not vouch for them.
+                retire_done(node)
+            except Exception as e:  # noqa: BLE001 - a failed node fails only its dependents
                 lease.release()
-            for node in group.nodes:
-                self._errors.setdefault(node.id, f"not launched: {next(iter(self._errors))} of its group failed "
-                                                 "to build")
-                write_failed(node, self._errors[node.id], started=time.time())
-                self.say(f"FAILED {node.id}: {self._errors[node.id]}")
+                error = str(e) if isinstance(e, StiltsError) else f"{type(e).__name__}: {e}"
+                if not isinstance(e, StiltsError):
+                    traceback.print_exc()
+                if isinstance(e, checkpoints.CheckpointMismatch):
+                    error += "\n" + force_hint(node)
+                failed.add(node.id)
+                summary.failed[node.id] = error
+                write_failed(node, error, started=time.time())
+                self.say(f"FAILED {node.id}: {error}")
+                continue
+            group.leases.append(lease)
+            self._leases.add(lease)
+            jobs.append(job)
+            members.append(node)
+        group.nodes = members
+        if not members:
             return False
-        what = group.nodes[0].id if len(group.nodes) == 1 else f"{len(group.nodes)} jobs of {group.nodes[0].arm or cfg.name} " \
-            f"in one worker group ({', '.join(n.id.split('/', 1)[-1] for n in group.nodes[:4])}" \
-            f"{', ...' if len(group.nodes) > 4 else ''})"
+        what = members[0].id if len(members) == 1 else f"{len(members)} jobs of {members[0].arm or cfg.name} " \
+            f"in one worker group ({', '.join(n.id.split('/', 1)[-1] for n in members[:4])}" \
+            f"{', ...' if len(members) > 4 else ''})"
         self.say(f"start {what} on {group.workers} worker(s)")
         group.started = time.time()
         pool.submit(group.attempt, StagedJob(stages=tuple(jobs), attempt=group.attempt), name=group.name,
@@ -323,7 +345,10 @@ class Scheduler:
                 started, finished_at = float(mark["started"]), float(mark["finished"])
                 if len(group.nodes) == 1:  # alone in its fit: its wall includes the launch
                     started, finished_at = group.started, ended
-                extra = self.runners.cost(node, started, finished_at)
+                try:
+                    extra = self.runners.cost(node, started, finished_at)
+                except (OSError, ValueError) as e:  # the record matters more than its cost figures
+                    extra = {"cost_error": f"{type(e).__name__}: {e}"}
                 extra.update(fit_attempt=group.attempt, fit_workers=group.workers)
                 record = write_done(node, self.graph, states, started=started, finished=finished_at, extra=extra)
                 states[node.id] = NodeState(node, "done", [], record)
@@ -345,6 +370,7 @@ class Scheduler:
         pending.sort(key=self.graph.order().index)
         for lease in group.leases:
             lease.release()
+            self._leases.discard(lease)
 
     def _run_driver(self, node: Node, states, finished, summary, records) -> None:
         from stilts_ds.lease import Lease
@@ -355,6 +381,7 @@ class Scheduler:
         try:
             if lease:
                 lease.acquire(wait=False)
+                retire_done(node)  # its outputs are rewritten now
             extra = self.runners.run_driver(node)
         except Exception as e:  # noqa: BLE001 - a failed node fails only its dependents
             error = str(e) if isinstance(e, StiltsError) else f"{type(e).__name__}: {e}"
@@ -423,6 +450,25 @@ class Scheduler:
                     lines.append(f"    blocked downstream: {', '.join(below[:6])}{', ...' if len(below) > 6 else ''}")
             lines.append("fix the cause and rerun: finished nodes are kept")
             raise StudyFailed("\n".join(lines))
+
+
+def force_hint(node: Node) -> str:
+    """The command that starts ``node`` over."""
+    arm = f" --arm {node.arm}" if node.arm else ""
+    if node.kind == "phase1":
+        return f"To start it over: stilts-ds train --config ...{arm} --force"
+    if node.kind == "phase2":
+        return f"To start it over: stilts-ds finetune --config ...{arm} --task {node.target} --force"
+    return f"To start it over: stilts-ds evaluate --config ...{arm} --force"
+
+
+def fuses(cluster, slots: int) -> bool:
+    """Whether an arm's jobs share one worker group (``cluster.fuse_stages``): always, never, or
+    (auto) when only one job at a time can run: a cap of 1, or no cap and room for one now."""
+    if cluster.fuse_stages != "auto":
+        return cluster.fuse_stages == "always"
+    cap = cluster.max_concurrent_jobs
+    return cap == 1 or (cap is None and slots < 2 * cluster.num_workers)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -133,7 +133,7 @@ def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_d
         paths["arms_png"] = write_atomic(out_dir / "arms.png", comparison_png(infos, title="Scores per arm"))
     if schedule_dir is not None and (Path(schedule_dir) / "utilization.json").is_file():
         util = json.loads((Path(schedule_dir) / "utilization.json").read_text(encoding="utf-8"))
-        md += ("\n## Cluster use (the last run of the study graph)\n\n"
+        md += ("\n## Cluster use (the last run of the study graph that trained or evaluated)\n\n"
                f"{util['busy_worker_s']:,.0f} busy worker-seconds of {util['available_worker_s']:,.0f} available "
                f"({util['slots']} worker slots x {util['wall_s']:,.0f} s): utilization **{util['utilization']:.0%}**. "
                "Every job on its worker slots: `timeline.png`.\n")

@@ -124,6 +124,31 @@ def test_a_changed_config_key_and_a_grown_data_file_are_named(tmp_path):
     assert states["phase2/pawsx"] == ("stale", ["config key finetune[pawsx].lr changed: 0.001 -> 0.003"])
     assert states["phase2/xnli"] == ("done", [])
 
+    # Scoring another split changes what phase 3 reads, not what phase 2 trained on.
+    states = _states({**sets, "evaluate.split": "validation"})
+    assert states["phase2/xnli"] == ("done", []) and states["phase1"] == ("done", [])
+    assert states["phase3/xnli"][0] == "stale" and "config key evaluate.split changed" in states["phase3/xnli"][1][0]
+
+
+def test_an_interrupted_rerun_never_reads_as_done(tmp_path):
+    """A forced rerun rewrites its outputs as it goes (phase 2 exports every better dev score):
+    cut short, the node must read as failed, not keep vouching with its old record."""
+    from stilts_ds.engine import faults
+
+    sets = _sets(tmp_path, **{"finetune.defaults.max_steps": 6, "finetune.defaults.checkpoint_every": 2})
+    _run(sets)
+    faults.plant(tmp_path / "run" / "phase2" / "xnli", step=5, marker=tmp_path / "fault", mode="raise")
+    with pytest.raises(StudyFailed, match="phase2/xnli: InjectedFault"):
+        _run(sets, targets=["phase2/xnli"], force=["phase2/xnli"])
+    states = _states(sets)
+    assert states["phase2/xnli"][0] == "failed"
+    assert states["phase3/xnli"][0] == "stale" and states["results"][0] == "stale"
+    assert states["phase2/pawsx"] == ("done", [])
+    rerun = _run(sets)  # resumes phase 2 xnli from its step-4 checkpoint, then what reads it
+    assert set(rerun.ran) == {"phase2/xnli", "phase3/xnli", "results", "report"}
+    summary = json.loads((tmp_path / "run" / "phase2" / "xnli" / "train_summary.json").read_text())
+    assert summary["resumed_from"] == 4 and summary["steps"] == 6
+
 
 def test_an_interrupted_run_is_not_resumed_under_another_config(tmp_path):
     from stilts_ds.engine import faults
