@@ -3,7 +3,7 @@
     pool = FitPool(asdict(cfg.cluster), in_process=False)
     pool.slots()                              # worker slots: GPUs, or CPUs / cpus_per_worker, per node
     pool.submit("english/phase1", job, name="quickstart-english-phase1", storage_path=...)
-    for done in pool.wait(timeout=1.0):       # FitDone(handle, error, info) as fits end
+    for done in pool.wait(timeout=1.0):       # FitDone(handle, error) as fits end
         ...
 
 With Ray, a submitted job runs in a ``num_cpus=0`` remote task that calls ``engine.launch``:
@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import math
 import os
-import socket
-import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from stilts_ds.engine.job import Job
@@ -37,7 +35,6 @@ FAST_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 class FitDone:
     handle: str
     error: str | None  # None: the fit succeeded; else the error in a few lines
-    info: dict = field(default_factory=dict)  # host, start, end of the driving task
 
 
 def _env() -> dict[str, str]:
@@ -74,13 +71,11 @@ def alive_nodes() -> list[dict]:
     return [n for n in ray.nodes() if n.get("Alive")]
 
 
-def _drive(job: Job, cluster: dict, name: str, storage_path: str) -> dict:
+def _drive(job: Job, cluster: dict, name: str, storage_path: str) -> None:
     """Runs in a Ray task: one fit, start to end."""
     from stilts_ds.engine.launch import launch
 
-    start = time.time()
     launch(job, cluster, name=name, storage_path=storage_path)
-    return {"host": socket.gethostname(), "start": start, "end": time.time()}
 
 
 def _message(err: BaseException) -> str:
@@ -117,25 +112,17 @@ class FitPool:
         or CPUs divided by ``cpus_per_worker``; a worker never spans nodes."""
         if self.in_process:
             return 1
-        import ray
-
         per_cpu = float(self.cluster.get("cpus_per_worker") or 1.0)
         total = 0
-        for node in ray.nodes():
-            if not node.get("Alive"):
-                continue
+        for node in alive_nodes():
             res = node.get("Resources", {})
             cpu_slots = math.floor(res.get("CPU", 0.0) / per_cpu + 1e-9) if per_cpu > 0 else 10**6
             total += min(cpu_slots, int(res.get("GPU", 0.0))) if self.cluster.get("use_gpu") else cpu_slots
         return total
 
-    def running(self) -> int:
-        return len(self._refs)
-
     # ----------------------------------------------------------- jobs
     def submit(self, handle: str, job: Job, *, name: str, storage_path: str) -> None:
         if self.in_process:
-            start = time.time()
             try:
                 from stilts_ds.engine.launch import launch
 
@@ -146,8 +133,7 @@ class FitPool:
             except Exception as e:  # noqa: BLE001 - a failed job fails only its dependents
                 error = f"{type(e).__name__}: {e}"
                 traceback.print_exc()
-            self._done.append(FitDone(handle, error, {"host": socket.gethostname(), "start": start,
-                                                      "end": time.time()}))
+            self._done.append(FitDone(handle, error))
             return
         import ray
 
@@ -186,7 +172,8 @@ class FitPool:
         for ref in ready:
             handle = self._refs.pop(ref)
             try:
-                out.append(FitDone(handle, None, ray.get(ref)))
+                ray.get(ref)
+                out.append(FitDone(handle, None))
             except Exception as e:  # noqa: BLE001 - reported per job
                 out.append(FitDone(handle, _message(e)))
         return out

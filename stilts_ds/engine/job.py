@@ -142,6 +142,10 @@ class EvalJob:
     identity: Identity | None = None
 
 
+# Written by rank 0 into a stage's run_dir when it ends: {node, key, attempt, started, finished}.
+FINISHED = "FINISHED.json"
+
+
 @dataclass(frozen=True)
 class StagedJob:
     """Several jobs run one after another by one worker group: the per-fit fixed cost (worker

@@ -41,7 +41,7 @@ from stilts_ds.data.sampler import RowBatcher, TaskSampler, task_weights
 from stilts_ds.engine import checkpoints, faults, rng_state
 from stilts_ds.engine.progress import Progress
 from stilts_ds.engine.predict import predict, predict_embeddings
-from stilts_ds.engine.job import EvalJob, Head, StagedJob, TrainJob
+from stilts_ds.engine.job import FINISHED, EvalJob, Head, StagedJob, TrainJob
 from stilts_ds.engine.runtime import Runtime
 from stilts_ds.engine.tb_logger import (TRAIN_LR, TRAIN_SAMPLES_PER_S, TRAIN_TOKENS_PER_S, MetricLogger,
                                         ThroughputMeter, eval_tag, train_loss_tag)
@@ -464,8 +464,6 @@ def run_job(config: dict) -> None:
     else:
         raise TypeError(f"not a stilts-ds job: {type(job).__name__}")
 
-
-FINISHED = "FINISHED.json"
 
 
 def _key(job) -> str | None:

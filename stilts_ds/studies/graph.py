@@ -151,8 +151,8 @@ class _Builder:
         # tokenizer): no file is read, and keys are not meaningful.
         self.offline = offline
         self.nodes: dict[str, Node] = {}
-        self.needs: dict[str, dict] = {}  # prepare node id -> {"task", "study", "pairs": set}
-        self._tok_fp: dict[str, str] = {}
+        # prepare node id -> {"task", "study", "setting", "entries": {(split, lang): (entry, data files)}}
+        self.needs: dict[str, dict] = {}
 
     # -------------------------------------------------------------- features
     def _prepare_id(self, study, task: str) -> str:
@@ -166,21 +166,14 @@ class _Builder:
             nid = base if n == 1 else f"{base}#{n}"
             have = self.needs.get(nid)
             if have is None:
-                self.needs[nid] = {"task": task, "study": study, "setting": setting, "pairs": set()}
+                self.needs[nid] = {"task": task, "study": study, "setting": setting, "entries": {}}
                 return nid
             if have["setting"] == setting:
                 return nid
             n += 1
 
     def tokenizer_fp(self, study) -> str:
-        from stilts_ds.data import cache
-
-        name = study.cfg.model.tokenizer_name()
-        if self.offline:
-            return f"name:{name}"
-        if name not in self._tok_fp:
-            self._tok_fp[name] = cache.tokenizer_fingerprint(study.tokenizer)
-        return self._tok_fp[name]
+        return f"name:{study.cfg.model.tokenizer_name()}" if self.offline else study.tokenizer_fp
 
     def feature(self, study, task: str, split: str, lang: str) -> tuple[str, Path, list[Path]]:
         """(prepare node id, cache entry, data files) of one split, recording the need."""
@@ -197,7 +190,7 @@ class _Builder:
                 raise
             path, files = study.cfg.cache_dir() / task / f"{split}.{lang}.not-available", []
         pid = self._prepare_id(study, task)
-        self.needs[pid]["pairs"].add((split, lang))
+        self.needs[pid]["entries"][(split, lang)] = (path, files)
         return pid, path, files
 
     def inputs(self, study, reads: Iterable[tuple[str, str, str]]) -> tuple[list[str], list[str], dict[str, str]]:
@@ -369,16 +362,18 @@ def build_graph(cfg: ExperimentConfig, arms: Iterable[str] = (), *, with_study_n
 
     chosen = select_arms(cfg, arms) if use_arms else []
     arm_cfgs: dict[str | None, ExperimentConfig] = {a.name: a.config for a in chosen} or {None: cfg}
-    tokenizers: dict[str, object] = {}  # arms usually share one tokenizer: load each once
+    first: dict[str, Study] = {}  # arms usually share one tokenizer: load and fingerprint each once
     studies = {}
     for arm, c in arm_cfgs.items():
         studies[arm] = Study(c, progress=False)
         if offline:
             continue
         name = c.model.tokenizer_name()
-        if name in tokenizers:
-            studies[arm]._tokenizer = tokenizers[name]
-        tokenizers[name] = studies[arm].tokenizer
+        if name in first:
+            studies[arm]._tokenizer = first[name].tokenizer
+            studies[arm]._tokenizer_fp = first[name].tokenizer_fp
+        else:
+            first[name] = studies[arm]
     builder = _Builder(cfg, arm_cfgs, studies, offline=offline)
     builder.build_arms()  # the arms' nodes first: then the prepare nodes know every split read
     nodes = dict(builder.nodes)
@@ -392,10 +387,10 @@ def _finish(builder: _Builder, nodes: dict[str, Node]) -> dict[str, Node]:
     prepares = {}
     for pid, need in builder.needs.items():
         study, task = need["study"], need["task"]
-        pairs = tuple(sorted(need["pairs"]))
+        pairs = tuple(sorted(need["entries"]))
         feats, data = [], {}
-        for split, lang in pairs:
-            _, path, files = builder.feature(study, task, split, lang)
+        for pair in pairs:
+            path, files = need["entries"][pair]
             feats.append(str(path))
             data.update({str(f): "" if builder.offline else file_fingerprint(f) for f in files})
         config = {"tokenizer": study.cfg.model.tokenizer_name(), "tokenizer_fingerprint": builder.tokenizer_fp(study),

@@ -43,6 +43,7 @@ class Study:
         self.in_process = in_process
         self.progress = progress
         self._tokenizer = None
+        self._tokenizer_fp: str | None = None
         self._cautioned: set[str] = set()  # tasks whose hub caveat was said
 
     # ------------------------------------------------------------------ helpers
@@ -63,7 +64,7 @@ class Study:
     def tokenizer_fp(self) -> str:
         from stilts_ds.data import cache
 
-        if getattr(self, "_tokenizer_fp", None) is None:
+        if self._tokenizer_fp is None:
             self._tokenizer_fp = cache.tokenizer_fingerprint(self.tokenizer)
         return self._tokenizer_fp
 

@@ -62,14 +62,17 @@ class NodeState:
                 "holder": ({k: self.holder.get(k) for k in ("host", "pid")} if self.holder else None)}
 
 
-def read_done(node: Node) -> dict | None:
-    path = node.dir / DONE
-    if not path.is_file():
-        return None
+def read_record(path: Path) -> dict | None:
+    """A node's JSON record (DONE, FAILED, the worker's FINISHED); None when absent or
+    unreadable: an unreadable record is no record, and the node runs again."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return None  # an unreadable record is no record: the node runs again
+        return None
+
+
+def read_done(node: Node) -> dict | None:
+    return read_record(node.dir / DONE)
 
 
 def write_done(node: Node, graph: StudyGraph, states: Mapping[str, NodeState], *, started: float,
@@ -175,7 +178,7 @@ def node_states(graph: StudyGraph, *, leases: bool = True) -> dict[str, NodeStat
         else:
             record = read_done(node)
             if record is None:
-                failed = _read(node.dir / FAILED)
+                failed = read_record(node.dir / FAILED)
                 if failed is not None and failed.get("key") == node.key:
                     state = NodeState(node, "failed", [failed.get("error", "failed")])
                 else:
@@ -193,10 +196,3 @@ def node_states(graph: StudyGraph, *, leases: bool = True) -> dict[str, NodeStat
             state.state = "running"
         states[nid] = state
     return states
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -65,7 +65,7 @@ class Runners:
             return study.build_job("intermediate", cfg.intermediate, node.dir, cfg.model.encoder, node.dir / "encoder",
                                    with_dev=False, identity=identity(node))
         if node.kind == "phase2":
-            before = next((self.graph.nodes[d] for d in node.deps if self.graph.nodes[d].kind == "phase2"), None)
+            before = self._dep(node, "phase2")
             phase1 = self._dep(node, "phase1")
             encoder = (str(before.dir / "model") if before else str(phase1.dir / "encoder") if phase1
                        else cfg.model.encoder)
@@ -114,11 +114,11 @@ class Runners:
                "train_samples_per_s": samples / loop["seconds"] if loop.get("seconds") else None}
         if node.kind == "phase2":
             stages = []
-            before = next((self.graph.nodes[d] for d in node.deps if self.graph.nodes[d].kind == "phase2"), None)
+            before = self._dep(node, "phase2")
             while before is not None:
                 rec = read_done(before) or {}
                 stages.insert(0, {"task": before.task, "wall_seconds": rec.get("wall_seconds", 0.0)})
-                before = next((self.graph.nodes[d] for d in before.deps if self.graph.nodes[d].kind == "phase2"), None)
+                before = self._dep(before, "phase2")
             if stages:
                 out["stages"] = stages
                 out["recipe_wall_seconds"] = (finished - started) + sum(s["wall_seconds"] for s in stages)

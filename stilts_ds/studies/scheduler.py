@@ -32,14 +32,15 @@ import time
 import traceback
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 import click
 
+from stilts_ds.engine.job import FINISHED
 from stilts_ds.errors import StiltsError
 from stilts_ds.studies.graph import Node, StudyGraph, digest
-from stilts_ds.studies.records import LEASE, NodeState, node_states, retire_done, write_done, write_failed
+from stilts_ds.studies.records import (LEASE, NodeState, node_states, read_record, retire_done, write_done,
+                                         write_failed)
 from stilts_ds.studies.runners import Runners, identity, run_name
 
 SCHEDULE = "schedule.jsonl"
@@ -104,7 +105,7 @@ class Scheduler:
         work |= {n for n in want if nodes[n].kind == "prepare" and (states[n].state != "done" or n in self.force)}
         return [n for n in self.graph.order() if n in work], states
 
-    def _priorities(self, todo: list[str]) -> dict[str, float]:
+    def _priorities(self) -> dict[str, float]:
         """Longest chain of fit nodes below each node (a cheap critical-path order)."""
         children = self.graph.children()
         prio: dict[str, float] = {}
@@ -147,7 +148,7 @@ class Scheduler:
         from stilts_ds.engine.dispatch import FitPool
 
         pool = None
-        prio = self._priorities(todo)
+        prio = self._priorities()
         pending = list(todo)
         finished: set[str] = {n for n, s in states.items() if s.state == "done" and n not in todo}
         groups: dict[str, _Group] = {}
@@ -307,15 +308,9 @@ class Scheduler:
                 retire_done(node)
             except Exception as e:  # noqa: BLE001 - a failed node fails only its dependents
                 lease.release()
-                error = str(e) if isinstance(e, StiltsError) else f"{type(e).__name__}: {e}"
-                if not isinstance(e, StiltsError):
-                    traceback.print_exc()
-                if isinstance(e, checkpoints.CheckpointMismatch):
-                    error += "\n" + force_hint(node)
+                hint = force_hint(node) if isinstance(e, checkpoints.CheckpointMismatch) else ""
+                self._failed(node, e, summary, started=time.time(), hint=hint)
                 failed.add(node.id)
-                summary.failed[node.id] = error
-                write_failed(node, error, started=time.time())
-                self.say(f"FAILED {node.id}: {error}")
                 continue
             group.leases.append(lease)
             self._leases.add(lease)
@@ -339,7 +334,7 @@ class Scheduler:
         ended = time.time()
         failed_one = None
         for node in group.nodes:
-            mark = _read_json(node.dir / "FINISHED.json")
+            mark = read_record(node.dir / FINISHED)
             ok = mark is not None and mark.get("attempt") == group.attempt and mark.get("key") == node.key
             if ok:
                 started, finished_at = float(mark["started"]), float(mark["finished"])
@@ -354,14 +349,14 @@ class Scheduler:
                 states[node.id] = NodeState(node, "done", [], record)
                 finished.add(node.id)
                 summary.ran.append(node.id)
-                records.append(self._record(node, started, finished_at, group, "done", done.info))
+                records.append(self._record(node, started, finished_at, group, "done"))
                 self.say(f"done  {node.id} ({finished_at - started:.1f} s)")
             elif failed_one is None:
                 failed_one = node
-                error = done.error or "the fit ended before this job finished (no FINISHED.json)"
+                error = done.error or f"the fit ended before this job finished (no {FINISHED})"
                 write_failed(node, error, started=group.started)
                 summary.failed[node.id] = error
-                records.append(self._record(node, group.started, ended, group, "failed", done.info))
+                records.append(self._record(node, group.started, ended, group, "failed"))
                 self.say(f"FAILED {node.id}: {error}")
             else:
                 pending.append(node.id)  # not reached: queued again (blocked if downstream of the failure)
@@ -384,13 +379,7 @@ class Scheduler:
                 retire_done(node)  # its outputs are rewritten now
             extra = self.runners.run_driver(node)
         except Exception as e:  # noqa: BLE001 - a failed node fails only its dependents
-            error = str(e) if isinstance(e, StiltsError) else f"{type(e).__name__}: {e}"
-            if not isinstance(e, StiltsError):
-                traceback.print_exc()
-            summary.failed[node.id] = error
-            if node.kind != "prepare":
-                write_failed(node, error, started=started)
-            self.say(f"FAILED {node.id}: {error}")
+            self._failed(node, e, summary, started=started)
             return
         finally:
             if lease:
@@ -403,11 +392,24 @@ class Scheduler:
             states[node.id] = NodeState(node, "done", [], record)
         finished.add(node.id)
         summary.ran.append(node.id)
-        records.append(self._record(node, started, ended, None, "done", {}))
+        records.append(self._record(node, started, ended, None, "done"))
         if ended - started > 1.0 or node.kind != "prepare":
             self.say(f"done  {node.id} ({ended - started:.1f} s)")
 
-    def _record(self, node: Node, start: float, end: float, group: _Group | None, status: str, info: dict) -> dict:
+    def _failed(self, node: Node, e: Exception, summary: RunSummary, *, started: float, hint: str = "") -> None:
+        """A node that failed on the driver: bad input (StiltsError) by its message, anything
+        else with its traceback too; FAILED.json for `status` (prepare nodes keep no record)."""
+        error = str(e) if isinstance(e, StiltsError) else f"{type(e).__name__}: {e}"
+        if not isinstance(e, StiltsError):
+            traceback.print_exc()
+        if hint:
+            error += "\n" + hint
+        summary.failed[node.id] = error
+        if node.kind != "prepare":
+            write_failed(node, error, started=started)
+        self.say(f"FAILED {node.id}: {error}")
+
+    def _record(self, node: Node, start: float, end: float, group: _Group | None, status: str) -> dict:
         rec = {"run": self.run_id, "id": node.id, "kind": node.kind, "arm": node.arm, "start": start, "end": end,
                "workers": group.workers if group else 0, "status": status,
                "group": group.attempt if group else None}
@@ -469,10 +471,3 @@ def fuses(cluster, slots: int) -> bool:
         return cluster.fuse_stages == "always"
     cap = cluster.max_concurrent_jobs
     return cap == 1 or (cap is None and slots < 2 * cluster.num_workers)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
