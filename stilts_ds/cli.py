@@ -126,11 +126,13 @@ def _study_options(fn):
     fn = click.option("--wait", "wait", is_flag=True,
                       help="If another driver is running this study (output_dir), wait for it instead of stopping.")(fn)
     fn = click.option("--arm", "arms", multiple=True,
-                      help="With a config that declares arms: the arm(s) to run (default for pipeline: all). "
-                           "Repeatable.")(fn)
+                      help="With a config that declares arms: run this arm only (default: every arm). "
+                           "Repeatable: --arm a --arm b runs both, side by side.")(fn)
     fn = click.option("--in-process", is_flag=True,
                       help="Run the worker in this process at world size 1 (no Ray); needs cluster.num_workers=1.")(fn)
-    fn = click.option("--force", is_flag=True, help="Rerun the named stages even if they are done.")(fn)
+    fn = click.option("--force", is_flag=True,
+                      help="Rerun this command's stages even if they are done, from step 0 (their checkpoints, "
+                           "local or in remote storage, are deleted first).")(fn)
     fn = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                       help="Override a config value, e.g. --set cluster.num_workers=4. Repeatable.")(fn)
     fn = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -139,78 +141,94 @@ def _study_options(fn):
 
 
 def _load(config_path, sets):
-    from stilts_ds.config import load_config
+    import warnings
 
-    return load_config(config_path, _parse_sets(sets))
+    from stilts_ds.config import ConfigWarning, load_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        cfg = load_config(config_path, _parse_sets(sets))
+    for w in caught:
+        if issubclass(w.category, ConfigWarning):
+            click.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return cfg
 
 
-def _run_targets(config_path, sets, force, in_process, arms, wait, targets_of) -> None:
-    """Run ``targets_of(prefix)`` (node ids relative to an arm) of the study graph: the one
-    chosen arm when the config declares several (each command acts on one arm), else the config."""
+def _run_targets(config_path, sets, force, in_process, arms, wait, targets_of) -> list:
+    """Run ``targets_of(prefix, cfg)`` (node ids relative to an arm) of the study graph for each
+    chosen arm (default: every arm the config declares), side by side as the cluster allows; or
+    for the config itself when it declares none. Returns [(arm name or None, its config)]."""
     from stilts_ds.studies.arms import select_arms
     from stilts_ds.studies.graph import build_graph
     from stilts_ds.studies.scheduler import Scheduler
 
     cfg = _load(config_path, sets)
-    chosen = select_arms(cfg, arms)
-    if chosen and len(chosen) != 1:
-        raise StiltsError(f"{config_path} declares arms ({', '.join(cfg.arm_configs())}): name one with --arm, "
-                          "or run them all with `stilts-ds pipeline`")
-    arm = chosen[0] if chosen else None
-    graph = build_graph(cfg, [arm.name] if arm else (), with_study_nodes=False)
-    targets = targets_of(f"{arm.name}/" if arm else "", arm.config if arm else cfg)
+    chosen = [(a.name, a.config) for a in select_arms(cfg, arms)] or [(None, cfg)]
+    graph = build_graph(cfg, [name for name, _ in chosen if name], with_study_nodes=False)
+    targets = [t for name, c in chosen for t in targets_of(f"{name}/" if name else "", c)]
     forced = ()
     if force:  # the stages themselves, and a staged recipe's earlier stages with them (xcopa: siqa)
         nodes = graph.nodes
         forced = [*targets, *(a for t in targets for a in graph.ancestors([t])
                               if nodes[a].kind == nodes[t].kind == "phase2" and nodes[a].target == nodes[t].target)]
     Scheduler(graph, in_process=in_process, force=forced, wait=wait).run(targets)
-    return arm.config if arm else cfg
+    return chosen
+
+
+def _heading(name) -> str:
+    return f"## arm {name}\n" if name else ""
 
 
 @main.command()
 @_study_options
 def train(config_path, sets, force, in_process, arms, wait):
-    """Phase 1: intermediate training (all tasks of `intermediate.tasks` at once)."""
+    """Phase 1: intermediate training (all tasks of `intermediate.tasks` at once), for every
+    arm the config declares that has a phase 1 (or the --arm ones)."""
     def targets(prefix, cfg):
         if cfg.intermediate is None:
-            raise StiltsError("this config (or arm) has no intermediate section: phase 2 starts from "
-                              f"{cfg.model.encoder} directly")
+            if prefix and not arms:
+                return []  # the baseline arm: nothing to train, and not asked for by name
+            raise StiltsError(f"{'arm ' + prefix.rstrip('/') if prefix else 'this config'} has no intermediate "
+                              f"section: phase 2 starts from {cfg.model.encoder} directly")
         return [f"{prefix}phase1"]
 
-    cfg = _run_targets(config_path, sets, force, in_process, arms, wait, targets)
-    click.echo(f"encoder: {cfg.run_dir / 'phase1' / 'encoder'}")
+    for name, cfg in _run_targets(config_path, sets, force, in_process, arms, wait, targets):
+        if cfg.intermediate is not None:
+            click.echo(f"{name + ': ' if name else ''}encoder: {cfg.run_dir / 'phase1' / 'encoder'}")
 
 
 @main.command()
 @_study_options
-@click.option("--task", "tasks", multiple=True, help="Only these target tasks (default: finetune.tasks).")
+@click.option("--task", "tasks", multiple=True, help="Only these target tasks (default: finetune.tasks). Repeatable.")
 def finetune(config_path, sets, force, in_process, arms, wait, tasks):
     """Phase 2: fine-tune each target task on its English training data (model selection on
-    English dev); phase 1 runs first if it is not done."""
+    English dev), for every arm (or the --arm ones); phase 1 runs first if it is not done."""
     def targets(prefix, cfg):
         unknown = [t for t in tasks if t not in cfg.finetune.tasks]
         if unknown:
             raise StiltsError(f"--task {unknown[0]}: not in finetune.tasks ({', '.join(cfg.finetune.tasks)})")
         return [f"{prefix}phase2/{t}" for t in (tasks or cfg.finetune.tasks)]
 
-    cfg = _run_targets(config_path, sets, force, in_process, arms, wait, targets)
-    for task in tasks or cfg.finetune.tasks:
-        click.echo(f"{task}: {cfg.run_dir / 'phase2' / task / 'model'}")
+    for name, cfg in _run_targets(config_path, sets, force, in_process, arms, wait, targets):
+        click.echo(_heading(name) + "\n".join(f"{task}: {cfg.run_dir / 'phase2' / task / 'model'}"
+                                               for task in tasks or cfg.finetune.tasks))
 
 
 @main.command()
 @_study_options
 def evaluate(config_path, sets, force, in_process, arms, wait):
-    """Phase 3: zero-shot evaluation in every language; writes results.json and results.md
-    (and runs the phases it needs that are not done)."""
+    """Phase 3: zero-shot evaluation in every language, for every arm (or the --arm ones);
+    writes each arm's results.json and results.md (and runs the phases it needs that are not
+    done)."""
     from stilts_ds.studies.results import load_results, results_markdown
 
     def targets(prefix, cfg):
         return [f"{prefix}phase3/{t}" for t in cfg.evaluate.tasks] + [f"{prefix}results"]
 
-    cfg = _run_targets(config_path, sets, force, in_process, arms, wait, targets)
-    click.echo(results_markdown(load_results(cfg.run_dir / "results.json")))
+    for name, cfg in _run_targets(config_path, sets, force, in_process, arms, wait, targets):
+        click.echo(_heading(name) + results_markdown(load_results(cfg.run_dir / "results.json")))
 
 
 @main.command()
@@ -253,7 +271,8 @@ def _graph_options(fn):
 @main.command()
 @_graph_options
 @click.option("--all", "show_all", is_flag=True, help="List feature-preparation nodes too.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list instead: per node, node, kind, arm, state, reasons, wall_seconds, holder.")
 def status(config_path, sets, arms, show_all, as_json):
     """Where a study stands, running nothing: every node of its graph as done, stale (with
     why: a config key changed, a data file changed, an upstream node was retrained), pending,
@@ -315,23 +334,28 @@ def plan(config_path, sets, arms, nodes, gpus_per_node, output, as_json):
               help="A fine-tuned model (phase2/<task>/model) or an encoder export.")
 @click.option("--task", default=None, help="Score this task through every engine (needs --checkpoint with its head).")
 @click.option("--lang", default="en", show_default=True, help="Language of the task's eval split.")
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", default="test", show_default=True, help="Split of the task scored through each engine.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Local data root (default: bundled fixtures); --source hub reads the hub.")
 @click.option("--source", type=click.Choice(["local", "hub"]), default="local", show_default=True)
-@click.option("--engines", default="torch-eager,torch-sdpa,torch-compile,ds,ds-kernel", show_default=True)
+@click.option("--engines", default="torch-eager,torch-sdpa,torch-compile,ds,ds-kernel", show_default=True,
+              help="Comma-separated engines; ds-kernel needs CUDA (on a CPU it is a row marked unavailable).")
 @click.option("--precisions", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, bf16.")
-@click.option("--batch-sizes", default="1,8,32", show_default=True)
+@click.option("--batch-sizes", default="1,8,32", show_default=True,
+              help="Comma-separated throughput batch sizes; the largest is also the latency batch.")
 @click.option("--seq-len", type=click.IntRange(min=8), default=128, show_default=True,
               help="Max tokens per row (synthetic workload length cap, or the task's featurization length).")
 @click.option("--lengths", type=click.Choice(["lognormal", "uniform", "fixed"]), default="lognormal", show_default=True,
               help="Synthetic row lengths (without --task); 'fixed' fills every row to --seq-len.")
 @click.option("--serving-batch", type=click.IntRange(min=1), default=None, help="Latency batch (default: largest).")
-@click.option("--latency-requests", type=click.IntRange(min=100), default=100, show_default=True)
-@click.option("--nodes", type=click.IntRange(min=1), default=None, help="Nodes to use (default: all alive).")
+@click.option("--latency-requests", type=click.IntRange(min=100), default=100, show_default=True,
+              help="Requests timed one after another for the latency percentiles (p50/p90/p99).")
+@click.option("--nodes", type=click.IntRange(min=1), default=None,
+              help="Nodes to measure on, one Ray actor each (default: all alive); the table has a row per node.")
 @click.option("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray).")
 @click.option("--no-ray", is_flag=True, help="Measure in this process (one node) instead of one Ray actor per node.")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for bench.jsonl/.csv/.md, throughput.png, latency.png and tensorboard/.")
 def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, precisions, batch_sizes, seq_len,
           lengths, serving_batch, latency_requests, nodes, address, no_ray, output):
     """Inference benchmark: throughput (samples/s) and latency (ms, p50/p90/p99) per node and
@@ -386,10 +410,11 @@ def _check_bench_task(task: str, checkpoint: Path) -> None:
 @click.option("--study", "study_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A study's run dir: its arms (arms.json, or results.json) and bench*/bench.jsonl.")
 @click.option("--results", "results", multiple=True, metavar="ARM=PATH",
-              help="An arm's results.json (repeatable), e.g. english-mt=runs/quickstart/results.json.")
+              help="An arm's results.json (repeatable), e.g. english=runs/quickstart/arms/english/results.json.")
 @click.option("--bench", "bench_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="bench.jsonl files of `stilts-ds bench` (repeatable).")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for tradeoff.md/.csv, pareto.png and arms.png.")
 def report(study_dir, results, bench_files, output):
     """Trade-off report: accuracy per intermediate-training arm (English-only and multilingual
     side by side) beside training and serving cost per engine, as a Markdown/CSV table and plots
@@ -445,12 +470,14 @@ _SCALE_AXES = {"nodes": "--nodes", "workers_per_node": "--workers-per-node", "ba
 @click.option("--no-ray", is_flag=True, help="Measure in this process (one node, one worker) instead of on Ray.")
 @click.option("--name", default=None, help="Sweep name (default: the YAML's, else scale).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Study directory: scale.jsonl/.csv/.md, PNG plots, tensorboard/; a rerun resumes it.")
+              help="Study directory: scale.jsonl/.csv/.md, PNG plots, tensorboard/, and sweep.json (the sweep as "
+                   "run, resolved); a rerun resumes it.")
 @click.option("--force", is_flag=True, help="Rerun finished points too (old rows stay in scale.jsonl).")
 def scale(sweep_path, mode, bandwidth_gbps, intra_node_bandwidth_gbps, address, no_ray, name, output, force, **axes):
     """Scaling study: throughput and latency per node (inference), tokens/s by ZeRO stage and
     node count with weak/strong scaling efficiency (training), beside a communication model's
-    predicted step time. An interrupted sweep resumes: finished points are skipped."""
+    predicted step time. An interrupted sweep resumes: finished points are skipped. Exits 1
+    when a point failed (its row says why), after writing every table and plot."""
     from stilts_ds.studies.scale import run_sweep
     from stilts_ds.studies.sweep_spec import _Where, load_sweep, sweep_from_mapping
 
@@ -487,7 +514,10 @@ def scale(sweep_path, mode, bandwidth_gbps, intra_node_bandwidth_gbps, address, 
 
 
 # ----------------------------------------------------------------------------- demo
-QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+# Imported beside its one use; cheap (no heavy imports), unlike the commands' lazy imports.
+from stilts_ds.shipped import config_file
+
+QUICKSTART = config_file("quickstart.yaml")  # the checkout's configs/, or the installed wheel's copy
 
 
 @main.command()

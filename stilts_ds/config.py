@@ -87,7 +87,9 @@ class ClusterConfig:
     storage_path: str | None = _help(
         "Where Ray Train keeps checkpoints and results (S3/GCS/NFS for multi-node); default <output_dir>/ray.", None)
     max_failures: int = _help("Worker failures Ray Train recovers from (restart from the last checkpoint).", 1)
-    ray_address: str | None = _help("Ray cluster address; default: connect to a running one or start locally.", None)
+    ray_address: str | None = _help(
+        "Ray cluster address; default: RAY_ADDRESS (`ray submit` and tools/run_study.py set it), else the Ray "
+        "cluster already running on this machine, else a new one started here.", None)
     max_concurrent_jobs: int | None = _help(
         "Training and evaluation jobs running side by side (each its own TorchTrainer fit and placement group). "
         "Unset: as many as the cluster's free workers hold now. Set: up to this many, even beyond the workers "
@@ -147,7 +149,7 @@ class TrainConfig:
         "Fixed sampling shares for some tasks (e.g. {mlm: 0.2}); the other tasks share the rest by `sampling`.",
         factory=dict)
     seed: int = _help("Seed of sampling, shuffling and head initialisation.", 42)
-    checkpoint_every: int = _help("Optimizer steps between checkpoints.", 500)
+    checkpoint_every: int = _help("Optimizer steps between checkpoints (the newest two are kept).", 500)
     log_every: int = _help("Optimizer steps between TensorBoard points.", 10)
     eval_every: int | None = _help("Optimizer steps between English-dev evaluations; default: once per epoch.", None)
 
@@ -174,6 +176,15 @@ class TrainConfig:
 
     def override(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+    def batch(self, world_size: int) -> tuple[int, int, int]:
+        """(global batch, micro-batch, grad accumulation) at ``world_size`` workers; a
+        StiltsError naming the numbers when no exact split exists. With only micro_batch
+        set, each worker takes one micro-batch per step."""
+        from stilts_ds.batch import resolve_batch
+
+        accum = self.grad_accum if (self.grad_accum or self.global_batch) else 1
+        return resolve_batch(self.global_batch, self.micro_batch, accum, world_size)
 
 
 @dataclass(frozen=True)
@@ -320,6 +331,10 @@ class ExperimentConfig:
         "Named arms of the study, each a set of overrides of this config (e.g. {english-multi: {}, "
         "plus-mlm: {intermediate: {tasks: [..., mlm]}}}); each arm runs the three phases under "
         "<output_dir>/arms/<arm>. An arm may carry a `description`.", factory=dict)
+    skip_tasks: tuple[str, ...] = _help(
+        "Tasks left out of every task list of this config and of its arms (a translated copy such as "
+        "mnli@de goes with its base task); an arm left with no intermediate task is dropped. For example "
+        "[ccg] runs a study without CCGbank: --set skip_tasks=[ccg].", ())
 
     def __post_init__(self):
         from stilts_ds.tasks.registry import get_task
@@ -349,6 +364,7 @@ class ExperimentConfig:
             raise ConfigError("intermediate.tasks is empty: list tasks, or remove the intermediate section")
         if not isinstance(self.arms, Mapping):
             raise ConfigError(f"arms: expected a mapping of arm name -> overrides, got {type(self.arms).__name__}")
+        self._check_batches()  # before the arms: a base-config error is named as such
         object.__setattr__(self, "arms", {k: (v or {}) for k, v in self.arms.items()})
         # Built here so that a bad arm fails at load time, naming the arm and the option.
         object.__setattr__(self, "_arms", {name: self._arm(name, changes) for name, changes in self.arms.items()})
@@ -358,6 +374,20 @@ class ExperimentConfig:
         if self.bench.task is not None and self.bench.task not in self.finetune.tasks and not self.arms:
             raise ConfigError(f"bench.task {self.bench.task!r} is not in finetune.tasks: the bench serves a "
                               "fine-tuned model")
+
+    def _check_batches(self) -> None:
+        """Every training run's batch splits exactly over cluster.num_workers, checked at load
+        time: otherwise a study would stop at the first such run, after others had run."""
+        workers = self.cluster.num_workers
+        runs = [("intermediate", self.intermediate)] if self.intermediate else []
+        runs += [(f"finetune ({stage})", self.finetune.recipe(stage))
+                 for task in self.finetune.tasks for stage in self.finetune.stages(task)]
+        for where, train in runs:
+            try:
+                train.batch(workers)
+            except StiltsError as e:
+                raise ConfigError(
+                    f"{where}: {e} (at cluster.num_workers={workers}: change the batch or the worker count)") from None
 
     def _arm(self, name: str, changes: Mapping[str, Any]) -> "Arm":
         where = f"arms.{name}"
@@ -507,8 +537,107 @@ _NESTED = {
 }
 
 
+class ConfigWarning(UserWarning):
+    """A config that loads but may not do what was meant (the CLI prints these)."""
+
+
 def from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
-    return _build(ExperimentConfig, data, "")
+    return _build(ExperimentConfig, _without_skipped(data), "")
+
+
+def _without_skipped(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with ``skip_tasks`` removed from every task list, its own and its arms'.
+    Done on the raw mapping, before validation, so that a skipped task is never looked for."""
+    skip = data.get("skip_tasks") if isinstance(data, Mapping) else None
+    if not skip:
+        return data
+    if not isinstance(skip, (list, tuple)) or not all(isinstance(t, str) for t in skip):
+        raise ConfigError(f"skip_tasks: expected a list of task names, got {skip!r}")
+    from stilts_ds.tasks.registry import get_task
+
+    for name in skip:
+        try:
+            get_task(name)
+        except StiltsError as e:
+            raise ConfigError(f"skip_tasks: {e}") from None
+
+    def kept(names):
+        if not isinstance(names, (list, tuple)):
+            return names  # not a list: left for validation to report
+        out = []
+        for name in names:
+            try:
+                spec = get_task(name)
+            except StiltsError:
+                out.append(name)  # unknown: validation names it with its option
+                continue
+            if (spec.base or spec.name) not in skip:
+                out.append(name)
+        return out
+
+    def trim(section: Mapping[str, Any]) -> tuple[dict, bool]:
+        """(section with the task lists trimmed, whether its intermediate tasks all went)."""
+        section = dict(section)
+        emptied = False
+        for phase in ("intermediate", "finetune", "evaluate"):
+            part = section.get(phase)
+            if not isinstance(part, Mapping) or "tasks" not in part:
+                continue
+            part = dict(part)
+            before = part["tasks"]
+            part["tasks"] = kept(before)
+            if phase == "intermediate" and before and not part["tasks"]:
+                emptied = True
+            for table in ("weights", "per_task"):
+                if isinstance(part.get(table), Mapping):
+                    part[table] = {k: v for k, v in part[table].items() if kept([k])}
+            section[phase] = part
+        return section, emptied
+
+    out, emptied = trim(data)
+    if emptied:
+        raise ConfigError(f"skip_tasks {list(skip)} leaves intermediate.tasks empty: remove the intermediate "
+                          "section for a study without phase 1, or skip fewer tasks")
+    if isinstance(out.get("bench"), Mapping) and out["bench"].get("task") and not kept([out["bench"]["task"]]):
+        out["bench"] = {**out["bench"], "task": None}
+    if isinstance(out.get("data"), Mapping) and isinstance(out["data"].get("local_tasks"), Mapping):
+        out["data"] = {**out["data"], "local_tasks": {k: v for k, v in out["data"]["local_tasks"].items()
+                                                      if kept([k])}}
+    if isinstance(out.get("arms"), Mapping):
+        arms = {}
+        for name, changes in out["arms"].items():
+            if isinstance(changes, Mapping):
+                changes, emptied = trim(changes)
+                if emptied:
+                    # Its intermediate tasks were all skipped: what is left would be a baseline
+                    # under another name, so the arm goes (plan and status list arms).
+                    continue
+            arms[name] = changes
+        out["arms"] = arms
+        if isinstance(out.get("bench"), Mapping) and out["bench"].get("arm") not in (None, *arms):
+            out["bench"] = {**out["bench"], "arm": None}
+    return out
+
+
+def _unreached(data: Mapping[str, Any], dotted: str) -> list[str]:
+    """The arms of ``data`` that set ``dotted`` (or replace a section holding it) themselves,
+    so that an override of the base config's ``dotted`` does not reach them."""
+    arms = data.get("arms") if isinstance(data, Mapping) else None
+    if not isinstance(arms, Mapping) or dotted.split(".")[0] == "arms":
+        return []
+    out = []
+    for name, changes in arms.items():
+        node = changes
+        for key in dotted.split("."):
+            if not isinstance(node, Mapping) or key not in node:
+                break
+            node = node[key]
+            if node is None:  # the arm removes the section (a baseline): nothing to reach
+                break
+            if not isinstance(node, Mapping) or key == dotted.split(".")[-1]:
+                out.append(name)
+                break
+    return out
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
@@ -528,6 +657,16 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
+        unreached = _unreached(data, dotted)
+        if unreached:
+            import warnings
+
+            first = unreached[0]
+            warnings.warn(ConfigWarning(
+                f"--set {dotted} does not reach arm(s) {', '.join(unreached)} of {path}, which set it themselves; "
+                f"set it per arm (--set arms.{first}.{dotted}=...)"
+                + (" or leave a task out everywhere with --set skip_tasks=[...]" if dotted.endswith(".tasks") else "")),
+                stacklevel=2)
     try:
         return from_dict(data)
     except ConfigError as e:

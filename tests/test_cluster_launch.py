@@ -4,8 +4,10 @@
   ``ray up`` of cluster/onprem.yaml with head_ip 127.0.0.1 (the launcher starts the head over
   SSH and runs the YAML's setup commands), ``ray submit`` of tools/run_study.py running a tiny
   study on that cluster (Ray Train + DeepSpeed, one worker) that writes results.md/.json, and
-  ``ray down``. Skips, saying why, where sshd, ssh, ssh-keygen or rsync is missing (Debian:
-  ``apt-get install -y openssh-server rsync``; .ci/run tries that) or sshd cannot start.
+  ``ray down``. Where sshd, ssh, ssh-keygen or rsync is missing (Debian: ``apt-get install -y
+  openssh-server rsync``; .ci/run does that) or sshd cannot start, it skips saying why, except
+  under CI (the environment variable CI set to a true value, as .ci/run and CI services set
+  it): there it fails with the reason, so a CI machine that lost its sshd cannot pass green.
 * test_ray_job_submit_to_a_local_head: ``ray job submit --working-dir tools`` of the same
   study to a local head with a dashboard (tests/engine/ray_cluster.py), its stages run in the
   job's own process (``--in-process``, see JOB_STUDY_IN_PROCESS). Runs everywhere.
@@ -109,6 +111,21 @@ ray_cluster = _load("stilts_tests_ray_cluster", ROOT / "tests" / "engine" / "ray
 sshd_mod = _load("stilts_tests_sshd", ROOT / "tests" / "sshd.py")
 
 TIMINGS: dict = {}
+
+
+def _on_ci() -> bool:
+    """CI=true (or 1, yes, ...): any value but empty, 0, false, no, off."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _cannot_run(reason: str) -> None:
+    """Skip, saying why; under CI fail instead: there the SSH path must really have run."""
+    message = f"cannot run `ray up` over SSH here: {reason}"
+    if _on_ci():
+        pytest.fail(f"{message}\nCI is set ({os.environ.get('CI')!r}): a CI machine must be able to run this "
+                    "test (.ci/run installs openssh-server and rsync as root), so this fails instead of "
+                    "skipping", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -238,8 +255,7 @@ def _loopback_yaml(*, name: str, sshd, ports: dict, temp_dir: Path, ray_marker: 
 def test_ray_up_submit_down_over_ssh(tmp_path):
     missing = sshd_mod.missing_tools()
     if missing:
-        pytest.skip(f"cannot run `ray up` over SSH here: not installed: {', '.join(missing)} "
-                    "(Debian: apt-get install -y openssh-server rsync)")
+        _cannot_run(f"not installed: {', '.join(missing)} (Debian: apt-get install -y openssh-server rsync)")
     out_dir = tmp_path / "study"
     study_cfg = _study_config(tmp_path / "study.yaml")
     # Short: Ray's unix sockets live under the temp dir (~107-byte limit).
@@ -281,7 +297,7 @@ def test_ray_up_submit_down_over_ssh(tmp_path):
         try:
             sshd.start()
         except sshd_mod.SshdUnavailable as e:
-            pytest.skip(f"cannot run `ray up` over SSH here: {e}")
+            _cannot_run(str(e))
         TIMINGS["sshd start"] = time.monotonic() - t0
 
         flags = ("port", "ray-client-server-port", "dashboard-port", "node-manager-port",

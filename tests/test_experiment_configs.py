@@ -146,16 +146,56 @@ def test_paper_has_run_command_and_cites_every_number():
 
 
 def test_paper_documented_overrides_parse():
-    """The command lines in paper.yaml's header: drop ccg, one task at a time, no intermediate."""
-    eight = load_config(PAPER, {"intermediate.tasks": list(INTERMEDIATE[:-1])})
-    assert "ccg" not in eight.intermediate.tasks and len(eight.intermediate.tasks) == 8
-    single = load_config(PAPER, {"intermediate.tasks": ["squad_v1"], "name": "paper-squad_v1",
-                                 "output_dir": "runs/paper-squad_v1"})
-    assert single.intermediate.tasks == ("squad_v1",)
-    baseline = load_config(PAPER, {"intermediate": None})
-    assert baseline.intermediate is None
+    """The command lines in paper.yaml's comments: no ccg, the faster batch."""
+    eight = load_config(PAPER, {"skip_tasks": ["ccg"]})
+    assert eight.intermediate.tasks == INTERMEDIATE[:-1]
     faster = load_config(PAPER, {"cluster.num_workers": 8, "intermediate.global_batch": 8})
     resolve_batch(faster.intermediate.global_batch, faster.intermediate.micro_batch, None, 8)
+
+
+def test_skip_tasks_reaches_every_arm_and_drops_the_emptied_ones():
+    """Without CCGbank: ccg leaves the base list and every arm's list; its single-task arm
+    goes (what is left would be a second baseline); translated copies go with their base."""
+    cfg = load_config(PAPER, {"skip_tasks": ["ccg"]})
+    arms = cfg.arm_configs()
+    assert "ccg" not in arms and {"baseline", "multi-task", "plus-mlm", "plus-translated"} <= set(arms)
+    for arm in arms.values():
+        assert "ccg" not in (arm.config.intermediate.tasks if arm.config.intermediate else ())
+    assert arms["plus-mlm"].config.intermediate.tasks == (*INTERMEDIATE[:-1], "mlm")
+    assert arms["plus-mlm"].config.intermediate.weights == {"mlm": 0.1}
+    no_mnli = load_config(PAPER, {"skip_tasks": ["mnli"]}).arm_configs()
+    assert "mnli" not in no_mnli
+    assert not [t for t in no_mnli["plus-translated"].config.intermediate.tasks if t.startswith("mnli")]
+    with pytest.raises(ConfigError, match=r"skip_tasks: unknown task 'cgg'.*Did you mean 'ccg'"):
+        load_config(PAPER, {"skip_tasks": ["cgg"]})
+    with pytest.raises(ConfigError, match="leaves intermediate.tasks empty"):
+        load_config(QUICKSTART, {"skip_tasks": list(INTERMEDIATE)})
+
+
+def test_a_set_that_arms_override_warns_naming_them():
+    """--set of a key that arms set themselves does not reach them: say so, naming the arms."""
+    from stilts_ds.config import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match=r"intermediate.tasks does not reach arm\(s\) anli_plus, .*plus-translated"):
+        load_config(PAPER, {"intermediate.tasks": list(INTERMEDIATE[:-1])})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        load_config(PAPER, {"intermediate.lr": 2e-5, "cluster.num_workers": 2})  # reaches every arm
+
+
+def test_a_batch_the_workers_cannot_split_fails_at_load_time():
+    """4 rows per step over 8 workers: refused when the config loads, naming the phase and
+    the worker count, not at the first phase-1 launch after the baseline arm has run."""
+    with pytest.raises(ConfigError, match=r"paper.yaml: intermediate: global_batch 4 is not divisible .*"
+                                          r"cluster.num_workers=8"):
+        load_config(PAPER, {"cluster.num_workers": 8})
+    with pytest.raises(ConfigError, match=r"finetune \(xnli\): global_batch 32 .*num_workers=3"):
+        load_config(PAPER, {"cluster.num_workers": 3, "intermediate.global_batch": 3})
+    # A stage of a recipe (xcopa's SIQA stage) is checked too.
+    with pytest.raises(ConfigError, match=r"finetune \(siqa\): global_batch 6 .*num_workers=2"):
+        load_config(PAPER, {"cluster.num_workers": 2, "finetune.per_task.siqa.global_batch": 6})
 
 
 # ----------------------------------------------------------------------------- quickstart.yaml

@@ -13,8 +13,9 @@ Prints tokens/s and MFU against ``--peak-tflops``:
     FLOPs per token = 6 N + 12 L H S   (N non-embedding parameters, L layers, H hidden, S length;
                                         forward + backward, attention score and value products)
 
-Target on one H100 (800 TFLOP/s dense bf16): at least 45% MFU (about 432k tokens/s at
-length 128 for XLM-R Large).
+Target on one H100: at least 45% MFU against the default --peak-tflops 800 (a sustained
+dense bf16 figure; the spec sheet says 989). XLM-R Large at length 128 costs 1.85 GFLOP per
+token, so 45% is about 195k tokens/s (100% would be about 432k).
 """
 from __future__ import annotations
 

@@ -21,10 +21,11 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from stilts_ds import shipped
 from stilts_ds.errors import DataFileError, StiltsError
 from stilts_ds.tasks.spec import HubPart, TaskSpec
 
-FIXTURES_DIR = Path(__file__).resolve().parent.parent / "resources" / "fixtures"
+FIXTURES_DIR = shipped.fixtures_dir()
 SOURCES = ("local", "hub")
 
 log = logging.getLogger(__name__)

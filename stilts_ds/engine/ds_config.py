@@ -60,10 +60,16 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
+from stilts_ds import shipped
 from stilts_ds.atomic import write_atomic
+
+# The batch arithmetic lives below config (which checks every arm's batches at load time);
+# ds_config keeps its names so callers read one module.
+from stilts_ds.batch import positive_int as _positive_int
+from stilts_ds.batch import resolve_batch
 from stilts_ds.errors import StiltsError
 
-DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
+DS_CONFIG_DIR = shipped.ds_config_dir()  # the checkout's ds_configs/, or the wheel's copy
 MERGED_NAME = "ds_config.json"
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -133,52 +139,6 @@ def load_base(name_or_path: str | os.PathLike) -> dict:
     if not isinstance(cfg, dict):
         raise StiltsError(f"{path}: a DeepSpeed config must be a JSON object, got {type(cfg).__name__}")
     return cfg
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise StiltsError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def resolve_batch(
-    global_batch: int | None, micro_batch: int | None, grad_accum: int | None, world_size: int
-) -> tuple[int, int, int]:
-    """(global, micro, accum) from any two of them and the world size; see module doc."""
-    world_size = _positive_int("world_size", world_size)
-    given = {k: v for k, v in (("global_batch", global_batch), ("micro_batch", micro_batch), ("grad_accum", grad_accum)) if v is not None}
-    for k, v in given.items():
-        _positive_int(k, v)
-    if len(given) < 2:
-        raise StiltsError(
-            f"batch size underdetermined: got only {given or 'nothing'}; set two of global_batch, "
-            f"micro_batch (per rank), grad_accum (global = micro x accum x world_size={world_size})"
-        )
-    if global_batch is None:
-        return micro_batch * grad_accum * world_size, micro_batch, grad_accum
-    if micro_batch is None:
-        per = grad_accum * world_size
-        if global_batch % per:
-            raise StiltsError(
-                f"global_batch {global_batch} is not divisible by grad_accum {grad_accum} x world_size "
-                f"{world_size} = {per}; choose a global_batch that is a multiple of {per}, or set micro_batch instead"
-            )
-        return global_batch, global_batch // per, grad_accum
-    per = micro_batch * world_size
-    if grad_accum is None:
-        if global_batch % per:
-            raise StiltsError(
-                f"global_batch {global_batch} is not divisible by micro_batch {micro_batch} x world_size "
-                f"{world_size} = {per}; choose a global_batch that is a multiple of {per}, or change micro_batch"
-            )
-        return global_batch, micro_batch, global_batch // per
-    if micro_batch * grad_accum * world_size != global_batch:
-        raise StiltsError(
-            f"contradictory batch settings: micro_batch {micro_batch} x grad_accum {grad_accum} x world_size "
-            f"{world_size} = {micro_batch * grad_accum * world_size}, not global_batch {global_batch}; "
-            "set only two of the three and let the third be derived"
-        )
-    return global_batch, micro_batch, grad_accum
 
 
 def resolve_warmup(warmup_ratio: float | None, warmup_steps: int | None, total_steps: int) -> int:

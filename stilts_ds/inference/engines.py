@@ -67,6 +67,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from stilts_ds import shipped
 from stilts_ds.errors import StiltsError
 from stilts_ds.modeling.multitask import ENCODER_INPUTS, MultiTaskModel
 
@@ -74,7 +75,7 @@ PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float
 STATUSES = ("ok", "unavailable", "failed")
 TOKEN_LEVEL_FORMATS = ("span_qa", "tagging")  # head outputs with one value per token
 TARGET_KEYS = ("labels", "start_positions", "end_positions")  # targets make heads compute a loss
-DEFAULT_DS_CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "ds_configs"
+DEFAULT_DS_CONFIG_DIR = shipped.ds_config_dir()  # the checkout's ds_configs/, or the wheel's copy
 
 
 class EngineUnavailableError(StiltsError, RuntimeError):

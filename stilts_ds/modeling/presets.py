@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stilts_ds import shipped
 from stilts_ds.errors import StiltsError
 
-BUNDLED_TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "resources" / "tokenizer"
+BUNDLED_TOKENIZER_DIR = shipped.tokenizer_dir()
 DEFAULT_MODEL = "FacebookAI/xlm-roberta-large"
 
 # What every XLM-R shares: special-token ids, one token type, positions starting after the

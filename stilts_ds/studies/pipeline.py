@@ -140,8 +140,7 @@ class Study:
             tasks.append(TaskInput(task, Head(**self._head(task)), train=path,
                                    dev=str(self.features(task, "validation", "en")) if with_dev else None))
             rows += len(cache.read(Path(path)))
-        grad_accum = train.grad_accum if (train.grad_accum or train.global_batch) else 1
-        global_batch, micro, accum = dsc.resolve_batch(train.global_batch, train.micro_batch, grad_accum, world)
+        global_batch, micro, accum = train.batch(world)
         steps_per_epoch = max(1, math.ceil(rows / global_batch))
         total = train.max_steps or max(1, math.ceil(train.epochs * steps_per_epoch))
         ds = dsc.merge_ds_config(

@@ -145,10 +145,7 @@ def _throughput(plan: PlanConfig, model: str, length: int, micro: int | None) ->
 
 def _train_steps(train: TrainConfig, rows: int, workers: int) -> tuple[int, int]:
     """(optimizer steps, global batch) as Study.build_job computes them."""
-    from stilts_ds.engine import ds_config as dsc
-
-    accum = train.grad_accum if (train.grad_accum or train.global_batch) else 1
-    global_batch, _, _ = dsc.resolve_batch(train.global_batch, train.micro_batch, accum, workers)
+    global_batch, _, _ = train.batch(workers)
     per_epoch = max(1, math.ceil(rows / global_batch))
     return train.max_steps or max(1, math.ceil(train.epochs * per_epoch)), global_batch
 

@@ -6,7 +6,11 @@ DeepSpeed engines in-process and under Ray Train on the two-node test cluster.
   a warning naming the file, and the run resumes from the next older one, in-process and under
   Ray (where Train V2 would otherwise hand the same broken checkpoint back on every try).
 * A checkpoint made under another configuration (key) is refused before anything starts,
-  naming the config keys that changed; ``clear`` starts the node over.
+  naming the config keys that changed; ``clear`` starts the node over, on any storage
+  (a plain directory, a ``file://`` URI, a ``storage_filesystem``).
+
+    .venv/bin/python -m pytest tests/engine/test_checkpoints.py -q
+    .venv/bin/python -m pytest tests/engine/test_checkpoints.py -q -k clear_deletes   # no DeepSpeed, no Ray
 """
 import json
 import random
@@ -92,6 +96,35 @@ def test_check_resumable_judges_only_this_nodes_newest_checkpoint(tmp_path):
     assert checkpoints.problem(cands[1]).endswith("w.bin is 4 bytes, 10 expected (truncated)")
     assert checkpoints.clear(str(storage), run, tmp_path / "p1") == [str(exp)]
     assert not exp.exists() and checkpoints.check_resumable(str(storage), run, tmp_path / "p1", changed) is None
+
+
+def test_clear_deletes_the_run_on_file_uri_and_filesystem_storage(tmp_path):
+    """--force must start over whatever the storage: a ``file://`` URI (resolved by pyarrow, as
+    s3:// or gs:// are) and a storage filesystem given as ``RunConfig.storage_filesystem`` (here
+    a Python-defined one over local disk) lose the whole run directory, and nothing else."""
+    import pyarrow.fs
+    from fsspec.implementations.local import LocalFileSystem
+
+    storage, run = tmp_path / "storage", "study-phase1"
+    exp = storage / run
+    _meta_dir(exp / "checkpoint_000001", "a/phase1", "k1", {"intermediate.lr": 0.001}, 2)
+    (exp / "checkpoint_manager_snapshot.json").write_text("{}")  # Ray's record of the run goes too
+    (storage / "other-run" / "checkpoint_000001").mkdir(parents=True)
+    (tmp_path / "p1" / checkpoints.LOCAL_DIR / "step2").mkdir(parents=True)
+    uri = storage.as_uri()
+    assert uri.startswith("file:///")
+    assert [c.name for c in checkpoints.candidates(storage_path=uri, run_name=run)] == ["checkpoint_000001"]
+
+    gone = checkpoints.clear(uri, run, tmp_path / "p1")
+    assert gone == [str(exp), str(tmp_path / "p1" / checkpoints.LOCAL_DIR)]
+    assert not exp.exists() and (storage / "other-run" / "checkpoint_000001").is_dir()
+    assert checkpoints.candidates(storage_path=uri, run_name=run) == []
+    assert checkpoints.clear(uri, run, tmp_path / "p1") == []  # nothing left: a no-op
+
+    fs = pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(LocalFileSystem()))
+    _meta_dir(exp / "checkpoint_000002", "a/phase1", "k1", {}, 4)
+    assert checkpoints.clear(str(storage), run, None, filesystem=fs) == [str(exp)]
+    assert not exp.exists() and (storage / "other-run").is_dir()
 
 
 # ------------------------------------------------------------------ real DeepSpeed runs

@@ -185,11 +185,11 @@ def test_status_and_phase3_after_a_forced_fine_tune(tmp_path):
 
 
 def test_bad_input_is_caught_before_workers_start(tmp_path):
-    cfg = _config(tmp_path, **{"intermediate.micro_batch": 8, "intermediate.grad_accum": 2,
-                               "intermediate.global_batch": 100})
-    with pytest.raises(StiltsError, match="contradictory batch settings"):
-        Study(cfg, in_process=True, progress=False).intermediate()
-    assert not (cfg.run_dir / "phase1" / "encoder").exists()
+    # A contradictory batch is refused when the config loads (before any stage), naming the phase.
+    with pytest.raises(StiltsError, match="intermediate: contradictory batch settings"):
+        _config(tmp_path, **{"intermediate.micro_batch": 8, "intermediate.grad_accum": 2,
+                             "intermediate.global_batch": 100})
+    assert not (tmp_path / "run" / "phase1").exists()
 
     cfg = _config(tmp_path, **{"deepspeed.base": str(tmp_path / "offload.json")})
     (tmp_path / "offload.json").write_text(json.dumps(
@@ -246,11 +246,23 @@ def test_two_node_zero_training_over_all_intermediate_tasks(ray_cluster, tmp_pat
 
 
 def test_worker_killed_mid_run_resumes_from_checkpoint(ray_cluster, tmp_path):
+    from stilts_ds.engine import faults
+
     marker = tmp_path / "fault" / "killed"
     stage = _phase1_on_ray(ray_cluster, tmp_path, "zero2", fault={"step": 6, "rank": 1, "marker": marker})
     assert marker.read_text() == "6"  # the worker really died at step 6
+    # No sleep before the kill: the fault hook killed rank 1 only once Ray's checkpoint manager
+    # record named the run's newest checkpoint (engine/faults.py), and wrote down which.
+    seen = faults.registered(marker)
+    assert "error" not in seen, seen
+    registered_at = Path(seen["uri"])  # a checkpoint_<seq> directory of this run's Ray storage
+    assert registered_at.name == seen["checkpoint"] and registered_at.parent.parent == tmp_path / "zero2" / "ray", seen
+    # Saves at steps 4, 8 (checkpoint_every 4): before step 6 the newest can only be step 4's.
+    assert seen["step"] == 4, seen
     summary = json.loads((stage / "train_summary.json").read_text())
-    assert summary["resumed_from"] == 4  # Ray restarted the workers from the step-4 checkpoint
+    # Ray restarted the workers, which resumed from exactly the checkpoint registered before the kill.
+    assert summary["resumed_checkpoint"] == seen["uri"] and summary["resumed_from"] == seen["step"]
+    assert summary["skipped_checkpoints"] == []
     assert summary["steps"] == 12  # and the run finished the planned number of optimizer steps
     steps = [json.loads(line)["step"] for line in (stage / "tensorboard" / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["tag"] == "train/lr"]

@@ -1,6 +1,7 @@
 """score_files: reader selection per metric and errors naming the files."""
 
 import json
+import math
 
 import pytest
 
@@ -104,19 +105,33 @@ def test_every_registered_metric_is_scorable(tmp_path):
     pairs = write(tmp_path, "p.tsv", "a\tb\n")
     refs = squad_file(tmp_path, "gold.json", {"q1": ["x"]})
     preds = write(tmp_path, "preds.json", '{"q1": "x"}')
+    tags = write(tmp_path, "t.tsv", "B-PER\n")
+    ranked = write(tmp_path, "r.json", '{"q": ["a"]}')
+    perfect_prf = {"f1": 100.0, "precision": 100.0, "recall": 100.0}
+    perfect_qa = {"exact_match": 100.0, "f1": 100.0}
+    # (predictions, references, every metric the scorer returns). Exact dicts: a max() over the
+    # values would pass with one metric at 100 and another dropped or wrong.
     inputs = {
-        "accuracy": (labels, labels),
-        "tatoeba_accuracy": (labels, labels),
-        "seqeval_f1": (write(tmp_path, "t.tsv", "B-PER\n"),) * 2,
-        "tag_accuracy": (labels, labels),
-        "squad_v1": (preds, refs),
-        "squad_v2": (preds, refs),
-        "mlqa": (preds, refs),
-        "bucc_f1": (pairs, pairs),
-        "lareqa_map_at_20": (write(tmp_path, "r.json", '{"q": ["a"]}'),) * 2,
-        "mewslix_map_at_20": (write(tmp_path, "r.json", '{"q": ["a"]}'),) * 2,
+        "accuracy": (labels, labels, {"accuracy": 100.0}),
+        "tatoeba_accuracy": (labels, labels, {"accuracy": 100.0}),
+        "seqeval_f1": (tags, tags, perfect_prf),
+        "tag_accuracy": (labels, labels, {"accuracy": 100.0}),
+        "squad_v1": (preds, refs, perfect_qa),
+        # One answerable question: the no-answer breakdown is empty, NaN with total 0 (squad.py).
+        "squad_v2": (preds, refs, {**perfect_qa, "total": 1,
+                                   "has_ans_exact_match": 100.0, "has_ans_f1": 100.0, "has_ans_total": 1,
+                                   "no_ans_exact_match": math.nan, "no_ans_f1": math.nan, "no_ans_total": 0}),
+        "mlqa": (preds, refs, perfect_qa),
+        "bucc_f1": (pairs, pairs, perfect_prf),
+        "lareqa_map_at_20": (ranked, ranked, {"map@20": 100.0}),
+        "mewslix_map_at_20": (ranked, ranked, {"map@20": 100.0}),
     }
     assert set(inputs) == set(METRICS)
-    for metric, (p, r) in inputs.items():
+    for metric, (p, r, expected) in inputs.items():
         result = score_files(metric, p, r, lang="en")
-        assert max(v for k, v in result.items() if not k.endswith("total")) == 100.0, metric
+        assert set(result) == set(expected), metric
+        for key, want in expected.items():
+            got = result[key]
+            # NaN never equals itself: compare NaN by isnan, everything else exactly.
+            ok = math.isnan(got) if isinstance(want, float) and math.isnan(want) else got == want
+            assert ok, (metric, key, got, want)

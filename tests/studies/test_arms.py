@@ -59,11 +59,22 @@ def test_arms_override_the_base_and_share_the_cache(tmp_path):
         select_arms(cfg, ["nope"])
 
 
-def test_phase_commands_need_an_arm_when_the_config_has_several(tmp_path):
+def test_phase_commands_act_on_every_arm_unless_named(tmp_path):
+    """`stilts-ds train` on a config with arms trains every arm that has a phase 1 (the
+    baseline has none and is passed over); --arm narrows it; naming the baseline is an error."""
     cfg_file = tmp_path / "study.yaml"
-    cfg_file.write_text(QUICKSTART.read_text() + "\narms:\n  a: {}\n  b: {intermediate: {tasks: [mnli]}}\n")
-    out = CliRunner().invoke(main, ["train", "--config", str(cfg_file), "--set", f"output_dir={tmp_path}/r"])
-    assert out.exit_code == 2 and "name one with --arm" in out.output
+    cfg_file.write_text(QUICKSTART.read_text() + "\narms:\n  a: {intermediate: {tasks: [mnli]}}\n"
+                        "  b: {intermediate: {tasks: [qqp]}}\n  base: {intermediate: null}\n")
+    sets = ["--set", f"output_dir={tmp_path}/r", "--set", "cluster.num_workers=1",
+            "--set", "intermediate.max_steps=2", "--set", "finetune.tasks=[xnli]", "--set", "evaluate.tasks=[xnli]"]
+    out = CliRunner().invoke(main, ["train", "--config", str(cfg_file), "--in-process", *sets])
+    assert out.exit_code == 0, out.output
+    for arm in ("a", "b"):
+        assert f"{arm}: encoder: {tmp_path}/r/arms/{arm}/phase1/encoder" in out.output
+        assert (tmp_path / "r" / "arms" / arm / "phase1" / "DONE.json").is_file()
+    assert not (tmp_path / "r" / "arms" / "base" / "phase1").exists()
+    out = CliRunner().invoke(main, ["train", "--config", str(cfg_file), "--in-process", "--arm", "base", *sets])
+    assert out.exit_code == 2 and "arm base has no intermediate section" in out.output
     out = CliRunner().invoke(main, ["pipeline", "--config", str(cfg_file), "--arm", "c"])
     assert out.exit_code == 2 and "--arm 'c': no such arm" in out.output
 

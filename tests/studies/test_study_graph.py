@@ -130,6 +130,56 @@ def test_a_changed_config_key_and_a_grown_data_file_are_named(tmp_path):
     assert states["phase3/xnli"][0] == "stale" and "config key evaluate.split changed" in states["phase3/xnli"][1][0]
 
 
+def test_a_changed_tokenizer_changes_the_node_keys_and_an_unchanged_one_keeps_them(tmp_path):
+    """The tokenizer is in every key by its content (Study.tokenizer_fp), not only by its name:
+    a tokenizer edited in place, under the same path, must change the keys of the features and
+    of everything trained or scored on them. Nothing here trains: keys come from the graph."""
+    from transformers import AutoTokenizer
+
+    from stilts_ds.data import cache
+    from stilts_ds.modeling.presets import BUNDLED_TOKENIZER_DIR
+
+    tok_dir = tmp_path / "tokenizer"
+    shutil.copytree(BUNDLED_TOKENIZER_DIR, tok_dir)
+    sets = _sets(tmp_path, **{"model.tokenizer": str(tok_dir)})
+
+    def graph():
+        return build_graph(load_config(QUICKSTART, sets)).nodes
+
+    before = graph()
+    keys = {n: node.key for n, node in before.items()}
+    assert {n for n in keys if n.startswith("prepare/")} and "phase1" in keys and "results" in keys
+    fp = cache.tokenizer_fingerprint(AutoTokenizer.from_pretrained(str(tok_dir)))
+    assert {node.config["tokenizer_fingerprint"] for n, node in before.items() if n.startswith("prepare/")} == {fp}
+
+    # Unchanged (same files, newer modification times): the same keys.
+    later = time.time() + 60
+    for f in tok_dir.iterdir():
+        os.utime(f, (later, later))
+    assert {n: node.key for n, node in graph().items()} == keys
+
+    # A real change under the same path: one new token. It tokenizes differently...
+    word = "stiltsdsnewword"
+    edited = AutoTokenizer.from_pretrained(str(tok_dir))
+    old_ids = edited(word, add_special_tokens=False)["input_ids"]
+    assert edited.add_tokens([word]) == 1
+    edited.save_pretrained(str(tok_dir))
+    reloaded = AutoTokenizer.from_pretrained(str(tok_dir))
+    new_ids = reloaded(word, add_special_tokens=False)["input_ids"]
+    assert len(old_ids) > 1 and new_ids == [len(reloaded) - 1], (old_ids, new_ids)
+    new_fp = cache.tokenizer_fingerprint(reloaded)
+    assert new_fp != fp
+
+    # ...so every node's key changes: the features (their fingerprint and cache entries), the
+    # phases trained and scored on them, and the results and report built from those.
+    after = graph()
+    assert set(after) == set(keys)
+    assert [n for n, node in after.items() if node.key == keys[n]] == []
+    for n, node in after.items():
+        if n.startswith("prepare/"):
+            assert node.config["tokenizer_fingerprint"] == new_fp, n
+            assert set(node.features).isdisjoint(before[n].features), n  # new cache entries, not the old ones
+
 def test_an_interrupted_rerun_never_reads_as_done(tmp_path):
     """A forced rerun rewrites its outputs as it goes (phase 2 exports every better dev score):
     cut short, the node must read as failed, not keep vouching with its old record."""
