@@ -81,6 +81,11 @@ def prepare(task_names, splits, langs, tokenizer, max_length, source, data_dir, 
     fresh = [d for d in done if not d.reused]
     click.echo(f"prepared {len(done)} splits ({len(fresh)} featurized, {len(done) - len(fresh)} from cache) "
                f"in {cache_dir}: {sum(d.examples for d in done)} examples, {sum(d.rows for d in done)} rows")
+    for d in done:  # what the format says to look at: examples cut short, answers no window holds
+        notes = [f"{k.replace('_', ' ')} {v}" for k, v in d.quality.items()
+                 if k not in ("rows", "examples", "answerable") and v]
+        if notes:
+            click.echo(f"  {d.task}/{d.split}/{d.lang}: {d.examples} examples, " + ", ".join(notes), err=True)
 
 
 # ----------------------------------------------------------------------------- score
@@ -360,26 +365,26 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
           lengths, serving_batch, latency_requests, nodes, address, no_ray, output):
     """Inference benchmark: throughput (samples/s) and latency (ms, p50/p90/p99) per node and
     engine, behind a parity gate, with task accuracy through the same engine."""
-    from stilts_ds.inference.bench import BenchSpec, check_engines, parse_list, run_bench
+    from stilts_ds.inference.bench import (
+        BenchSpec,
+        check_engines,
+        check_task,
+        eval_features,
+        parse_list,
+        run_bench,
+    )
 
     if (preset is None) == (checkpoint is None):
         raise StiltsError("give exactly one of --preset (random weights) or --checkpoint")
     if task and not checkpoint:
         raise StiltsError("--task scores a trained head: give --checkpoint phase2/<task>/model")
-    if task:
-        _check_bench_task(task, checkpoint)
     names = parse_list(engines)
     check_engines(names)
     features = None
-    if task:
-        from stilts_ds.data.prepare import prepare as run_prepare
-        from stilts_ds.modeling.presets import load_tokenizer
-        from stilts_ds.tasks.registry import get_task
-
-        (item,) = run_prepare([get_task(task)], tokenizer=load_tokenizer(checkpoint), cache_dir=output / "cache",
-                              source=source, data_dir=data_dir, splits=[split], langs=[lang], max_length=seq_len,
-                              progress=False)
-        features = str(item.path.resolve())
+    if task:  # refused before anything is featurized or timed
+        check_task(task, checkpoint)
+        features = eval_features(task, checkpoint, split=split, lang=lang, max_length=seq_len,
+                                 cache_dir=output / "cache", source=source, data_dir=data_dir)
     spec = BenchSpec(engines=names, precisions=parse_list(precisions), batch_sizes=parse_list(batch_sizes, int),
                      seq_len=seq_len, serving_batch_size=serving_batch, latency_requests=latency_requests,
                      preset=preset, checkpoint=str(checkpoint.resolve()) if checkpoint else None, task=task,
@@ -387,22 +392,6 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
     rows, paths = run_bench(spec, output, use_ray=not no_ray, address=address, num_nodes=nodes)
     click.echo(paths["md"].read_text(encoding="utf-8"))
     click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
-
-
-def _check_bench_task(task: str, checkpoint: Path) -> None:
-    """Refuse, before anything is featurized or timed, a --task the checkpoint cannot score."""
-    from stilts_ds.modeling import export
-    from stilts_ds.tasks.registry import get_task
-
-    if get_task(task).format == "retrieval":
-        raise StiltsError(f"--task {task}: retrieval tasks are scored in phase 3 from the embeddings of an encoder "
-                          "layer, which the bench engines do not return; score a task with a trained head "
-                          "(--checkpoint phase2/<task>/model), or leave --task out to time the encoder")
-    heads_spec = checkpoint / export.HEADS_SPEC
-    trained = sorted(json.loads(heads_spec.read_text(encoding="utf-8"))) if heads_spec.is_file() else []
-    if task not in trained:
-        has = f"heads for {', '.join(trained)}" if trained else "no trained heads (an encoder export)"
-        raise StiltsError(f"--task {task}: {checkpoint} has {has}; give the phase2/{task}/model checkpoint")
 
 
 # ----------------------------------------------------------------------------- report
@@ -435,76 +424,40 @@ def report(study_dir, results, bench_files, output):
 
 
 # ----------------------------------------------------------------------------- scale
-# Axis options of `scale` and the sweep keys they set (None: not given on the command line).
-_SCALE_AXES = {"nodes": "--nodes", "workers_per_node": "--workers-per-node", "batch_sizes": "--batch-sizes",
-               "seq_lens": "--seq-lens", "precisions": "--precisions", "engines": "--engines",
-               "zero_stages": "--zero-stages", "scaling": "--scaling", "preset": "--preset", "steps": "--steps",
-               "warmup_steps": "--warmup-steps", "data": "--data"}
+def _sweep_options(fn):
+    """--sweep, --mode, and one option per sweep key the schema marks as an option, with the
+    schema's own help (studies.sweep_spec.cli_options)."""
+    from stilts_ds.studies.sweep_spec import MODES, cli_options
+
+    options = cli_options()
+    for opt in reversed(options):  # click lists options in decoration order, innermost first
+        if opt.type is bool:
+            fn = click.option(opt.flag, opt.key, is_flag=True, help=opt.help)(fn)
+        else:
+            fn = click.option(opt.flag, opt.key, type=opt.type, default=None, help=opt.help)(fn)
+    fn = click.option("--mode", type=click.Choice(MODES), default=None,
+                      help="Sweep from options instead of a YAML: inference or training.")(fn)
+    overrides = ", ".join(o.flag for o in options if not o.modes)
+    return click.option("--sweep", "sweep_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help=f"Sweep YAML (configs/sweeps/quickstart.yaml); {overrides} override its keys. Or "
+                             "give --mode and the axis options.")(fn)
 
 
 @main.command()
-@click.option("--sweep", "sweep_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Sweep YAML (configs/sweeps/quickstart.yaml); or give --mode and the axis options.")
-@click.option("--mode", type=click.Choice(["inference", "training"]), default=None,
-              help="Sweep from options instead of a YAML: inference or training.")
-@click.option("--nodes", default=None, help="Node counts, comma-separated (default 1).")
-@click.option("--workers-per-node", default=None, help="Ray actors (inference) or DeepSpeed ranks (training) per node.")
-@click.option("--batch-sizes", default=None,
-              help="Inference batches (default 1,8); training: per worker for weak scaling, global for strong (default 8).")
-@click.option("--seq-lens", default=None, help="Sequence lengths (default 128).")
-@click.option("--precisions", default=None, help="fp32, fp16, bf16 (default fp32).")
-@click.option("--engines", default=None, help="Inference engines (default torch-sdpa).")
-@click.option("--zero-stages", default=None, help="Training ZeRO stages 1,2,3 (default 2).")
-@click.option("--scaling", default=None, help="Training: weak and/or strong (default weak).")
-@click.option("--preset", default=None, help="Architecture with random weights: tiny (default), xlmr-large.")
-@click.option("--steps", default=None, help="Training optimizer steps per point (default 6).")
-@click.option("--warmup-steps", default=None, help="Training steps left out of tokens/s (default 2).")
-@click.option("--data", default=None, help="Training rows: synthetic (default, exactly seq-len tokens) or fixture.")
-@click.option("--bandwidth-gbps", type=float, default=None,
-              help="Link bandwidth (Gbit/s) for the communication model (default 100 = 12.5 GB/s): the inter-node "
-                   "link, per worker.")
-@click.option("--intra-node-bandwidth-gbps", type=float, default=None,
-              help="Bandwidth (Gbit/s) between the workers of one node (NVLink, PCIe), for single-node points "
-                   "(default: --bandwidth-gbps).")
-@click.option("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray).")
-@click.option("--no-ray", is_flag=True, help="Measure in this process (one node, one worker) instead of on Ray.")
-@click.option("--name", default=None, help="Sweep name (default: the YAML's, else scale).")
+@_sweep_options
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Study directory: scale.jsonl/.csv/.md, PNG plots, tensorboard/, and sweep.json (the sweep as "
                    "run, resolved); a rerun resumes it.")
 @click.option("--force", is_flag=True, help="Rerun finished points too (old rows stay in scale.jsonl).")
-def scale(sweep_path, mode, bandwidth_gbps, intra_node_bandwidth_gbps, address, no_ray, name, output, force, **axes):
+def scale(sweep_path, mode, output, force, **options):
     """Scaling study: throughput and latency per node (inference), tokens/s by ZeRO stage and
     node count with weak/strong scaling efficiency (training), beside a communication model's
     predicted step time. An interrupted sweep resumes: finished points are skipped. Exits 1
     when a point failed (its row says why), after writing every table and plot."""
     from stilts_ds.studies.scale import run_sweep
-    from stilts_ds.studies.sweep_spec import _Where, load_sweep, sweep_from_mapping
+    from stilts_ds.studies.sweep_spec import sweep_from_options
 
-    given = {k: v for k, v in axes.items() if v is not None}
-    top = {"bandwidth_gbps": bandwidth_gbps, "intra_node_bandwidth_gbps": intra_node_bandwidth_gbps,
-           "address": address, "name": name, "ray": False if no_ray else None}
-    if sweep_path is not None:
-        if mode or given:
-            raise StiltsError(f"give --sweep or --mode with axis options, not both "
-                              f"(got {', '.join(_SCALE_AXES[k] for k in given) or '--mode'} with --sweep)")
-        spec = load_sweep(sweep_path, top)
-    else:
-        if mode is None:
-            raise StiltsError("give --sweep YAML (e.g. configs/sweeps/quickstart.yaml) or --mode inference|training")
-        other = "training" if mode == "inference" else "inference"
-        from stilts_ds.studies.sweep_spec import INFERENCE_KEYS, TRAINING_KEYS
-
-        wrong = [k for k in given if k not in (INFERENCE_KEYS if mode == "inference" else TRAINING_KEYS)]
-        if wrong:
-            raise StiltsError(f"{', '.join(_SCALE_AXES[k] for k in wrong)}: {'an' if other == 'inference' else 'a'} "
-                              f"{other} option; "
-                              f"use it with --mode {other}")
-        spec = sweep_from_mapping({**{k: v for k, v in top.items() if v is not None}, mode: given},
-                                  _Where(options={**_SCALE_AXES, "bandwidth_gbps": "--bandwidth-gbps",
-                                                  "intra_node_bandwidth_gbps": "--intra-node-bandwidth-gbps",
-                                                  "address": "--address", "name": "--name"}))
-    result = run_sweep(spec, output, force=force)
+    result = run_sweep(sweep_from_options(sweep_path, mode, options), output, force=force)
     click.echo(result.paths["md"].read_text(encoding="utf-8"))
     click.echo("\n".join(f"{k}: {v}" for k, v in result.paths.items()))
     click.echo(f"points: {len(result.points)} ({len(result.ran)} run now, {len(result.skipped)} finished earlier, "
@@ -514,10 +467,9 @@ def scale(sweep_path, mode, bandwidth_gbps, intra_node_bandwidth_gbps, address, 
 
 
 # ----------------------------------------------------------------------------- demo
-# Imported beside its one use; cheap (no heavy imports), unlike the commands' lazy imports.
-from stilts_ds.shipped import config_file
-
-QUICKSTART = config_file("quickstart.yaml")  # the checkout's configs/, or the installed wheel's copy
+# Imported here, not in the command: QUICKSTART is the --config default. Cheap (the study's
+# graph and scheduler load only when the demo runs), unlike the other commands' imports.
+from stilts_ds.studies.demo import QUICKSTART, run_demo
 
 
 @main.command()
@@ -531,18 +483,7 @@ def demo(config_path, sets, force):
     reads featurized, each arm's three phases, the arms compared, a benchmark of one
     fine-tuned checkpoint through every engine, and the study report (tables and plots) in
     <output_dir>/report. Needs no GPU and no hub access."""
-    from stilts_ds.studies.graph import build_graph
-    from stilts_ds.studies.scheduler import Scheduler
-    from stilts_ds.tasks.catalog import task_rows, task_table
-
-    cfg = _load(config_path, sets)
-    click.echo(task_table(task_rows()))
-    graph = build_graph(cfg)
-    Scheduler(graph, force=list(graph.nodes) if force else ()).run()
-    report = cfg.run_dir / "report"
-    click.echo((report / "tradeoff.md").read_text(encoding="utf-8"))
-    click.echo("\n".join(str(p) for p in sorted(report.glob("*.png"))))
-    click.echo(f"TensorBoard: tensorboard --logdir {cfg.run_dir}")
+    run_demo(_load(config_path, sets), force=force, say=click.echo)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from typing import Any, Mapping
 import yaml
 
 from stilts_ds.errors import StiltsError
+from stilts_ds.precision import PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 SAMPLING = ("proportional", "temperature", "uniform")
 SCHEDULES = ("linear", "constant")
 
@@ -443,10 +443,21 @@ class Arm:
     config: ExperimentConfig
 
     @property
+    def multilingual_data(self) -> tuple[str, ...]:
+        """The non-English data phase 1 adds, as the task registry classes its tasks: "MLM"
+        (continued masked language modelling, a multilingual task) and/or "translated" (copies
+        of an intermediate task, which name their base task); () for English-only or no phase 1."""
+        from stilts_ds.tasks.registry import get_task
+        from stilts_ds.tasks.spec import MULTILINGUAL
+
+        specs = [get_task(t) for t in (self.config.intermediate.tasks if self.config.intermediate else ())]
+        return tuple(label for label, hit in (("MLM", any(s.kind == MULTILINGUAL for s in specs)),
+                                              ("translated", any(s.base is not None for s in specs))) if hit)
+
+    @property
     def multilingual(self) -> bool:
-        """Whether phase 1 sees non-English data (the mlm task or translated task copies)."""
-        inter = self.config.intermediate
-        return bool(inter) and any(t == "mlm" or "@" in t for t in inter.tasks)
+        """Whether phase 1 sees non-English data (``multilingual_data``)."""
+        return bool(self.multilingual_data)
 
 
 def _deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any], where: str) -> dict:

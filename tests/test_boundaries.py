@@ -268,3 +268,56 @@ def test_studies_and_cli_reach_deepspeed_and_ray_only_through_the_engine():
     assert bad == []
     for layer in ("studies", "cli", "lease", "config"):  # and the table does not permit it either
         assert BY_LAYER[layer].third_party == (), layer
+
+
+# ----------------------------------------------------------------------------- format and metric names
+def _named_compares(path: Path, names: set[str]) -> list[str]:
+    """Comparisons (==, !=, in, not in) in ``path`` against a string literal in ``names``,
+    alone or inside a tuple/list/set: a branch on a format or metric name."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    hits = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        for side in (node.left, *node.comparators):
+            consts = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+            found = [c.value for c in consts if isinstance(c, ast.Constant) and c.value in names]
+            if found:
+                hits.append(f"{_shown(path)}:{node.lineno}: compares with {found}")
+    return hits
+
+
+def _shown(path: Path) -> str:
+    try:
+        return path.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+_named_compares_at = _named_compares
+
+
+def test_format_and_metric_names_are_compared_only_in_the_task_layer():
+    """Outside stilts_ds/tasks and stilts_ds/metrics, code asks a task's Format object
+    (stilts_ds.tasks.formats.format_of) what to do; it never branches on which format or
+    metric a task has (a table keyed by metric, such as the official file readers of
+    evaluation/score.py, is a lookup, not a branch)."""
+    from stilts_ds.metrics import METRICS
+    from stilts_ds.tasks.formats import FORMATS
+
+    names = set(FORMATS) | set(METRICS)
+    hits = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith(("stilts_ds/tasks/", "stilts_ds/metrics/")):
+            continue
+        hits += _named_compares(path, names)
+    assert hits == [], "\n".join(hits)
+
+
+def test_the_name_check_catches_a_branch(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('def f(spec):\n    if spec.format == "span_qa":\n        return 1\n'
+                   '    return spec.metric in ("bucc_f1", "x")\n')
+    hits = _named_compares_at(bad, {"span_qa", "bucc_f1"})
+    assert len(hits) == 2

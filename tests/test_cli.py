@@ -107,3 +107,19 @@ def test_console_script_is_installed():
     from stilts_ds.tasks.registry import TASKS
 
     assert len(json.loads(out.stdout)) == len(TASKS)
+
+
+def test_scale_options_and_their_help_come_from_the_sweep_schema():
+    """Each sweep key marked as an option is a `scale` option whose help holds the schema's
+    text (written once, in sweep_spec), and `scale` has no other axis options."""
+    from stilts_ds.studies.sweep_spec import INFERENCE_KEYS, SWEEP_KEYS, TRAINING_KEYS
+
+    params = {p.name: p for p in main.get_command(None, "scale").params}
+    keys = {}
+    for table in (SWEEP_KEYS, INFERENCE_KEYS, TRAINING_KEYS):
+        keys.update({name: key for name, key in table.items() if key.option})
+    assert set(params) == set(keys) | {"sweep_path", "mode", "output", "force"}
+    for name, key in keys.items():
+        assert key.help[1:] in params[name].help, name  # [1:]: an axis with two texts lowercases each
+    assert params["ray"].opts == ["--no-ray"] and params["ray"].is_flag
+    assert "Default: inference 1,8; training 8." in params["batch_sizes"].help

@@ -10,7 +10,9 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import pytest
 
@@ -137,18 +139,133 @@ def test_every_expected_file_exists_and_nothing_else():
     assert (FIXTURES / "ccg" / "tags.txt").is_file()
 
 
-def _check_squad_rows(rows, where, multi_ok):
+# ---------------------------------------------------------------------------------------
+# Row schemas: one table row per task says what each of its fixture files holds
+# ---------------------------------------------------------------------------------------
+
+
+class Fixture(NamedTuple):
+    """One fixture file, as ``EXPECTED`` lists it."""
+
+    task: str
+    split: str
+    lang: str | None
+    path: Path
+
+    @property
+    def where(self) -> str:
+        return file_id(self)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What every fixture file of one task holds: the hub's row schema at fixture size.
+
+    The fields say what a table can (keys, label set, row count); ``check`` holds what it
+    cannot (spans inside their context, IOB2 order, ids of BUCC pairs), as a named function.
+    """
+
+    keys: frozenset[str] | Callable[[str | None], frozenset[str]] | None  # every row's exact keys
+    label: str | None = None  # the field holding the label, whose values must be in ...
+    labels: frozenset = frozenset()  # ... this set
+    every_label: bool = False  # each value of ``labels`` occurs in every file
+    count: int | None = None  # rows per file; None: N_TRAIN in train, N_EVAL in other splits
+    check: Callable[[list[dict], Fixture], None] | None = None
+
+    def expected_rows(self, split: str) -> int:
+        return self.count if self.count is not None else N_TRAIN if split == "train" else N_EVAL
+
+    def expected_keys(self, lang: str | None) -> frozenset[str] | None:
+        return self.keys(lang) if callable(self.keys) else self.keys
+
+
+def _int_idx(rows, f):
+    assert all(isinstance(r["idx"], int) for r in rows), f.where
+
+
+def _idx_is_0_to_n(rows, f):
+    assert sorted(r["idx"] for r in rows) == list(range(len(rows))), f.where
+
+
+def _nli_idx(rows, f):
+    _int_idx(rows, f)
+    _idx_is_0_to_n(rows, f)
+
+
+ANLI_SOURCES = {"anli_r1", "anli_r2", "anli_r3", "mnli", "snli"}
+
+
+def _anli_sources_and_unlabelled(rows, f):
+    """Every source occurs in train, where exactly two SNLI rows are unlabelled (-1), as on
+    the hub; the other splits have no unlabelled row."""
+    assert all(r["source"] in ANLI_SOURCES for r in rows), f.where
+    unlabelled = [r for r in rows if r["label"] == -1]
+    if f.split == "train":
+        assert len(unlabelled) == 2 and all(r["source"] == "snli" for r in unlabelled), f.where
+        assert {r["source"] for r in rows} == ANLI_SOURCES, f.where
+    else:
+        assert not unlabelled, f.where
+
+
+def _xnli_language(rows, f):
+    assert all(r["language"] == f.lang for r in rows), f.where
+
+
+def _squad(*, several_answers: bool = False, some_several: bool = False,
+           unanswerable: tuple[float, float] = (0.0, 0.0), id_prefix: bool = False):
+    """SQuAD-format rows: every answer is the span of the context at its answer_start.
+
+    several_answers: English validation rows may have up to three answers (one elsewhere);
+    some_several: validation has at least one row with several; unanswerable: the share of
+    rows without an answer lies in [low, high]; id_prefix: ids start with the language's
+    TyDiQA prefix (the hub filters TyDiQA-GoldP's languages by it)."""
+    def check(rows, f):
+        multi_ok = several_answers and f.split == "validation" and f.lang in (None, "en")
+        for r in rows:
+            assert all(isinstance(r[k], str) for k in ("id", "title", "context", "question")), f.where
+            assert r["context"] and r["question"], f.where
+            ans = r["answers"]
+            assert set(ans) == {"text", "answer_start"}, f.where
+            assert len(ans["text"]) == len(ans["answer_start"]), f.where
+            assert len(ans["text"]) <= (3 if multi_ok else 1), f.where
+            for text, start in zip(ans["text"], ans["answer_start"]):
+                assert isinstance(start, int) and isinstance(text, str) and text, f.where
+                assert r["context"][start:start + len(text)] == text, (f.where, r["id"], text, start)
+        none = sum(1 for r in rows if not r["answers"]["text"])
+        low, high = unanswerable
+        assert low * len(rows) <= none <= high * len(rows), (f.where, none)
+        if some_several and f.split == "validation":
+            assert any(len(r["answers"]["text"]) > 1 for r in rows), f.where
+        if id_prefix:
+            assert all(r["id"].startswith(TYDI_PREFIX[f.lang]) for r in rows), f.where
+    return check
+
+
+def _hellaswag(rows, f):
     for r in rows:
-        assert set(r) == {"id", "title", "context", "question", "answers"}, where
-        assert all(isinstance(r[k], str) for k in ("id", "title", "context", "question")), where
-        assert r["context"] and r["question"], where
-        ans = r["answers"]
-        assert set(ans) == {"text", "answer_start"}, where
-        assert len(ans["text"]) == len(ans["answer_start"]), where
-        assert len(ans["text"]) <= (3 if multi_ok else 1), where
-        for text, start in zip(ans["text"], ans["answer_start"]):
-            assert isinstance(start, int) and isinstance(text, str) and text, where
-            assert r["context"][start:start + len(text)] == text, (where, r["id"], text, start)
+        assert isinstance(r["ind"], int), f.where
+        assert r["ctx"] == r["ctx_a"] + " " + r["ctx_b"], f.where
+        assert len(r["endings"]) == 4 and all(isinstance(e, str) and e for e in r["endings"]), f.where
+
+
+def _commonsenseqa(rows, f):
+    for r in rows:
+        assert r["choices"]["label"] == ["A", "B", "C", "D", "E"] and len(r["choices"]["text"]) == 5, f.where
+        assert r["answerKey"] in r["choices"]["label"], f.where
+
+
+def _ccg(rows, f):
+    known = set((FIXTURES / "ccg" / "tags.txt").read_text(encoding="utf-8").split())
+    for r in rows:
+        assert len(r["tokens"]) == len(r["tags"]) > 0, f.where
+        assert set(r["tags"]) <= known, f.where
+
+
+def _udpos(rows, f):
+    for r in rows:
+        assert len(r["tokens"]) == len(r["pos_tags"]) > 0, f.where
+        assert set(r["pos_tags"]) <= UPOS, f.where
+        assert all(t and " " not in t for t in r["tokens"]), f.where
 
 
 def _check_iob2(tags, where):
@@ -160,148 +277,147 @@ def _check_iob2(tags, where):
         prev = tag
 
 
+def _panx(rows, f):
+    for r in rows:
+        assert len(r["tokens"]) == len(r["ner_tags"]) > 0 and r["langs"] == [f.lang] * len(r["tokens"]), f.where
+        _check_iob2(r["ner_tags"], f.where)
+    assert {t[2:] for r in rows for t in r["ner_tags"] if t != "O"} == {"PER", "ORG", "LOC"}, f.where
+
+
+def _bucc(rows, f):
+    """24 gold pairs, 4 source and 4 target sentences without a partner; ids
+    <lang>-NNNNNN / en-NNNNNN where (and only where) there is a sentence; nothing repeated."""
+    kinds = {"pair": 0, "src": 0, "trg": 0}
+    for r in rows:
+        assert r["source_lang"] == f.lang and r["target_lang"] == "en", f.where
+        src, trg = bool(r["source_sentence"]), bool(r["target_sentence"])
+        assert src == bool(r["source_id"]) and trg == bool(r["target_id"]), f.where
+        assert not src or re.fullmatch(rf"{f.lang}-\d{{6}}", r["source_id"]), f.where
+        assert not trg or re.fullmatch(r"en-\d{6}", r["target_id"]), f.where
+        kinds["pair" if src and trg else "src" if src else "trg"] += 1
+    assert kinds == {"pair": 24, "src": 4, "trg": 4}, (f.where, kinds)
+    for key in ("source_id", "target_id", "source_sentence", "target_sentence"):
+        values = [r[key] for r in rows if r[key]]
+        assert len(values) == len(set(values)), (f.where, key)
+
+
+def _tatoeba(rows, f):
+    for r in rows:
+        assert r["source_lang"] == f.lang and r["target_lang"] == "en", f.where
+        assert r["source_sentence"] and r["target_sentence"], f.where
+    assert len({r["target_sentence"] for r in rows}) == len(rows), f.where
+
+
+def _lareqa(rows, f):
+    """Every language's file is the same multilingual pool (XQuAD-R is parallel: the same
+    question ids per language); answers are spans inside one of their context's sentences."""
+    assert f.path.read_bytes() == (FIXTURES / "lareqa" / "test.en.jsonl").read_bytes()
+    assert sorted({r["lang"] for r in rows}) == sorted(LAREQA_POOL_LANGS)
+    for r in rows:
+        assert r["context_id"].startswith(r["lang"] + "_"), f.where
+        for qa in r["qas"]:
+            (answer,) = qa["answers"]
+            start = answer["answer_start"]
+            assert r["context"][start:start + len(answer["text"])] == answer["text"], f.where
+            assert any(s <= start < e for s, e in r["sentence_breaks"]), f.where
+    ids = {lang: sorted(qa["id"] for r in rows if r["lang"] == lang for qa in r["qas"]) for lang in LAREQA_POOL_LANGS}
+    assert len({tuple(v) for v in ids.values()}) == 1, "XQuAD-R is parallel: the same question ids per language"
+
+
+def _mewslix(rows, f):
+    """Mention rows (context in the file's language, each mention a span naming a known
+    entity) and the candidate entity rows."""
+    mentions = [r for r in rows if "mentions" in r]
+    entities = {r["entity_id"] for r in rows if "entity_id" in r}
+    assert len(mentions) == N_MEWSLIX_CONTEXTS and len(entities) == N_MEWSLIX_ENTITIES, f.where
+    for r in mentions:
+        ctx = r["context"]
+        assert ctx["language"] == f.lang, f.where
+        for m in r["mentions"]:
+            span = m["mention_span"]
+            assert ctx["text"][span["start"]:span["end"]] == span["text"] and m["entity_id"] in entities, f.where
+
+
+def _xcopa_keys(lang):
+    """SuperGLUE COPA rows in English; XCOPA rows, which add "changed", in the others."""
+    copa = {"premise", "choice1", "choice2", "question", "idx", "label"}
+    return frozenset(copa | ({"changed"} if lang != "en" else set()))
+
+
+def _xcopa(rows, f):
+    assert all(r["question"] in ("cause", "effect") for r in rows), f.where
+    _idx_is_0_to_n(rows, f)
+
+
+def _mlm_text(rows, f):
+    assert all(isinstance(r["text"], str) and r["text"].strip() for r in rows), f.where
+
+
+NLI = Schema(keys=frozenset({"premise", "hypothesis", "label", "idx"}), label="label", labels=frozenset({0, 1, 2}),
+             check=_nli_idx)
+SQUAD_KEYS = frozenset({"id", "title", "context", "question", "answers"})
+# task (or (task, split) where one split has another schema) -> its schema.
+SCHEMAS: dict[str | tuple[str, str], Schema] = {
+    "mnli": NLI,  # its translated copies too (train.<lang>.jsonl)
+    ("xnli", "train"): NLI,  # XTREME trains XNLI on MNLI
+    "anli_plus": Schema(keys=frozenset({"premise", "hypothesis", "label", "source"}), label="label",
+                        labels=frozenset({0, 1, 2, -1}), check=_anli_sources_and_unlabelled),
+    "xnli": Schema(keys=frozenset({"language", "sentence1", "sentence2", "gold_label"}), label="gold_label",
+                   labels=frozenset(NLI_NAMES), every_label=True, check=_xnli_language),
+    # Social IQa: three answers, the label a 1-based string.
+    "siqa": Schema(keys=frozenset({"context", "question", "answerA", "answerB", "answerC", "label"}), label="label",
+                   labels=frozenset({"1", "2", "3"}), every_label=True),
+    "qqp": Schema(keys=frozenset({"question1", "question2", "label", "idx"}), label="label", labels=frozenset({0, 1}),
+                  check=_int_idx),
+    # The label a string, as on the hub.
+    "pawsx": Schema(keys=frozenset({"sentence1", "sentence2", "label"}), label="label", labels=frozenset({"0", "1"}),
+                    every_label=True),
+    "squad_v1": Schema(keys=SQUAD_KEYS, check=_squad(several_answers=True, some_several=True)),
+    "squad_v2": Schema(keys=SQUAD_KEYS, check=_squad(several_answers=True, unanswerable=(1 / 4, 1 / 2.5))),
+    "xquad": Schema(keys=SQUAD_KEYS, check=_squad(several_answers=True)),
+    "mlqa": Schema(keys=SQUAD_KEYS, check=_squad()),
+    "tydiqa": Schema(keys=SQUAD_KEYS, check=_squad(id_prefix=True)),
+    "hellaswag": Schema(keys=frozenset({"ind", "activity_label", "ctx_a", "ctx_b", "ctx", "endings", "source_id",
+                                        "split", "split_type", "label"}),
+                        label="label", labels=frozenset({"0", "1", "2", "3"}), check=_hellaswag),
+    "cosmosqa": Schema(keys=frozenset({"id", "context", "question", "answer0", "answer1", "answer2", "answer3",
+                                       "label"}), label="label", labels=frozenset({0, 1, 2, 3})),
+    "commonsenseqa": Schema(keys=frozenset({"id", "question", "question_concept", "choices", "answerKey"}),
+                            check=_commonsenseqa),
+    "ccg": Schema(keys=frozenset({"tokens", "tags"}), check=_ccg),
+    "udpos": Schema(keys=frozenset({"tokens", "pos_tags"}), check=_udpos),
+    "panx": Schema(keys=frozenset({"tokens", "ner_tags", "langs"}), check=_panx),
+    "bucc": Schema(keys=frozenset({"source_sentence", "target_sentence", "source_lang", "target_lang", "source_id",
+                                   "target_id"}), count=32, check=_bucc),
+    "tatoeba": Schema(keys=frozenset({"source_sentence", "target_sentence", "source_lang", "target_lang"}),
+                      count=N_EVAL, check=_tatoeba),
+    "xcopa": Schema(keys=_xcopa_keys, label="label", labels=frozenset({0, 1}), check=_xcopa),
+    "lareqa": Schema(keys=frozenset({"lang", "context_id", "context", "sentence_breaks", "qas"}),
+                     count=N_LAREQA_PARAGRAPHS * len(LAREQA_POOL_LANGS), check=_lareqa),
+    # Two kinds of row (mentions, entities): their keys are _mewslix's to check.
+    "mewslix": Schema(keys=None, count=N_MEWSLIX_CONTEXTS + N_MEWSLIX_ENTITIES, check=_mewslix),
+    "mlm": Schema(keys=frozenset({"text"}), check=_mlm_text),
+}
+
+
 @pytest.mark.parametrize("item", EXPECTED, ids=file_id)
 def test_schema_counts_and_labels(item):
-    task, split, lang, path = item
-    rows = read_rows(path)
-    where = file_id(item)
-    want = {"bucc": 32, "tatoeba": N_EVAL, "lareqa": N_LAREQA_PARAGRAPHS * len(LAREQA_POOL_LANGS),
-            "mewslix": N_MEWSLIX_CONTEXTS + N_MEWSLIX_ENTITIES}.get(task, N_TRAIN if split == "train" else N_EVAL)
-    assert len(rows) == want, (where, len(rows))
-
-    if task in ("mnli",) or (task == "xnli" and split == "train"):
+    f = Fixture(*item)
+    schema = SCHEMAS.get((f.task, f.split)) or SCHEMAS.get(f.task)
+    assert schema is not None, f"no schema for {f.task}: add a row to SCHEMAS"
+    rows = read_rows(f.path)
+    assert len(rows) == schema.expected_rows(f.split), (f.where, len(rows))
+    keys = schema.expected_keys(f.lang)
+    if keys is not None:
         for r in rows:
-            assert set(r) == {"premise", "hypothesis", "label", "idx"}, where
-            assert r["label"] in (0, 1, 2) and isinstance(r["idx"], int), where
-        assert sorted(r["idx"] for r in rows) == list(range(len(rows)))
-    elif task == "anli_plus":
-        sources = [r["source"] for r in rows]
-        for r in rows:
-            assert set(r) == {"premise", "hypothesis", "label", "source"}, where
-            assert r["source"] in {"anli_r1", "anli_r2", "anli_r3", "mnli", "snli"}, where
-            assert r["label"] in ((0, 1, 2, -1) if split == "train" else (0, 1, 2)), where
-        unlabelled = [r for r in rows if r["label"] == -1]
-        if split == "train":
-            assert len(unlabelled) == 2 and all(r["source"] == "snli" for r in unlabelled)
-            assert set(sources) == {"anli_r1", "anli_r2", "anli_r3", "mnli", "snli"}
-    elif task == "xnli":
-        for r in rows:
-            assert set(r) == {"language", "sentence1", "sentence2", "gold_label"}, where
-            assert r["language"] == lang and r["gold_label"] in NLI_NAMES, where
-        assert {r["gold_label"] for r in rows} == NLI_NAMES
-    elif task == "siqa":  # Social IQa rows: three answers, the label a 1-based string
-        for r in rows:
-            assert set(r) == {"context", "question", "answerA", "answerB", "answerC", "label"}, where
-            assert r["label"] in ("1", "2", "3"), where
-        assert {r["label"] for r in rows} == {"1", "2", "3"}
-    elif task == "qqp":
-        for r in rows:
-            assert set(r) == {"question1", "question2", "label", "idx"}, where
-            assert r["label"] in (0, 1) and isinstance(r["idx"], int), where
-    elif task == "pawsx":
-        for r in rows:
-            assert set(r) == {"sentence1", "sentence2", "label"}, where
-            assert r["label"] in ("0", "1"), where  # a string, as on the hub
-        assert {r["label"] for r in rows} == {"0", "1"}
-    elif task in QA_TASKS:
-        _check_squad_rows(rows, where, multi_ok=(split == "validation" and lang in (None, "en")
-                                                 and task in ("squad_v1", "squad_v2", "xquad")))
-        unanswerable = sum(1 for r in rows if not r["answers"]["text"])
-        if task == "squad_v2":
-            assert len(rows) / 4 <= unanswerable <= len(rows) / 2.5, (where, unanswerable)
-        else:
-            assert unanswerable == 0, where
-        if task == "squad_v1" and split == "validation":
-            assert any(len(r["answers"]["text"]) > 1 for r in rows)
-        if task == "tydiqa":
-            prefix = TYDI_PREFIX[lang]
-            assert all(r["id"].startswith(prefix) for r in rows), where
-    elif task == "hellaswag":
-        keys = {"ind", "activity_label", "ctx_a", "ctx_b", "ctx", "endings", "source_id", "split", "split_type",
-                "label"}
-        for r in rows:
-            assert set(r) == keys, where
-            assert isinstance(r["ind"], int) and r["label"] in ("0", "1", "2", "3"), where
-            assert r["ctx"] == r["ctx_a"] + " " + r["ctx_b"], where
-            assert len(r["endings"]) == 4 and all(isinstance(e, str) and e for e in r["endings"]), where
-    elif task == "cosmosqa":
-        for r in rows:
-            assert set(r) == {"id", "context", "question", "answer0", "answer1", "answer2", "answer3", "label"}
-            assert r["label"] in (0, 1, 2, 3), where
-    elif task == "commonsenseqa":
-        for r in rows:
-            assert set(r) == {"id", "question", "question_concept", "choices", "answerKey"}, where
-            assert r["choices"]["label"] == ["A", "B", "C", "D", "E"] and len(r["choices"]["text"]) == 5
-            assert r["answerKey"] in r["choices"]["label"], where
-    elif task == "ccg":
-        known = set((FIXTURES / "ccg" / "tags.txt").read_text(encoding="utf-8").split())
-        for r in rows:
-            assert set(r) == {"tokens", "tags"} and len(r["tokens"]) == len(r["tags"]) > 0, where
-            assert set(r["tags"]) <= known, where
-    elif task == "udpos":
-        for r in rows:
-            assert set(r) == {"tokens", "pos_tags"} and len(r["tokens"]) == len(r["pos_tags"]) > 0, where
-            assert set(r["pos_tags"]) <= UPOS, where
-            assert all(t and " " not in t for t in r["tokens"]), where
-    elif task == "panx":
-        for r in rows:
-            assert set(r) == {"tokens", "ner_tags", "langs"}, where
-            assert len(r["tokens"]) == len(r["ner_tags"]) > 0 and r["langs"] == [lang] * len(r["tokens"]), where
-            _check_iob2(r["ner_tags"], where)
-        assert {t[2:] for r in rows for t in r["ner_tags"] if t != "O"} == {"PER", "ORG", "LOC"}
-    elif task == "bucc":
-        keys = {"source_sentence", "target_sentence", "source_lang", "target_lang", "source_id", "target_id"}
-        kinds = {"pair": 0, "src": 0, "trg": 0}
-        for r in rows:
-            assert set(r) == keys and r["source_lang"] == lang and r["target_lang"] == "en", where
-            src, trg = bool(r["source_sentence"]), bool(r["target_sentence"])
-            assert src == bool(r["source_id"]) and trg == bool(r["target_id"]), where
-            assert not src or re.fullmatch(rf"{lang}-\d{{6}}", r["source_id"]), where
-            assert not trg or re.fullmatch(r"en-\d{6}", r["target_id"]), where
-            kinds["pair" if src and trg else "src" if src else "trg"] += 1
-        assert kinds == {"pair": 24, "src": 4, "trg": 4}, (where, kinds)
-        for key in ("source_id", "target_id", "source_sentence", "target_sentence"):
-            values = [r[key] for r in rows if r[key]]
-            assert len(values) == len(set(values)), (where, key)
-    elif task == "tatoeba":
-        for r in rows:
-            assert set(r) == {"source_sentence", "target_sentence", "source_lang", "target_lang"}, where
-            assert r["source_lang"] == lang and r["target_lang"] == "en", where
-            assert r["source_sentence"] and r["target_sentence"], where
-        assert len({r["target_sentence"] for r in rows}) == len(rows)
-    elif task == "xcopa":  # SuperGLUE COPA rows (en), XCOPA rows with "changed" (others)
-        keys = {"premise", "choice1", "choice2", "question", "idx", "label"} | ({"changed"} if lang != "en" else set())
-        for r in rows:
-            assert set(r) == keys and r["question"] in ("cause", "effect") and r["label"] in (0, 1), where
-        assert sorted(r["idx"] for r in rows) == list(range(len(rows)))
-    elif task == "lareqa":  # every language's file is the same multilingual pool
-        assert path.read_bytes() == (FIXTURES / "lareqa" / "test.en.jsonl").read_bytes()
-        assert sorted({r["lang"] for r in rows}) == sorted(LAREQA_POOL_LANGS)
-        for r in rows:
-            assert set(r) == {"lang", "context_id", "context", "sentence_breaks", "qas"}, where
-            assert r["context_id"].startswith(r["lang"] + "_"), where
-            for qa in r["qas"]:
-                (answer,) = qa["answers"]
-                start = answer["answer_start"]
-                assert r["context"][start:start + len(answer["text"])] == answer["text"], where
-                assert any(s <= start < e for s, e in r["sentence_breaks"]), where
-        ids = {lang: sorted(qa["id"] for r in rows if r["lang"] == lang for qa in r["qas"]) for lang in LAREQA_POOL_LANGS}
-        assert len({tuple(v) for v in ids.values()}) == 1, "XQuAD-R is parallel: the same question ids per language"
-    elif task == "mewslix":
-        mentions = [r for r in rows if "mentions" in r]
-        entities = {r["entity_id"] for r in rows if "entity_id" in r}
-        assert len(mentions) == N_MEWSLIX_CONTEXTS and len(entities) == N_MEWSLIX_ENTITIES, where
-        for r in mentions:
-            ctx = r["context"]
-            assert ctx["language"] == lang, where
-            for m in r["mentions"]:
-                span = m["mention_span"]
-                assert ctx["text"][span["start"]:span["end"]] == span["text"] and m["entity_id"] in entities, where
-    elif task == "mlm":
-        for r in rows:
-            assert set(r) == {"text"} and isinstance(r["text"], str) and r["text"].strip(), where
-    else:  # pragma: no cover
-        pytest.fail(f"no schema check for {task}")
+            assert set(r) == keys, (f.where, sorted(set(r) ^ keys))
+    if schema.label is not None:
+        values = {r[schema.label] for r in rows}
+        assert values <= schema.labels, (f.where, values - schema.labels)
+        if schema.every_label:
+            assert values == schema.labels, (f.where, schema.labels - values)
+    if schema.check is not None:
+        schema.check(rows, f)
 
 
 @pytest.mark.parametrize("lang", MULTILINGUAL_FILES["mnli"]["train"])

@@ -80,7 +80,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         feats_path = tmp / "synthetic.pkl"
-        cache.write_atomic(feats_path, synthetic_features(args.micro_batch * 8, args.seq_len, config.vocab_size))
+        cache.write(feats_path, synthetic_features(args.micro_batch * 8, args.seq_len, config.vocab_size))
         run_dir = tmp / "run"
         ds = dsc.merge_ds_config(args.ds_base, micro_batch=args.micro_batch, grad_accum=1, world_size=1,
                                  lr=1e-5, warmup_ratio=0.0, total_steps=total, precision=args.precision)

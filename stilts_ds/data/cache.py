@@ -6,7 +6,7 @@ into place, so a killed ``prepare`` never leaves a half-written entry that a lat
 would trust.
 
     path = cache_path(cache_dir, key)
-    feats = read(path) if path.exists() else write_atomic(path, build())
+    feats = read(path) if path.exists() else write(path, build())
 """
 from __future__ import annotations
 
@@ -81,6 +81,10 @@ def read(path: Path) -> Features:
     return feats
 
 
-def write_atomic(path: Path, features: Features) -> Features:
+def write(path: Path, features: Features) -> Features:
+    """Pickle ``features`` to ``path`` atomically (``stilts_ds.atomic.write_atomic``: a
+    reader sees the old entry or the whole new one); returns them, so building and caching
+    is one expression (module docstring)."""
     atomic.write_atomic(path, pickle.dumps(features, protocol=pickle.HIGHEST_PROTOCOL))
     return features
+

@@ -9,11 +9,10 @@ atomic write.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -21,37 +20,23 @@ from stilts_ds.data import cache
 from stilts_ds.data.sources import FIXTURES_DIR, load_examples, load_labels, local_paths, local_splits
 from stilts_ds.errors import StiltsError
 from stilts_ds.tasks.features import Features, concat_features
-from stilts_ds.tasks.formats import get_format
+from stilts_ds.tasks.formats import format_of
 from stilts_ds.tasks.spec import TaskSpec
 
-# The paper's recipe: 256 tokens, 384 for span QA.
-DEFAULT_MAX_LENGTH = {"span_qa": 384}
-FALLBACK_MAX_LENGTH = 256
+# The paper's recipe: 256 tokens, 384 for span QA (the format's long inputs).
+DEFAULT_MAX_LENGTH, LONG_MAX_LENGTH = 256, 384
 CHUNK_EXAMPLES = 2000
 
 
 def max_length_for(spec: TaskSpec, override: int | None) -> int:
-    return override or DEFAULT_MAX_LENGTH.get(spec.format, FALLBACK_MAX_LENGTH)
+    return override or format_of(spec).max_length(DEFAULT_MAX_LENGTH, LONG_MAX_LENGTH)
 
 
 def featurize_examples(spec: TaskSpec, examples: Sequence, tokenizer, max_length: int,
                        labels: Sequence[str] | None) -> Features:
-    """Call the task's format with the options its spec carries."""
-    fmt = get_format(spec.format)
-    kwargs: dict = {}
-    if spec.format in ("pair_classification", "tagging"):
-        kwargs["labels"] = labels
-    elif spec.format == "multiple_choice":
-        kwargs["num_choices"] = spec.options["num_choices"]
-    elif spec.format == "span_qa":
-        kwargs["version_2_with_negative"] = bool(spec.options.get("version_2_with_negative", False))
-        # The paper's windows (384 tokens, stride 128, questions up to 64) scaled down for
-        # shorter rows, so the quick start's 128-token rows still overlap.
-        kwargs["max_query_length"] = min(64, max_length // 4)
-        kwargs["stride"] = min(128, max_length // 3)
-    feats = fmt.featurize(examples, tokenizer, max_length, **kwargs)
-    # Gold answers ride along so evaluation scores from the cache alone.
-    return dataclasses.replace(feats, extras={**feats.extras, "references": fmt.references(examples)})
+    """The task's format featurizes, with the options its spec carries; the gold answers
+    ride along so that evaluation scores from the cache alone."""
+    return format_of(spec).featurize(spec, examples, tokenizer, max_length, labels)
 
 
 @dataclass(frozen=True)
@@ -64,6 +49,9 @@ class Prepared:
     rows: int
     seconds: float
     reused: bool
+    # The format's figures of the table (rows, examples, truncated; span QA: answerable
+    # questions that no window labels): what to check before training on it.
+    quality: Mapping[str, int] = field(default_factory=dict)
 
 
 def plan(tasks: Sequence[TaskSpec], splits: Sequence[str] | None, langs: Sequence[str] | None,
@@ -126,7 +114,8 @@ def prepare(tasks: Sequence[TaskSpec], *, tokenizer, cache_dir: Path | str, sour
                          data_dir=data_dir, max_length=max_length)
         if path.exists() and not force:
             feats = cache.read(path)
-            done.append(Prepared(spec.name, split, lang, path, len(set(feats.guids)), len(feats), 0.0, True))
+            done.append(Prepared(spec.name, split, lang, path, len(set(feats.guids)), len(feats), 0.0, True,
+                                 format_of(spec).quality(feats, length)))
             continue
         examples = load_examples(spec, split, lang, source=source, data_dir=data_dir)
         if not examples:
@@ -142,7 +131,7 @@ def prepare(tasks: Sequence[TaskSpec], *, tokenizer, cache_dir: Path | str, sour
                 raise StiltsError(f"task {spec.name!r} split {split!r} language {lang!r}: {e}") from None
             inner.update(len(part))
         inner.close()
-        feats = cache.write_atomic(path, concat_features(chunks))
+        feats = cache.write(path, concat_features(chunks))
         done.append(Prepared(spec.name, split, lang, path, len(examples), len(feats),
-                             time.perf_counter() - start, False))
+                             time.perf_counter() - start, False, format_of(spec).quality(feats, length)))
     return done

@@ -174,12 +174,18 @@ def load_examples(spec: TaskSpec, split: str, lang: str | None = None, *, source
     return examples
 
 
+def labels_path(spec: TaskSpec, data_dir: Path | str | None = None) -> Path | None:
+    """The user's label list a task reads its label set from (ccg's tags.txt), or None."""
+    if spec.labels_file is None:
+        return None
+    return Path(data_dir or FIXTURES_DIR) / (spec.base or spec.name) / spec.labels_file
+
+
 def load_labels(spec: TaskSpec, data_dir: Path | str | None = None) -> tuple[str, ...] | None:
     """The task's label set; CCG reads its supertag list from the user's data directory."""
-    labels_file = spec.options.get("labels_file")
-    if labels_file is None:
+    path = labels_path(spec, data_dir)
+    if path is None:
         return spec.labels
-    path = Path(data_dir or FIXTURES_DIR) / (spec.base or spec.name) / labels_file
     if not path.is_file():
         raise DataFileError(path, f"missing label list for task {spec.name!r}. {spec.local_only_help}")
     labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())

@@ -13,62 +13,26 @@ task itself reserves nothing. ``ray.wait`` collects the fits as they end, so the
 start the next ones. In-process (``in_process``), ``submit`` runs the job in this process at
 once and ``wait`` hands back its result.
 
-Ray Train's controller polls its workers every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (2 s by
-default) and notices a finished fit only at a poll; measured here, 0.5 s cuts about 6 s off
-every fit (shared/FACTS.md). It is set for the fits started here unless the user set it.
+The pool joins the cluster through ``engine.connection.connect`` (the one ``ray.init``, which
+also sets the faster Ray Train health check for the fits started here); ``connect`` and
+``alive_nodes`` are importable from here too, as ``engine.launch`` does.
 """
 from __future__ import annotations
 
 import math
-import os
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from stilts_ds.engine.connection import alive_nodes, connect, train_env
 from stilts_ds.engine.job import Job
 from stilts_ds.errors import StiltsError
-
-FAST_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 
 
 @dataclass
 class FitDone:
     handle: str
     error: str | None  # None: the fit succeeded; else the error in a few lines
-
-
-def _env() -> dict[str, str]:
-    return {k: os.environ.get(k, v) for k, v in FAST_ENV.items()}
-
-
-def connect(address: str | None = None, *, quiet: bool = False) -> bool:
-    """Join the cluster (``address``, else RAY_ADDRESS as `ray submit` sets it), or start a
-    local one. False if already connected. (A local cluster keeps its dashboard: Ray Train's
-    placement-group cleaner watches controllers through the State API it serves.)"""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    os.environ.update(_env())  # fits launched from this process, and a local cluster's workers
-    kwargs: dict[str, Any] = {"log_to_driver": True, "ignore_reinit_error": True}
-    if quiet:
-        kwargs["logging_level"] = "WARNING"
-    ray.init(address=address, **kwargs)
-    return True
-
-
-def disconnect() -> None:
-    import ray
-
-    ray.shutdown()
-
-
-def alive_nodes() -> list[dict]:
-    """The cluster's live nodes, as ``ray.nodes()`` describes them."""
-    import ray
-
-    return [n for n in ray.nodes() if n.get("Alive")]
 
 
 def _drive(job: Job, cluster: dict, name: str, storage_path: str) -> None:
@@ -139,7 +103,7 @@ class FitPool:
 
         if self._remote is None:
             self._remote = ray.remote(num_cpus=0, max_retries=0)(_drive)
-        ref = self._remote.options(runtime_env={"env_vars": _env()}, name=f"stilts-ds {handle}").remote(
+        ref = self._remote.options(runtime_env={"env_vars": train_env()}, name=f"stilts-ds {handle}").remote(
             job, self.cluster, name, storage_path)
         self._refs[ref] = handle
 

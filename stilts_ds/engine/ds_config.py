@@ -68,13 +68,13 @@ from stilts_ds.atomic import write_atomic
 from stilts_ds.batch import positive_int as _positive_int
 from stilts_ds.batch import resolve_batch
 from stilts_ds.errors import StiltsError
+from stilts_ds.precision import PRECISIONS
 
 DS_CONFIG_DIR = shipped.ds_config_dir()  # the checkout's ds_configs/, or the wheel's copy
 MERGED_NAME = "ds_config.json"
 
 Precision = Literal["fp32", "fp16", "bf16"]
 Schedule = Literal["linear", "constant"]
-PRECISIONS = ("fp32", "fp16", "bf16")
 SCHEDULES = {"linear": "WarmupDecayLR", "constant": "WarmupLR"}
 
 # AdamW hyper-parameters shared by the ds_config block and client_optimizer (XLM-R /

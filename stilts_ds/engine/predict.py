@@ -20,14 +20,13 @@ import torch
 from stilts_ds.data.sampler import RowBatcher
 from stilts_ds.engine.runtime import Runtime
 from stilts_ds.tasks.features import Features
-from stilts_ds.tasks.formats import get_format
-from stilts_ds.tasks.scoring import OUTPUT_KEYS, pad_output
+from stilts_ds.tasks.formats import format_of
 from stilts_ds.tasks.spec import TaskSpec
 
 def predict(forward: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]], spec: TaskSpec,
             feats: Features, *, batch_size: int, runtime: Runtime, device: torch.device) -> dict[str, np.ndarray]:
-    fmt = get_format(spec.format)
-    keys = OUTPUT_KEYS[spec.format]
+    fmt = format_of(spec)
+    keys = fmt.output_keys
     width = feats.columns["input_ids"].shape[-1]
     batcher = RowBatcher(len(feats), batch_size, rank=runtime.rank, world_size=runtime.world_size, mode="eval")
     own_batches = list(batcher)
@@ -42,7 +41,7 @@ def predict(forward: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.T
                 continue  # a ZeRO-3 keep-in-step pass: its outputs belong to nobody
             mine_rows.append(np.asarray(rows))
             for k in keys:
-                mine_out[k].append(pad_output(spec, k, out[k].detach().float().cpu().numpy(), width))
+                mine_out[k].append(fmt.pad_output(k, out[k].detach().float().cpu().numpy(), width))
     local = (
         np.concatenate(mine_rows) if mine_rows else np.zeros(0, dtype=np.int64),
         {k: np.concatenate(v) if v else None for k, v in mine_out.items()},

@@ -48,9 +48,9 @@ from stilts_ds.engine.tb_logger import (TRAIN_LR, TRAIN_SAMPLES_PER_S, TRAIN_TOK
 from stilts_ds.modeling import export
 from stilts_ds.modeling.multitask import HeadSpec, MultiTaskModel, encoder_embed, load_encoder
 from stilts_ds.modeling.presets import PRESETS, load_tokenizer, model_config
-from stilts_ds.tasks.formats import get_format
+from stilts_ds.tasks.formats import format_of
 from stilts_ds.tasks.registry import get_task
-from stilts_ds.tasks.scoring import decode_outputs, primary_score, score_predictions
+from stilts_ds.tasks.scoring import primary_score
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,10 @@ def evaluate_tasks(forward, specs_feats, *, batch_size, runtime, device) -> dict
     """{task: {lang: scores}} for [(task, lang, spec, feats)]; collective on every rank."""
     results: dict = defaultdict(dict)
     for task, lang, spec, feats in specs_feats:
-        outputs = predict(forward(task), spec, feats, batch_size=batch_size, runtime=runtime, device=device)
-        preds = decode_outputs(spec, feats, outputs)
-        results[task][lang] = score_predictions(spec, feats, preds, lang)
+        def run(f, task=task, spec=spec):
+            return predict(forward(task), spec, f, batch_size=batch_size, runtime=runtime, device=device)
+
+        results[task].update(format_of(spec).evaluate(spec, run, [(lang, feats)]))
     return dict(results)
 
 
@@ -276,7 +277,7 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
     meter = ThroughputMeter()
     progress = Progress(f"{job.phase} {run_dir.name}", job.total_steps, start=int(engine.global_steps),
                         enabled=rt.rank == 0)
-    fmts = {t: get_format(info.head.format) for t, info in tasks.items()}
+    fmts = {t: format_of(info.head.format) for t, info in tasks.items()}
     total = job.total_steps
     losses: dict = defaultdict(list)
     tokenizer = load_tokenizer(job.tokenizer) if rt.rank == 0 else None
@@ -315,12 +316,9 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
     while engine.global_steps < total:
         task = sampler.next()
         rows = batchers[task].next()
-        if tasks[task].head.format == "mlm":
-            # Masks drawn per batch, seeded by the run's seed and the sampler's step count
-            # (checkpointed), so a resumed run masks every batch as the first run did.
-            batch = fmts[task].collate(feats[task], rows, seed=train.seed, step=sampler.steps).to(device)
-        else:
-            batch = fmts[task].collate(feats[task], rows).to(device)
+        # seed/step reach formats that draw per batch (mlm's masks): seeded by the run's seed and
+        # the sampler's step count (checkpointed), a resumed run draws as the first run did.
+        batch = fmts[task].collate(feats[task], rows, seed=train.seed, step=sampler.steps).to(device)
         meter.start()
         out = engine(task, batch.tensors)
         engine.backward(out["loss"])
@@ -389,7 +387,8 @@ def eval_worker(job: EvalJob, rt: Runtime) -> None:
     memo_key, memo = None, None
     for item in job.evaluations:
         task, spec = item.task, get_task(item.task)
-        if spec.format == "retrieval":
+        fmt = format_of(spec)
+        if not fmt.has_head:  # scored from the bare encoder's embeddings
             if item.model_dir not in encoders:
                 encoders[item.model_dir] = load_encoder(item.model_dir).to(device).eval()
             encoder = encoders[item.model_dir]
@@ -403,31 +402,30 @@ def eval_worker(job: EvalJob, rt: Runtime) -> None:
 
             def forward(tensors, model=model, task=task):
                 return model(task, tensors)
-        threshold = None
-        if spec.metric == "bucc_f1":
-            from stilts_ds.metrics import bucc_best_threshold
 
-            dev_feats = cache.read(Path(item.dev))
-            dev_out = predict(forward, spec, dev_feats, batch_size=job.batch_size, runtime=rt, device=device)
-            threshold = bucc_best_threshold(decode_outputs(spec, dev_feats, dev_out),
-                                            dev_feats.extras["references"].items())
-        started, rows = time.perf_counter(), 0
-        for lang, path in item.splits:
-            feats = cache.read(Path(path))
-            rows += len(feats)
+        def run(feats, forward=forward, spec=spec):
             if spec.shared_pool:
-                out = predict_embeddings(forward, spec, feats, memo=memo, batch_size=job.batch_size,
-                                         runtime=rt, device=device)
-            else:
-                out = predict(forward, spec, feats, batch_size=job.batch_size, runtime=rt, device=device)
-            preds = decode_outputs(spec, feats, out, bucc_threshold=threshold)
-            scores = score_predictions(spec, feats, preds, lang)
+                return predict_embeddings(forward, spec, feats, memo=memo, batch_size=job.batch_size,
+                                          runtime=rt, device=device)
+            return predict(forward, spec, feats, batch_size=job.batch_size, runtime=rt, device=device)
+
+        started, rows = time.perf_counter(), [0]
+
+        def splits(item=item, rows=rows):  # one language's table in memory at a time
+            for lang, path in item.splits:
+                feats = cache.read(Path(path))
+                rows[0] += len(feats)
+                yield lang, feats
+
+        dev = cache.read(Path(item.dev)) if fmt.needs_dev(spec) else None  # BUCC: threshold tuned on dev
+        # The format scores its task: decode, tune on dev where it does, the official metric.
+        for lang, scores in fmt.evaluate(spec, run, splits(), dev=dev).items():
             results[task][lang] = scores
             for metric, value in scores.items():
                 logger.scalar(eval_tag(task, lang, metric), value, 0)
         if rt.rank == 0:  # a line per item: Mewsli-X or BUCC at full size take a while
             langs = ", ".join(lang for lang, _ in item.splits)
-            print(f"[phase 3] {task} ({langs}): {rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
+            print(f"[phase 3] {task} ({langs}): {rows[0]:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
     logger.close()
     if rt.rank == 0:
         _write_json(Path(job.run_dir) / "scores.json", dict(results))

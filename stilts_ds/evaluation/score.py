@@ -121,18 +121,43 @@ def _score_mewslix(predictions_path: PathLike, references_path: PathLike) -> dic
     return mewslix_map_at_k(read_ranked_ids(references_path), read_ranked_ids(predictions_path), k=20)
 
 
-_SCORERS: dict[str, Callable[[PathLike, PathLike], dict]] = {
-    "accuracy": lambda p, r: _score_labels(accuracy, p, r),
-    "tatoeba_accuracy": lambda p, r: _score_labels(tatoeba_accuracy, p, r),
-    "seqeval_f1": lambda p, r: _score_tags(seqeval_f1, p, r),
-    "tag_accuracy": lambda p, r: _score_tags(tag_accuracy, p, r),
-    "squad_v1": lambda p, r: _score_qa(squad_v1_em_f1, p, r),
-    "squad_v2": lambda p, r: _score_qa(squad_v2_em_f1, p, r),
-    "bucc_f1": _score_bucc,
-    "lareqa_map_at_20": _score_lareqa,
-    "mewslix_map_at_20": _score_mewslix,
+def _score_mlqa(predictions_path: PathLike, references_path: PathLike, lang: str | None) -> dict:
+    if lang is None:
+        raise ScoreInputError(
+            f"metric 'mlqa' needs the answer language (lang=...) to score "
+            f"{predictions_path}; one of {' '.join(MLQA_LANGUAGES)}"
+        )
+    if lang not in MLQA_LANGUAGES:
+        raise ScoreInputError(
+            f"unknown MLQA language {lang!r} for {predictions_path}; "
+            f"supported: {' '.join(MLQA_LANGUAGES)}"
+        )
+    return _score_qa(lambda refs, preds: mlqa_em_f1(refs, preds, lang), predictions_path, references_path)
+
+
+def _score_accuracy(predictions_path: PathLike, references_path: PathLike, xcopa: bool) -> dict:
+    # XCOPA's labels come as JSON lines (test-<lang>.jsonl), everything else one per line.
+    if xcopa or str(predictions_path).endswith(".jsonl"):
+        return _score_xcopa(predictions_path, references_path)
+    return _score_labels(accuracy, predictions_path, references_path)
+
+
+# metric -> scorer(predictions, references, lang, xcopa): the one table from a metric to its
+# official file readers (the in-memory path is the task format's score).
+_SCORERS: dict[str, Callable[[PathLike, PathLike, str | None, bool], dict]] = {
+    "accuracy": lambda p, r, lang, xcopa: _score_accuracy(p, r, xcopa),
+    "tatoeba_accuracy": lambda p, r, lang, xcopa: _score_labels(tatoeba_accuracy, p, r),
+    "seqeval_f1": lambda p, r, lang, xcopa: _score_tags(seqeval_f1, p, r),
+    "tag_accuracy": lambda p, r, lang, xcopa: _score_tags(tag_accuracy, p, r),
+    "squad_v1": lambda p, r, lang, xcopa: _score_qa(squad_v1_em_f1, p, r),
+    "squad_v2": lambda p, r, lang, xcopa: _score_qa(squad_v2_em_f1, p, r),
+    "mlqa": lambda p, r, lang, xcopa: _score_mlqa(p, r, lang),
+    "bucc_f1": lambda p, r, lang, xcopa: _score_bucc(p, r),
+    "lareqa_map_at_20": lambda p, r, lang, xcopa: _score_lareqa(p, r),
+    "mewslix_map_at_20": lambda p, r, lang, xcopa: _score_mewslix(p, r),
 }
-assert set(_SCORERS) | {"mlqa"} == set(METRICS), "every metric needs a file scorer"
+assert set(_SCORERS) == set(METRICS), "every metric needs a file scorer"
+FILE_FORMATS = (None, "xcopa")
 
 
 def score_files(
@@ -147,28 +172,13 @@ def score_files(
     ``file_format="xcopa"`` reads accuracy files as XCOPA JSON lines; with no format, an
     accuracy file named ``*.jsonl`` (the XTREME-R name test-<lang>.jsonl) is read so too.
     """
-    if file_format not in (None, "xcopa"):
+    if file_format not in FILE_FORMATS:
         raise ScoreInputError(f"unknown file_format {file_format!r}; known: xcopa")
     if metric not in METRICS:
         raise ScoreInputError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    if metric == "mlqa":
-        if lang is None:
-            raise ScoreInputError(
-                f"metric 'mlqa' needs the answer language (lang=...) to score "
-                f"{predictions_path}; one of {' '.join(MLQA_LANGUAGES)}"
-            )
-        if lang not in MLQA_LANGUAGES:
-            raise ScoreInputError(
-                f"unknown MLQA language {lang!r} for {predictions_path}; "
-                f"supported: {' '.join(MLQA_LANGUAGES)}"
-            )
 
-        def scorer(p: PathLike, r: PathLike) -> dict:
-            return _score_qa(lambda refs, preds: mlqa_em_f1(refs, preds, lang), p, r)
-    elif metric == "accuracy" and (file_format == "xcopa" or str(predictions_path).endswith(".jsonl")):
-        scorer = _score_xcopa
-    else:
-        scorer = _SCORERS[metric]
+    def scorer(p: PathLike, r: PathLike) -> dict:
+        return _SCORERS[metric](p, r, lang, file_format is not None)
 
     try:
         return scorer(predictions_path, references_path)

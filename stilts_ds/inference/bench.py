@@ -70,22 +70,21 @@ def _model(spec: BenchSpec):
 
 def _accuracy(engine, spec: BenchSpec, feats) -> dict:
     """The task's primary score with every forward pass through ``engine``."""
-    from stilts_ds.tasks.formats import get_format
+    from stilts_ds.tasks.formats import format_of
     from stilts_ds.tasks.registry import get_task
-    from stilts_ds.tasks.scoring import OUTPUT_KEYS, decode_outputs, pad_output, primary_score, score_predictions
+    from stilts_ds.tasks.scoring import primary_score
 
     task = get_task(spec.task)
-    fmt = get_format(task.format)
-    keys = OUTPUT_KEYS[task.format]
+    fmt = format_of(task)
     width = feats.columns["input_ids"].shape[-1]
-    chunks = {k: [] for k in keys}
+    chunks = {k: [] for k in fmt.output_keys}
     for start in range(0, len(feats), spec.serving()):
         batch = fmt.collate(feats, list(range(start, min(start + spec.serving(), len(feats))))).to(engine.device)
         out = engine.forward(batch.tensors, task=spec.task)
-        for k in keys:
-            chunks[k].append(pad_output(task, k, out[k].float().cpu().numpy(), width))
+        for k in fmt.output_keys:
+            chunks[k].append(fmt.pad_output(k, out[k].float().cpu().numpy(), width))
     outputs = {k: np.concatenate(v) for k, v in chunks.items()}
-    scores = score_predictions(task, feats, decode_outputs(task, feats, outputs), spec.lang)
+    scores = fmt.score(task, feats, fmt.decode(task, feats, outputs), spec.lang)
     return {"task": spec.task, "lang": spec.lang, "metric": task.metric, "accuracy": primary_score(scores)}
 
 
@@ -165,3 +164,39 @@ def check_engines(names: Sequence[str]) -> None:
     unknown = [n for n in names if n not in ENGINES]
     if unknown:
         raise StiltsError(f"unknown engine(s) {unknown}; known: {', '.join(ENGINES)}")
+
+
+def check_task(task: str, checkpoint: Path) -> None:
+    """Refuse, before anything is featurized or timed, a task the checkpoint cannot score:
+    one without a head (retrieval: scored from encoder embeddings the engines do not return)
+    or one whose head the checkpoint lacks."""
+    import json
+
+    from stilts_ds.modeling import export
+    from stilts_ds.tasks.formats import format_of
+    from stilts_ds.tasks.registry import get_task
+
+    spec = get_task(task)
+    if not format_of(spec).has_head:
+        raise StiltsError(f"--task {task}: {spec.format} tasks are scored in phase 3 from the embeddings of an encoder "
+                          "layer, which the bench engines do not return; score a task with a trained head "
+                          "(--checkpoint phase2/<task>/model), or leave --task out to time the encoder")
+    heads_spec = Path(checkpoint) / export.HEADS_SPEC
+    trained = sorted(json.loads(heads_spec.read_text(encoding="utf-8"))) if heads_spec.is_file() else []
+    if task not in trained:
+        has = f"heads for {', '.join(trained)}" if trained else "no trained heads (an encoder export)"
+        raise StiltsError(f"--task {task}: {checkpoint} has {has}; give the phase2/{task}/model checkpoint")
+
+
+def eval_features(task: str, checkpoint: Path, *, split: str, lang: str, max_length: int, cache_dir: Path,
+                  source: str = "local", data_dir: Path | None = None) -> str:
+    """Featurize ``task``'s ``split``/``lang`` with the checkpoint's own tokenizer (cached in
+    ``cache_dir``) on the driver, and return the cache entry's absolute path: what
+    ``BenchSpec.features`` names, so every node reads the same rows instead of featurizing."""
+    from stilts_ds.data.prepare import prepare
+    from stilts_ds.modeling.presets import load_tokenizer
+    from stilts_ds.tasks.registry import get_task
+
+    (item,) = prepare([get_task(task)], tokenizer=load_tokenizer(checkpoint), cache_dir=cache_dir, source=source,
+                      data_dir=data_dir, splits=[split], langs=[lang], max_length=max_length, progress=False)
+    return str(item.path.resolve())

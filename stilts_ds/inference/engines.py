@@ -70,10 +70,13 @@ from torch import nn
 from stilts_ds import shipped
 from stilts_ds.errors import StiltsError
 from stilts_ds.modeling.multitask import ENCODER_INPUTS, MultiTaskModel
+from stilts_ds.precision import PRECISIONS as PRECISION_NAMES
+from stilts_ds.tasks.formats import format_of
 
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# The torch dtype of each of stilts_ds.precision.PRECISIONS (the one list of precision names).
+PRECISIONS: dict[str, torch.dtype] = dict(zip(PRECISION_NAMES, (torch.float32, torch.float16, torch.bfloat16),
+                                              strict=True))
 STATUSES = ("ok", "unavailable", "failed")
-TOKEN_LEVEL_FORMATS = ("span_qa", "tagging")  # head outputs with one value per token
 TARGET_KEYS = ("labels", "start_positions", "end_positions")  # targets make heads compute a loss
 DEFAULT_DS_CONFIG_DIR = shipped.ds_config_dir()  # the checkout's ds_configs/, or the wheel's copy
 
@@ -320,8 +323,9 @@ class Engine:
         if task is not None and task not in self._task_heads:
             raise StiltsError(f"engine {self.name} has no head for task {task!r}; it knows: {', '.join(self._task_heads) or 'none (bare encoder)'}")
         inputs = {k: tensors[k] for k in ENCODER_INPUTS if k in tensors}
-        if fmt == "multiple_choice" or ("input_ids" in inputs and inputs["input_ids"].dim() > 2):
-            # [B, C, L] -> [B*C, L], as MultiTaskModel does
+        if fmt is not None:  # shaped as the encoder takes them, as MultiTaskModel does
+            inputs = dict(format_of(fmt).model_inputs(inputs))
+        elif "input_ids" in inputs and inputs["input_ids"].dim() > 2:  # a bare encoder fed choices
             inputs = {k: v.reshape(-1, v.shape[-1]) for k, v in inputs.items()}
         hidden = self.encode(inputs)
         out = {"last_hidden_state": hidden}

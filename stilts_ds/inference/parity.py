@@ -59,7 +59,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from stilts_ds.inference.engines import TOKEN_LEVEL_FORMATS, Engine, build_engine
+from stilts_ds.inference.engines import Engine, build_engine
+from stilts_ds.tasks.formats import format_of
 
 HEAD_OUTPUT_KEYS = ("logits", "start_logits", "end_logits")
 
@@ -134,12 +135,10 @@ def parity_batches_from_features(features, batch_size: int = 8) -> dict[str, dic
     collated by the task's format: "padded" (rows of spread lengths, shortest to longest)
     and "unpadded" (rows of the most common length; one row if no length repeats). For
     multiple choice a row's choices may still differ in length."""
-    from stilts_ds.tasks.formats import get_format
-
     lengths = np.asarray(features.columns["lengths"])
     if len(lengths) == 0:
         raise ValueError("no rows to build parity batches from")
-    collate = get_format(features.format).collate
+    collate = format_of(features).collate
     order = np.argsort(lengths, kind="stable")
     picks = np.unique(np.linspace(0, len(order) - 1, min(batch_size, len(order))).round().astype(int))
     padded_rows = order[picks].tolist()
@@ -262,7 +261,7 @@ def check_parity(engine: Engine, reference, batches: Mapping[str, Mapping[str, t
     if engine.status != "ok":
         return ParityReport(reason=f"engine is {engine.status}: {engine.reason}", **fail)
     ref_out = reference_outputs(reference, batches, task) if isinstance(reference, Engine) else reference
-    token_level = engine.task_format(task) in TOKEN_LEVEL_FORMATS
+    token_level = engine.task_format(task) is not None and format_of(engine.task_format(task)).token_outputs
     per_batch: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     for name, tensors in batches.items():

@@ -1,13 +1,13 @@
 """Run a benchmark on every node of a Ray cluster at once: one actor per node (or per GPU).
 
-    import ray
+    from stilts_ds.engine.connection import connect
     from stilts_ds.inference.placement import run_per_node, cluster_total
 
     def measure() -> list[dict]:                 # runs inside each actor, on its node
         ...build engines, time them...
         return [r.to_dict() for r in benchmark_engines(...)]
 
-    ray.init(address="10.0.0.1:6379")            # or pass address=... below
+    connect("10.0.0.1:6379")                      # or pass address=... below
     rows = run_per_node(measure, num_nodes=4, gpus_per_actor=1)     # one actor per node
     rows = run_per_node(measure, per_gpu=True)                       # one actor per GPU
     totals = cluster_total(rows)                 # one "cluster" row per engine/dtype/batch/length
@@ -50,7 +50,7 @@ actor at a time, e.g. when several "nodes" share one machine's cores.
 The placement group and actors are removed at the end, on error too. Fewer fitting nodes
 than requested raises ``PlacementError`` naming how many are alive, and a group that cannot
 be placed within ``timeout_s`` (resources held by other jobs) raises it with each node's
-free resources, rather than waiting forever. On a single machine (``ray.init()`` with no
+free resources, rather than waiting forever. On a single machine (a local Ray, no
 cluster) the same code runs with one node.
 
 ``cluster_total`` adds the cluster rows; it needs no Ray and is also used by
@@ -72,8 +72,6 @@ GROUP_KEYS = ("engine", "dtype", "batch_size", "seq_len")
 THROUGHPUT = "throughput_samples_per_s"
 LATENCIES = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99")
 PARITY = "parity_max_abs_diff"
-PLACEMENT_FIELDS = ("node_id", "node_index", "node_ip", "host", "device", "actor_index", "local_rank",
-                    "actors_on_node", "gpu_ids")
 _HEAD_RESOURCE = "node:__internal_head__"
 _NODE_ID_LABEL = "ray.io/node-id"
 
@@ -207,9 +205,9 @@ def run_per_node(measure: Callable[[], list[dict]], *, num_nodes: int | None = N
 
     ``num_nodes``: None uses every alive node that can host an actor; more than there are
     raises ``PlacementError``. ``address``: used only when this process is not connected to
-    Ray yet (then it is also disconnected at the end); None lets ``ray.init`` find a
-    cluster (RAY_ADDRESS) or start a local one. Rows come back ordered by node index, then
-    actor, then measure's own order.
+    Ray yet (then it is also disconnected at the end); None finds a cluster (RAY_ADDRESS)
+    or starts a local one (``engine.connection.connect``, as every driver of stilts-ds joins).
+    Rows come back ordered by node index, then actor, then measure's own order.
     """
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
@@ -228,10 +226,9 @@ def run_per_node(measure: Callable[[], list[dict]], *, num_nodes: int | None = N
         raise ValueError("an actor needs cpus_per_actor > 0 or gpus_per_actor > 0 (and neither negative)")
     bundle = {k: float(v) for k, v in (("CPU", cpus_per_actor), ("GPU", gpus_per_actor)) if v}
 
-    connected_here = False
-    if not ray.is_initialized():
-        ray.init(address=address, logging_level="WARNING")
-        connected_here = True
+    from stilts_ds.engine.connection import connect, disconnect
+
+    connected_here = connect(address, quiet=True)  # False when the caller already connected
     pg = None
     actors: list = []
     try:
@@ -304,7 +301,7 @@ def run_per_node(measure: Callable[[], list[dict]], *, num_nodes: int | None = N
             except Exception:  # noqa: BLE001
                 pass
         if connected_here:
-            ray.shutdown()
+            disconnect()
 
 
 def _get(ray, ref, i: int, info: dict, ip_of: dict, index_of: dict) -> list[dict]:

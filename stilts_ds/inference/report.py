@@ -44,10 +44,7 @@ nothing needs a display.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -55,8 +52,17 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from stilts_ds import figures
 from stilts_ds.atomic import atomic_directory, write_atomic
-from stilts_ds.inference.placement import (CLUSTER, LATENCIES, PARITY, THROUGHPUT, as_row, cluster_total,
-                                          node_label, node_sort_key)
+from stilts_ds.inference.placement import (
+    CLUSTER,
+    LATENCIES,
+    PARITY,
+    THROUGHPUT,
+    as_row,
+    cluster_total,
+    node_label,
+    node_sort_key,
+)
+from stilts_ds.tables import csv_text, fmt_number, markdown_table, md_cell, shorten
 
 COLUMNS = ("engine", "status", "reason", "node_id", "host", "device", "dtype", "batch_size", "seq_len",
            THROUGHPUT, *LATENCIES, PARITY)
@@ -116,53 +122,23 @@ def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return cols
 
 
-# ------------------------------------------------------------------ JSONL / CSV
+# ------------------------------------------------------------------ JSONL
 
 def _jsonl(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> str:
     # allow_nan: a diverged number is written as NaN, as tb_logger's metrics.jsonl does.
     return "".join(json.dumps({c: r.get(c) for c in cols}) + "\n" for r in rows)
 
 
-def _csv(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for r in rows:
-        w.writerow(["" if r.get(c) is None else json.dumps(r[c]) if isinstance(r[c], (dict, list)) else r[c]
-                    for c in cols])
-    return buf.getvalue()
-
-
 # ------------------------------------------------------------------ Markdown
 
-def _fmt(value: Any, spec: str) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    try:
-        return format(value, spec)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _cell(text: Any, limit: int | None = None) -> str:
-    s = "–" if text is None or text == "" else " ".join(str(text).split())
-    if limit and len(s) > limit:
-        s = s[: limit - 1] + "…"
-    return s.replace("|", "\\|")
+def _text(value: Any) -> Any:
+    # Rows come from measure() on every node: an empty host, device or reason is as missing as None.
+    return None if value == "" else value
 
 
 def _short_id(node_id: Any) -> Any:
     # Ray node ids are 56 hex digits; 12 identify a node in any real cluster (JSONL/CSV keep all).
     return node_id[:12] + "…" if isinstance(node_id, str) and len(node_id) > 16 else node_id
-
-
-def _table(header: Sequence[str], body: Iterable[Sequence[str]], align: str) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return lines
 
 
 def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
@@ -174,16 +150,16 @@ def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     n_nodes = len({r.get("node_id") for r in node_rows})
     count = f"{n_nodes} node{'s' if n_nodes != 1 else ''}" + (f", {len(nodes)} actors" if len(nodes) != n_nodes else "")
-    out = [f"# {_cell(title)}", "",
+    out = [f"# {md_cell(_text(title))}", "",
            f"{count}, written {stamp}. Throughput: samples/s at "
            "the batch size (cluster: sum over nodes, all running at once). Latency: ms per request "
            "(cluster: the slowest node's percentile, an upper bound of the pooled one). Parity: max "
            "|engine - fp32 torch-eager| over the parity batches (cluster: worst node).", ""]
 
     out += ["## Nodes", ""]
-    out += _table(["node", "host", "device", "node id"],
-                  ([n, _cell(r.get("host")), _cell(r.get("device")), _cell(_short_id(r.get("node_id")))]
-                   for n, r in nodes.items()), "llll")
+    out += markdown_table(["node", "host", "device", "node id"],
+                          ([n, _text(r.get("host")), _text(r.get("device")), _text(_short_id(r.get("node_id")))]
+                           for n, r in nodes.items()))
 
     timed = [r for r in rows if r.get("status") == "ok" and r.get("batch_size") is not None]
     out += ["", "## Results", ""]
@@ -191,13 +167,14 @@ def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     scored = next((r for r in timed if r.get(ACCURACY) is not None), None)
     extra = [f"{scored['task']}/{scored['lang']} {scored['metric']}"] if scored else []
     if timed:
-        out += _table(["engine", "dtype", "batch", "seq len", "node", "samples/s", "p50 ms", "p90 ms", "p99 ms",
-                       "parity max abs diff", *extra],
-                      ([_cell(r["engine"]), _cell(r.get("dtype")), _fmt(r.get("batch_size"), "d"),
-                        _fmt(r.get("seq_len"), "d"), f"**{r['node']}**" if r["node"] == CLUSTER else r["node"],
-                        _fmt(r.get(THROUGHPUT), ",.1f"), *(_fmt(r.get(k), ".2f") for k in LATENCIES),
-                        _fmt(r.get(PARITY), ".2e"), *([_fmt(r.get(ACCURACY), ".2f")] if scored else [])]
-                       for r in timed), "lllrlrrrrr" + "r" * len(extra))
+        out += markdown_table(
+            ["engine", "dtype", "batch", "seq len", "node", "samples/s", "p50 ms", "p90 ms", "p99 ms",
+             "parity max abs diff", *extra],
+            ([_text(r["engine"]), _text(r.get("dtype")), fmt_number(r.get("batch_size"), "d"),
+              fmt_number(r.get("seq_len"), "d"), f"**{r['node']}**" if r["node"] == CLUSTER else r["node"],
+              fmt_number(r.get(THROUGHPUT), ",.1f"), *(fmt_number(r.get(k), ".2f") for k in LATENCIES),
+              fmt_number(r.get(PARITY), ".2e"), *([fmt_number(r.get(ACCURACY), ".2f")] if scored else [])]
+             for r in timed), "lllrlrrrrr" + "r" * len(extra))
     else:
         out.append("No engine was timed.")
 
@@ -217,9 +194,10 @@ def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
             groups.setdefault(key, []).append(CLUSTER)
     out += ["", "## Unavailable or failed", ""]
     if groups:
-        out += _table(["engine", "dtype", "batch", "status", "nodes", "reason"],
-                      ([_cell(e), _cell(d), _fmt(b, "d"), _cell(s), ", ".join(ns), _cell(reason, _MD_REASON_MAX)]
-                       for (e, d, b, s, reason), ns in groups.items()), "llrlll")
+        out += markdown_table(
+            ["engine", "dtype", "batch", "status", "nodes", "reason"],
+            ([_text(e), _text(d), fmt_number(b, "d"), _text(s), ", ".join(ns), shorten(_text(reason), _MD_REASON_MAX)]
+             for (e, d, b, s, reason), ns in groups.items()), "llrlll")
     else:
         out.append("None: every engine ran on every node.")
     return "\n".join(out) + "\n"
@@ -342,7 +320,7 @@ def write_reports(rows: Iterable[Any], out_dir: str | os.PathLike, *, title: str
     md = _markdown(table, title)
     paths = {
         "jsonl": write_atomic(out_dir / JSONL, _jsonl(table, cols)),
-        "csv": write_atomic(out_dir / CSV, _csv(table, cols)),
+        "csv": write_atomic(out_dir / CSV, csv_text(table, cols)),
         "md": write_atomic(out_dir / MD, md),
         "throughput_png": write_atomic(out_dir / THROUGHPUT_PNG, _throughput_png(table, title)),
         "latency_png": write_atomic(out_dir / LATENCY_PNG, _latency_png(table, title)),

@@ -49,6 +49,7 @@ from stilts_ds.inference.engines import PRECISIONS, Engine, build_engine
 from stilts_ds.inference.parity import (TOLERANCES, ParityReport, Tolerance, gate, parity_batches_from_features,
                                         reference_engine, reference_outputs)
 from stilts_ds.tasks.features import Features
+from stilts_ds.tasks.formats import pair_classification
 
 MIN_LATENCY_REQUESTS = 100
 
@@ -107,7 +108,7 @@ class Workload:
             ids[i, 0], ids[i, n - 1] = bos_token_id, eos_token_id
             mask[i, :n] = 1
         feats = Features(
-            format="pair_classification",  # its collate is the plain [B, L] one
+            format=pair_classification.FORMAT.name,  # one [B, L] row, one label: the plain collate
             columns={"input_ids": ids, "attention_mask": mask, "labels": np.full(n_rows, -100, dtype=np.int64),
                      "lengths": lengths},
             guids=np.array([f"synthetic-{i}" for i in range(n_rows)], dtype=object),
@@ -131,11 +132,11 @@ class Workload:
     def batches(self, batch_size: int) -> list[dict[str, torch.Tensor]]:
         """The rows in order, ``batch_size`` at a time (the last batch may be smaller),
         collated by the features' format (trimmed to each batch's longest row)."""
-        from stilts_ds.tasks.formats import get_format
+        from stilts_ds.tasks.formats import format_of
 
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        collate = get_format(self.features.format).collate
+        collate = format_of(self.features).collate
         n = len(self)
         return [dict(collate(self.features, list(range(i, min(i + batch_size, n)))).tensors)
                 for i in range(0, n, batch_size)]

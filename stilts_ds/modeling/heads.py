@@ -241,13 +241,23 @@ HEADS: dict[str, type[nn.Module]] = {
 }
 
 
+def _format(name: str):
+    from stilts_ds.tasks.formats import format_of
+
+    try:
+        return format_of(name)
+    except KeyError as e:
+        raise StiltsError(str(e.args[0])) from None
+
+
 def make_head(format: str, hidden_size: int, num_labels: int, dropout: float = 0.1, initializer_range: float = 0.02) -> nn.Module:
     """A fresh head for ``format``; ``num_labels`` is the number of choices for multiple
     choice and is ignored for span QA."""
-    if format == "retrieval":
-        raise StiltsError("retrieval tasks have no trained head; score them with MultiTaskModel.embed")
-    if format == MaskedLMHead.FORMAT:
-        raise StiltsError("the mlm head is the pretrained model's LM head: build it with MultiTaskModel.build, "
+    fmt = _format(format)
+    if not fmt.has_head:
+        raise StiltsError(f"{format} tasks have no trained head; score them with MultiTaskModel.embed")
+    if fmt.pretrained_head:
+        raise StiltsError(f"the {format} head is the pretrained model's LM head: build it with MultiTaskModel.build, "
                           "which loads it with the encoder")
     if format not in HEADS:
         raise StiltsError(f"no head for format {format!r}; known: {', '.join(HEADS)}")

@@ -52,12 +52,12 @@ from torch import nn
 
 from stilts_ds.errors import StiltsError
 from stilts_ds.modeling.heads import HEADS, MaskedLMHead, make_head
+from stilts_ds.tasks.formats import format_of
 from stilts_ds.tasks.formats.retrieval import default_layer, mean_pool
 
 # The inputs a transformers encoder takes from a batch; everything else in Batch.tensors
 # (labels, positions, word_index) belongs to the head.
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-MLM = MaskedLMHead.FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -84,31 +84,29 @@ class HeadSpec:
     head: str | None = None
 
     def __post_init__(self):
-        if self.format not in HEADS and self.format != MLM:
-            hint = "; retrieval tasks need no head (use MultiTaskModel.embed)" if self.format == "retrieval" else ""
-            raise StiltsError(f"no head for format {self.format!r}; known: {', '.join(HEADS)}{hint}")
+        try:
+            fmt = format_of(self.format)
+        except KeyError:
+            raise StiltsError(f"no head for format {self.format!r}; known: {', '.join(HEADS)}") from None
+        if not fmt.has_head:
+            raise StiltsError(f"no head for format {self.format!r}: {self.format} tasks need no head "
+                              "(use MultiTaskModel.embed)")
         if self.head is not None and (not self.head or "." in self.head):
             raise StiltsError(f"head name {self.head!r} must be non-empty and contain no '.'")
 
     @classmethod
     def from_task(cls, spec, num_labels: int | None = None, head: str | None = None) -> "HeadSpec":
-        """The head for a registry ``TaskSpec``: label count from its label set, choices from
-        ``options["num_choices"]``. Tasks whose labels come from the user's data (ccg's
-        tags.txt) need ``num_labels``."""
+        """The head for a registry ``TaskSpec``: its size from the task's format (the label
+        set's size, the number of choices, ...). Tasks whose labels come from the user's data
+        (ccg's tags.txt) need ``num_labels``."""
         if num_labels is None:
-            if spec.format == "span_qa":
-                num_labels = 2
-            elif spec.format == MLM:
-                num_labels = 0  # the vocabulary, taken from the encoder
-            elif spec.format == "multiple_choice":
-                num_labels = int(spec.options["num_choices"])
-            elif spec.labels is not None:
-                num_labels = len(spec.labels)
-            else:
+            try:
+                num_labels = format_of(spec).num_labels(spec, spec.labels)
+            except ValueError:
                 raise StiltsError(
                     f"task {spec.name!r} reads its label set from the data; pass num_labels "
                     "(e.g. len(stilts_ds.data.sources.load_labels(...)))"
-                )
+                ) from None
         return cls(spec.format, num_labels, head)
 
 
@@ -266,7 +264,7 @@ class MultiTaskModel(nn.Module):
                 raise StiltsError(f"task name {task!r} cannot name a head; give it head=<name without '.'>")
             if head_name in owner:
                 _check_shareable(head_name, owner[head_name], tasks[owner[head_name]], task, spec)
-            elif spec.format == MLM:
+            elif format_of(spec.format).pretrained_head:
                 # The checkpoint's LM head (load_masked_lm), else a fresh one tied to this encoder.
                 lm_head = lm_head if lm_head is not None else fresh_lm_head(encoder)
                 self.heads[head_name] = MaskedLMHead(lm_head)
@@ -287,7 +285,7 @@ class MultiTaskModel(nn.Module):
         Heads are always fresh. ``encoder_kwargs`` go to ``from_pretrained``/``from_config``
         (e.g. ``attn_implementation="eager"``). With an ``mlm`` task the encoder comes with
         the checkpoint's LM head (``load_masked_lm``)."""
-        if any(spec.format == MLM for spec in tasks.values()) and not isinstance(encoder, nn.Module):
+        if any(format_of(spec.format).pretrained_head for spec in tasks.values()) and not isinstance(encoder, nn.Module):
             enc, lm_head = load_masked_lm(encoder, **encoder_kwargs)
             return cls(enc, tasks, head_dropout=head_dropout, lm_head=lm_head)
         return cls(load_encoder(encoder, **encoder_kwargs), tasks, head_dropout=head_dropout)
@@ -319,12 +317,10 @@ class MultiTaskModel(nn.Module):
         ``loss`` when the batch carries targets."""
         tensors = getattr(tensors, "tensors", tensors)
         head = self.head_for(task)
-        if self.task_specs[task].format == "multiple_choice":
-            # [B, C, L] -> [B*C, L]: the encoder sees every (prompt, choice) pair as a row.
-            flat = {k: tensors[k].reshape(-1, tensors[k].shape[-1]) for k in ENCODER_INPUTS if k in tensors}
-            hidden = self._encode(flat).last_hidden_state
-        else:
-            hidden = self._encode(tensors).last_hidden_state
+        # Shaped as the encoder takes them (multiple choice: [B, C, L] -> [B*C, L]).
+        inputs = format_of(self.task_specs[task].format).model_inputs(
+            {k: tensors[k] for k in ENCODER_INPUTS if k in tensors})
+        hidden = self._encode(inputs).last_hidden_state
         return head(hidden, tensors)
 
     def embed(self, tensors, layer: int | None = None) -> torch.Tensor:
@@ -354,7 +350,7 @@ def _check_shareable(head: str, first_task: str, first: HeadSpec, task: str, spe
     """Tasks may share a head only when one module fits both: same format, and the same
     label count where it sets the output size (not for multiple choice or span QA, whose
     outputs do not depend on it)."""
-    same_size = spec.format in ("multiple_choice", "span_qa", MLM) or spec.num_labels == first.num_labels
+    same_size = not format_of(spec.format).sized_by_labels or spec.num_labels == first.num_labels
     if spec.format != first.format or not same_size:
         raise StiltsError(
             f"tasks {first_task!r} ({first.format}, {first.num_labels} labels) and {task!r} "

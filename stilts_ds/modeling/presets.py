@@ -1,5 +1,6 @@
-"""Model presets: the real default (XLM-R Large from the hub) and a tiny XLM-R-shaped model
-with random weights for tests and the quick start, plus the bundled offline tokenizer.
+"""Model presets: a tiny XLM-R-shaped model with random weights for tests and the quick start,
+XLM-R Large's architecture for throughput work, and the bundled offline tokenizer. (The real
+default encoder, XLM-R Large from the hub, is ``stilts_ds.config.ModelConfig.encoder``'s.)
 
     tokenizer = load_tokenizer("bundled")           # built from the fixtures, no hub needed
     config = model_config("tiny", vocab_size=len(tokenizer))
@@ -13,7 +14,6 @@ from stilts_ds import shipped
 from stilts_ds.errors import StiltsError
 
 BUNDLED_TOKENIZER_DIR = shipped.tokenizer_dir()
-DEFAULT_MODEL = "FacebookAI/xlm-roberta-large"
 
 # What every XLM-R shares: special-token ids, one token type, positions starting after the
 # padding index (RoBERTa style), hence 512 + 2 position embeddings.

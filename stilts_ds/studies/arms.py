@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Iterable
 
 from stilts_ds.atomic import write_atomic
-from stilts_ds.figures import figure, png
 from stilts_ds.config import Arm, ExperimentConfig
 from stilts_ds.errors import StiltsError
+from stilts_ds.figures import figure, png
 from stilts_ds.studies.results import load_results
+from stilts_ds.tables import MISSING, fmt_number, markdown_table
 
 COMPARISON = "arms.json"
 
@@ -81,8 +82,7 @@ def arm_summary(arm: Arm) -> dict | None:
     res = load_results(results_path)
     inter = cfg.intermediate
     tasks = list(inter.tasks) if inter else []
-    extras = [label for label, hit in (("+MLM", any(t == "mlm" for t in tasks)),
-                                       ("+translated", any("@" in t for t in tasks))) if hit]
+    extras = [f"+{data}" for data in arm.multilingual_data]
     phase1 = _done(cfg.run_dir / "phase1")
     phase2 = [_done(cfg.run_dir / "phase2" / t) for t in cfg.finetune.tasks]
     return {
@@ -121,10 +121,6 @@ def load_comparison(path: Path) -> list[dict]:
         raise DataFileError(path, "not an arms comparison written by stilts-ds (expected {\"arms\": [...]})") from None
 
 
-def _fmt(v, spec=".1f") -> str:
-    return "–" if v is None else format(v, spec)
-
-
 def _average_names(rows) -> list[str]:
     return list(dict.fromkeys(k for r in rows for k in r["averages"]))
 
@@ -133,18 +129,17 @@ def comparison_markdown(rows: list[dict], *, title: str) -> str:
     """Scores with one column per arm (rows: benchmark averages, then tasks), then costs."""
     arms = [r["arm"] for r in rows]
     tasks = list(dict.fromkeys(t for r in rows for t in r["task_scores"]))
-    lines = [f"# {title}", "", "| | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms),
-             "| phase-1 data | " + " | ".join(r["data"] for r in rows) + " |"]
+    scores = [["phase-1 data", *(r["data"] for r in rows)]]
     for name in _average_names(rows):
         label = name.removesuffix("_average").replace("_r", "-R").upper() + " average"
-        lines.append(f"| **{label}** | " + " | ".join(f"**{_fmt(r['averages'].get(name))}**" for r in rows) + " |")
-    for t in tasks:
-        lines.append(f"| {t} | " + " | ".join(_fmt(r["task_scores"].get(t)) for r in rows) + " |")
-    lines += ["", "| arm | description | phase-1 tasks | phase-1 rows/s | phase-1 wall s | phase-2 wall s |",
-              "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['arm']} | {r['description'] or '–'} | {', '.join(r['intermediate_tasks']) or '–'} | "
-                     f"{_fmt(r['phase1_samples_per_s'])} | {_fmt(r['phase1_wall_s'])} | {_fmt(r['phase2_wall_s'])} |")
+        scores.append([f"**{label}**", *(f"**{fmt_number(r['averages'].get(name))}**" for r in rows)])
+    scores += [[t, *(fmt_number(r["task_scores"].get(t)) for r in rows)] for t in tasks]
+    costs = [[r["arm"], r["description"] or MISSING, ", ".join(r["intermediate_tasks"]) or MISSING,
+              fmt_number(r["phase1_samples_per_s"]), fmt_number(r["phase1_wall_s"]), fmt_number(r["phase2_wall_s"])]
+             for r in rows]
+    lines = [f"# {title}", "", *markdown_table(["", *arms], scores), "",
+             *markdown_table(["arm", "description", "phase-1 tasks", "phase-1 rows/s", "phase-1 wall s",
+                              "phase-2 wall s"], costs)]
     return "\n".join(lines) + "\n"
 
 

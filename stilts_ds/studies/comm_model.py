@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stilts_ds.tables import fmt_number, fmt_range, markdown_table
+
 # Multiples of the parameter bytes a rank sends per step, as W grows large.
 TRAFFIC_FACTOR = {0: 2.0, 1: 2.0, 2: 2.0, 3: 3.0}
 
@@ -74,14 +76,13 @@ def predict_step(*, params: float, bytes_per_param: float, world_size: int, stag
 def prediction_table(*, params: float, bytes_per_param: float, world_sizes, stages, link_gb_per_s: float,
                      compute_s: float) -> str:
     """A Markdown table of predictions, one row per (stage, world size)."""
-    lines = ["| stage | workers | GB sent/rank/step | comm s | step s (overlap .. none) | efficiency |",
-             "|---|---:|---:|---:|---|---|"]
+    rows = []
     for stage in stages:
         for w in world_sizes:
             p = predict_step(params=params, bytes_per_param=bytes_per_param, world_size=w, stage=stage,
                              link_gb_per_s=link_gb_per_s, compute_s=compute_s)
-            lo, hi = p.efficiency_range
-            name = "DP" if stage == 0 else f"ZeRO-{stage}"
-            lines.append(f"| {name} | {w} | {p.comm_bytes / 1e9:.2f} | {p.comm_s:.3f} | "
-                         f"{p.step_s_full_overlap:.3f} .. {p.step_s_no_overlap:.3f} | {lo:.0%} .. {hi:.0%} |")
-    return "\n".join(lines)
+            rows.append(["DP" if stage == 0 else f"ZeRO-{stage}", w, fmt_number(p.comm_bytes / 1e9, ".2f"),
+                         fmt_number(p.comm_s, ".3f"), fmt_range(p.step_s_full_overlap, p.step_s_no_overlap, ".3f"),
+                         fmt_range(*p.efficiency_range, ".0%")])
+    return "\n".join(markdown_table(["stage", "workers", "GB sent/rank/step", "comm s", "step s (overlap .. none)",
+                                     "efficiency"], rows, align="lrrr"))

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping
 
 from stilts_ds.config import ExperimentConfig, TrainConfig
 from stilts_ds.errors import StiltsError
+from stilts_ds.tasks.formats import format_of
 from stilts_ds.tasks.registry import get_task
 
 FIT_KINDS = ("phase1", "phase2", "phase3")  # run by a worker group (TorchTrainer)
@@ -196,7 +197,7 @@ class _Builder:
     def inputs(self, study, reads: Iterable[tuple[str, str, str]]) -> tuple[list[str], list[str], dict[str, str]]:
         """(prepare deps, feature entries, data fingerprints) for [(task, split, lang)]: the
         split files, and a label list read from the data dir (CCG's tags.txt)."""
-        from stilts_ds.data.sources import FIXTURES_DIR
+        from stilts_ds.data.sources import labels_path
 
         deps, feats, data = [], [], {}
         for task, split, lang in reads:
@@ -204,10 +205,9 @@ class _Builder:
             if pid not in deps:
                 deps.append(pid)
             feats.append(str(path))
-            spec = get_task(task)
-            labels = spec.options.get("labels_file")
-            if labels:
-                files = [*files, Path(study.cfg.data.source_of(task)[1] or FIXTURES_DIR) / (spec.base or task) / labels]
+            labels = labels_path(get_task(task), study.cfg.data.source_of(task)[1])
+            if labels is not None:
+                files = [*files, labels]
             for f in files:
                 if Path(f).is_file():
                     data[str(f)] = "" if self.offline else file_fingerprint(f)
@@ -300,7 +300,7 @@ class _Builder:
             upstream = []
             if "train" not in spec.splits:  # scored from the phase-1 encoder's embeddings
                 slice_["evaluate"]["retrieval_layer"] = cfg.evaluate.retrieval_layer
-                if spec.metric == "bucc_f1":  # the margin threshold is tuned on each language's dev set
+                if format_of(spec).needs_dev(spec):  # BUCC: a threshold tuned on each language's dev set
                     reads += [(task, "validation", lang) for lang in langs]
                 if phase1 is not None:
                     upstream.append(phase1.id)
@@ -435,7 +435,7 @@ def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node]) -> Node 
     if arm not in arm_cfgs:  # an arm left out by --arm (the config checked that it exists)
         return None
     acfg = arm_cfgs[arm]
-    task = bench.task or next((t for t in acfg.finetune.tasks if get_task(t).format == "pair_classification"), None)
+    task = bench.task or next((t for t in acfg.finetune.tasks if format_of(get_task(t)).row_label), None)
     if task is None:
         return None
     nid = (f"{arm}/" if arm else "") + f"phase2/{task}"

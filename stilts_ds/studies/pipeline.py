@@ -32,6 +32,7 @@ from stilts_ds.errors import StiltsError
 from stilts_ds.modeling import export
 from stilts_ds.modeling.presets import PRESETS, load_tokenizer
 from stilts_ds.studies import results as results_io
+from stilts_ds.tasks.formats import format_of
 from stilts_ds.tasks.registry import get_task
 
 
@@ -58,7 +59,7 @@ class Study:
             click.echo(msg, err=True)
 
     def _max_length(self, spec) -> int:
-        return self.cfg.data.qa_max_length if spec.format == "span_qa" else self.cfg.data.max_length
+        return format_of(spec).max_length(self.cfg.data.max_length, self.cfg.data.qa_max_length)
 
     @property
     def tokenizer_fp(self) -> str:
@@ -116,13 +117,8 @@ class Study:
 
     def _head(self, task: str) -> dict:
         spec = get_task(task)
-        if spec.format == "multiple_choice":
-            n = spec.options["num_choices"]
-        elif spec.format == "span_qa":
-            n = 2
-        else:
-            n = len(load_labels(spec, self.cfg.data.source_of(task)[1]))
-        return {"format": spec.format, "num_labels": n, "head": spec.head}
+        labels = load_labels(spec, self.cfg.data.source_of(task)[1])
+        return {"format": spec.format, "num_labels": format_of(spec).num_labels(spec, labels), "head": spec.head}
 
     def build_job(self, phase: str, train: TrainConfig, run_dir: Path, encoder: str, export_dir: Path,
                   with_dev: bool, *, identity: Identity | None = None, init_heads: InitHeads | None = None,

@@ -20,6 +20,7 @@ from stilts_ds.engine.job import EvalItem, EvalJob, Identity, InitHeads, TrainJo
 from stilts_ds.errors import StiltsError
 from stilts_ds.studies.graph import Node, StudyGraph
 from stilts_ds.studies.records import read_done
+from stilts_ds.tasks.formats import format_of
 from stilts_ds.tasks.registry import get_task
 
 
@@ -89,7 +90,7 @@ class Runners:
                 layer = cfg.evaluate.retrieval_layer
             splits = tuple((lang, str(study.features(node.task, split, lang))) for lang in langs)
             items = []
-            if spec.metric == "bucc_f1":  # one item per language: each tunes its threshold on its dev set
+            if format_of(spec).needs_dev(spec):  # an item per language: each tunes on its own dev set (BUCC)
                 for lang, path in splits:
                     items.append(EvalItem(node.task, model_dir, ((lang, path),), layer=layer,
                                           dev=str(study.features(node.task, "validation", lang))))

@@ -57,14 +57,16 @@ import click
 
 from stilts_ds.atomic import write_atomic
 from stilts_ds.errors import DataFileError, StiltsError
+from stilts_ds.inference.placement import LATENCIES
 from stilts_ds.studies.sweep_spec import Point, SweepError, SweepSpec, expand
+from stilts_ds.tasks.formats import pair_classification
 
 # A point is finished when its latest status is one of these: rerunning cannot change an
 # engine that is unavailable on this hardware.
 DONE_STATUSES = ("ok", "unavailable")
 SUMMARY_ROWS = ("cluster", "training")  # the row of a point that carries the point's status
 
-TABLE_JSONL, TABLE_CSV, TABLE_MD, SWEEP_JSON = "scale.jsonl", "scale.csv", "scale.md", "sweep.json"
+TABLE_JSONL, SWEEP_JSON = "scale.jsonl", "sweep.json"  # scale.csv, scale.md: scale_report.TABLE_CSV, TABLE_MD
 
 
 
@@ -160,7 +162,7 @@ class PointRunner:
 
     def __exit__(self, *exc) -> None:
         if self._connected_here:
-            from stilts_ds.engine.dispatch import disconnect
+            from stilts_ds.engine.connection import disconnect
 
             disconnect()
             self._connected_here = False
@@ -169,7 +171,7 @@ class PointRunner:
         """Before the first point: connect to Ray and check the node counts fit."""
         if not self.spec.ray or not points:
             return
-        from stilts_ds.engine.dispatch import alive_nodes, connect
+        from stilts_ds.engine.connection import alive_nodes, connect
 
         self._connected_here = connect(self.spec.address, quiet=True)
         alive = alive_nodes()
@@ -299,13 +301,13 @@ class PointRunner:
         rng = np.random.default_rng(0)
         ids = rng.integers(5, vocab, size=(n, seq_len), dtype=np.int64)
         ids[:, 0], ids[:, -1] = 0, 2  # <s> ... </s>
-        feats = Features(format="pair_classification",
+        feats = Features(format=pair_classification.FORMAT.name,  # one sequence, one label
                          columns={"input_ids": ids, "attention_mask": np.ones_like(ids, dtype=np.int8),
                                   "labels": rng.integers(0, 3, size=n).astype(np.int64),
                                   "lengths": np.full(n, seq_len, dtype=np.int32)},
                          guids=np.array([f"synthetic-{i}" for i in range(n)], dtype=object),
                          extras={"label_names": ("entailment", "neutral", "contradiction"), "references": {}})
-        cache.write_atomic(path, feats)
+        cache.write(path, feats)
         return path
 
     def _param_count(self, preset: str, job) -> int:
@@ -436,7 +438,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, force: bool = Fals
     finally:
         if own_runner:
             runner.__exit__(None, None, None)
-    report_table()
+    # The tables too (after every point above, report_table kept them current): one derive.
     result.paths.update(scale_report.write_reports(_current(table, points), out_dir, spec))
     if result.failed:
         say(f"{len(result.failed)} point(s) failed; rerun the same command to retry them (finished points are skipped)")
@@ -454,8 +456,7 @@ def _describe(row: Mapping[str, Any]) -> str:
     if status != "ok":
         return f"{status}: {row.get('reason') or 'no reason given'}"
     if row.get("mode") == "inference":
-        p = ", ".join(f"{row[k]:.2f}" for k in ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99")
-                      if row.get(k) is not None)
+        p = ", ".join(f"{row[k]:.2f}" for k in LATENCIES if row.get(k) is not None)
         return f"ok, {row['throughput_samples_per_s']:,.1f} samples/s on {row.get('actual_nodes')} node(s)" + \
             (f", p50/p90/p99 {p} ms" if p else "")
     return f"ok, {row['tokens_per_s']:,.0f} tokens/s, {row['step_s'] * 1e3:.1f} ms/step over {row['timed_steps']} steps"

@@ -39,8 +39,6 @@ plots use the same x axis. The directory is rebuilt each time
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections import defaultdict
@@ -49,11 +47,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from stilts_ds import figures
 from stilts_ds.atomic import atomic_directory, write_atomic
+from stilts_ds.inference.placement import LATENCIES
 from stilts_ds.studies.comm_model import predict_step, prediction_table
+from stilts_ds.tables import MISSING, fmt_number, fmt_range, markdown_table, write_csv
 
 TABLE_CSV, TABLE_MD, TB_DIR = "scale.csv", "scale.md", "tensorboard"
 THROUGHPUT_PNG, EFFICIENCY_PNG, LATENCY_PNG = "throughput_vs_nodes.png", "efficiency.png", "latency.png"
-LATENCIES = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99")
 # The columns that make a configuration: what a scaling series holds fixed while nodes vary.
 _POINT_KEYS = ("mode", "seq_len", "precision", "engine", "zero_stage", "preset",
                "latency_requests", "synthetic_rows", "lengths", "steps", "warmup_steps", "data", "task", "lr")
@@ -154,32 +153,16 @@ def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return cols
 
 
-def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    import json
-
-    buf = io.StringIO()
-    cols = columns_of(rows)
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: (json.dumps(r[c]) if isinstance(r.get(c), (list, dict)) else r.get(c)) for c in cols})
-    return buf.getvalue()
+def _latencies(r: Mapping[str, Any]) -> str:
+    return " / ".join(fmt_number(r.get(k), ".2f") for k in LATENCIES)
 
 
-def _f(v, spec: str = ",.1f", none: str = "–") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return none
-    return format(v, spec)
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
 
 
-def _pct(v) -> str:
-    return "–" if v is None else f"{v:.0%}"
-
-
-def _table(header: Sequence[str], body: Iterable[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in row) + " |" for row in body]
-    return lines
+def _status(r: Mapping[str, Any]) -> str:
+    return r.get("status") if r.get("status") == "ok" else f"{r.get('status')}: {str(r.get('reason'))[:160]}"
 
 
 def markdown(rows: Sequence[Mapping[str, Any]], *, name: str, bandwidth_gbps: float,
@@ -193,45 +176,44 @@ def markdown(rows: Sequence[Mapping[str, Any]], *, name: str, bandwidth_gbps: fl
     inf = [r for r in rows if r.get("mode") == "inference" and r.get("row") == "cluster"]
     if inf:
         out += ["## Inference: cluster throughput and latency", ""]
-        out += _table(
+        out += markdown_table(
             ["engine", "precision", "batch", "seq", "workers/node", "nodes", "samples/s (cluster)", "per node",
              "ideal", "efficiency", "p50 / p90 / p99 ms (worst node)", "status"],
             [[r.get("engine"), r.get("precision"), r.get("batch_size"), r.get("seq_len"), r.get("workers_per_node"),
-              r.get("nodes"), _f(r.get("throughput_samples_per_s")), _f(r.get("per_node_samples_per_s")),
-              _f(r.get("ideal_samples_per_s")), _pct(r.get("efficiency")),
-              " / ".join(_f(r.get(k), ".2f") for k in LATENCIES),
-              r.get("status") if r.get("status") == "ok" else f"{r.get('status')}: {str(r.get('reason'))[:160]}"]
+              r.get("nodes"), *(fmt_number(r.get(k), ",.1f") for k in ("throughput_samples_per_s",
+                                                                         "per_node_samples_per_s", "ideal_samples_per_s")),
+              fmt_number(r.get("efficiency"), ".0%"), _latencies(r), _status(r)]
              for r in inf])
         nodes = [r for r in rows if r.get("mode") == "inference" and r.get("row") == "node" and r.get("status") == "ok"]
         if nodes:
             out += ["", "### Per node", ""]
-            out += _table(["engine", "precision", "batch", "seq", "nodes", "node", "host", "device", "samples/s",
-                           "p50 / p90 / p99 ms"],
-                          [[r.get("engine"), r.get("precision"), r.get("batch_size"), r.get("seq_len"), r.get("nodes"),
-                            r.get("node"), r.get("host"), r.get("device"), _f(r.get("throughput_samples_per_s")),
-                            " / ".join(_f(r.get(k), ".2f") for k in LATENCIES)] for r in nodes])
+            out += markdown_table(["engine", "precision", "batch", "seq", "nodes", "node", "host", "device",
+                                   "samples/s", "p50 / p90 / p99 ms"],
+                                  [[r.get("engine"), r.get("precision"), r.get("batch_size"), r.get("seq_len"),
+                                    r.get("nodes"), r.get("node"), r.get("host"), r.get("device"),
+                                    fmt_number(r.get("throughput_samples_per_s"), ",.1f"), _latencies(r)]
+                                   for r in nodes])
         out.append("")
     tr = [r for r in rows if r.get("mode") == "training"]
     if tr:
         out += ["## Training: tokens/s by ZeRO stage and node count", "",
                 "Measured: forward + backward + optimizer step of the real loop, warm-up steps left out. "
                 "Predicted: the communication model with compute = the measured one-worker step.", ""]
-        out += _table(
+        out += markdown_table(
             ["ZeRO", "precision", "scaling", "micro / global batch", "seq", "nodes", "workers", "tokens/s",
              "step ms", "efficiency", "predicted step ms (overlap .. none)", "predicted efficiency",
              "GB/rank/step", "link", "comm share", "bound by", "status"],
-            [[r.get("zero_stage"), r.get("precision"), r.get("scaling"), f"{r.get('micro_batch')} / {r.get('global_batch')}",
-              r.get("seq_len"), r.get("nodes"), r.get("workers"), _f(r.get("tokens_per_s"), ",.0f"),
-              _f(r["step_s"] * 1e3 if r.get("step_s") else None),
-              _pct(r.get("efficiency")),
-              (f"{r['predicted_step_s_full_overlap'] * 1e3:,.1f} .. {r['predicted_step_s_no_overlap'] * 1e3:,.1f}"
-               if r.get("predicted_step_s_no_overlap") is not None else "–"),
-              (f"{r['predicted_efficiency_min']:.0%} .. {r['predicted_efficiency_max']:.0%}"
-               if r.get("predicted_efficiency_min") is not None else "–"),
-              _f(r.get("predicted_comm_gb"), ".3f"),
-              f"{r['link']} {r['bandwidth_gbps']:g} Gbit/s" if r.get("link") else "–",
-              _pct(r.get("comm_share")), r.get("bound_by") or "–",
-              r.get("status") if r.get("status") == "ok" else f"{r.get('status')}: {str(r.get('reason'))[:160]}"]
+            [[r.get("zero_stage"), r.get("precision"), r.get("scaling"),
+              f"{r.get('micro_batch')} / {r.get('global_batch')}",
+              r.get("seq_len"), r.get("nodes"), r.get("workers"), fmt_number(r.get("tokens_per_s"), ",.0f"),
+              fmt_number(_ms(r.get("step_s") or None), ",.1f"),  # a 0 s step is no measurement
+              fmt_number(r.get("efficiency"), ".0%"),
+              fmt_range(_ms(r.get("predicted_step_s_full_overlap")), _ms(r.get("predicted_step_s_no_overlap")),
+                        ",.1f"),
+              fmt_range(r.get("predicted_efficiency_min"), r.get("predicted_efficiency_max"), ".0%"),
+              fmt_number(r.get("predicted_comm_gb"), ".3f"),
+              f"{r['link']} {r['bandwidth_gbps']:g} Gbit/s" if r.get("link") else MISSING,
+              fmt_number(r.get("comm_share"), ".0%"), r.get("bound_by") or MISSING, _status(r)]
              for r in tr])
         out += ["", *comm_tables(rows, bandwidth_gbps=bandwidth_gbps)]
     return "\n".join(out).rstrip() + "\n"
@@ -266,16 +248,24 @@ def comm_tables(rows: Sequence[Mapping[str, Any]], *, bandwidth_gbps: float) -> 
     return out
 
 
+def _derive(rows: Iterable[Mapping[str, Any]], spec) -> list[dict]:
+    return derive(rows, bandwidth_gbps=spec.bandwidth_gbps, intra_node_bandwidth_gbps=spec.intra_node_bandwidth_gbps)
+
+
 def write_tables(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike, spec) -> dict[str, Path]:
     """scale.csv and scale.md (atomically); cheap enough to run after every point."""
-    out_dir = Path(out_dir)
-    table = derive(rows, bandwidth_gbps=spec.bandwidth_gbps, intra_node_bandwidth_gbps=spec.intra_node_bandwidth_gbps)
+    return _write_tables(_derive(rows, spec), Path(out_dir), spec)[0]
+
+
+def _write_tables(table: Sequence[Mapping[str, Any]], out_dir: Path, spec) -> tuple[dict[str, Path], str]:
+    """The tables of already derived rows: (paths, the Markdown text)."""
     paths = {"jsonl": out_dir / "scale.jsonl"}
     if table:
-        paths["csv"] = write_atomic(out_dir / TABLE_CSV, _csv(table))
-    paths["md"] = write_atomic(out_dir / TABLE_MD, markdown(table, name=spec.name, bandwidth_gbps=spec.bandwidth_gbps,
-                                                                 intra_node_bandwidth_gbps=spec.intra_node_bandwidth_gbps))
-    return paths
+        paths["csv"] = write_csv(out_dir / TABLE_CSV, table, columns_of(table))
+    md = markdown(table, name=spec.name, bandwidth_gbps=spec.bandwidth_gbps,
+                  intra_node_bandwidth_gbps=spec.intra_node_bandwidth_gbps)
+    paths["md"] = write_atomic(out_dir / TABLE_MD, md)
+    return paths, md
 
 
 # ============================================================================ series
@@ -446,15 +436,14 @@ def _tensorboard(inf, tr, tb_dir: Path, md: str) -> None:
 def write_reports(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike, spec) -> dict[str, Path]:
     """Tables, plots (those with data) and TensorBoard scalars; returns name -> path."""
     out_dir = Path(out_dir)
-    rows = list(rows)
-    paths = write_tables(rows, out_dir, spec)
-    table = derive(rows, bandwidth_gbps=spec.bandwidth_gbps, intra_node_bandwidth_gbps=spec.intra_node_bandwidth_gbps)
+    table = _derive(rows, spec)  # once: the tables, plots and TensorBoard all read these rows
+    paths, md = _write_tables(table, out_dir, spec)
     inf, tr = inference_series(table), training_series(table)
     if inf or tr:
         paths["throughput_png"] = write_atomic(out_dir / THROUGHPUT_PNG, _throughput_png(inf, tr, spec.name))
         paths["efficiency_png"] = write_atomic(out_dir / EFFICIENCY_PNG, _efficiency_png(inf, tr, spec.name))
     if inf:
         paths["latency_png"] = write_atomic(out_dir / LATENCY_PNG, _latency_png(inf, spec.name))
-    _tensorboard(inf, tr, out_dir / TB_DIR, paths["md"].read_text(encoding="utf-8"))
+    _tensorboard(inf, tr, out_dir / TB_DIR, md)
     paths["tensorboard"] = out_dir / TB_DIR
     return paths

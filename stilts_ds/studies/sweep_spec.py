@@ -4,9 +4,12 @@ anything runs) and its points (the cross product of the axes, each with a stable
     spec = load_sweep("configs/sweeps/quickstart.yaml")     # SweepError names file:line and key
     points = expand(spec)                                   # [Point], the baseline added if missing
 
+    spec = sweep_from_options(None, "inference", {"nodes": "1,2", ...})  # `stilts-ds scale`'s options
+
 Schema: ``SWEEP_KEYS`` (top level), ``INFERENCE_KEYS`` and ``TRAINING_KEYS`` (the two
-sections); every list-valued axis takes a list, a single value or a comma string. Running
-the points and the study table are ``stilts_ds.studies.scale``'s.
+sections); every list-valued axis takes a list, a single value or a comma string. The keys
+marked ``option`` are also ``stilts-ds scale`` options (``cli_options``), whose help is the
+table's text. Running the points and the study table are ``stilts_ds.studies.scale``'s.
 """
 from __future__ import annotations
 
@@ -16,14 +19,15 @@ import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import yaml
 
 from stilts_ds.errors import StiltsError
+from stilts_ds.precision import PRECISIONS
+from stilts_ds.tasks.formats import format_of
 
 MODES = ("inference", "training")
-PRECISIONS = ("fp32", "fp16", "bf16")
 ZERO_STAGES = (1, 2, 3)
 SCALINGS = ("weak", "strong")
 TRAIN_DATA = ("synthetic", "fixture")
@@ -84,46 +88,145 @@ class SweepSpec:
         return asdict(self)
 
 
-# key: (kind, default-from-dataclass, help). Kinds are checked by _value below.
+class Key(NamedTuple):
+    """One key of the schema: its kind (checked by ``_value``), its help, and whether
+    ``stilts-ds scale`` takes it as an option. The help is written once, here: it is both the
+    YAML key's reference and the option's ``--help`` (``cli_options``)."""
+
+    kind: str
+    help: str
+    option: bool = False
+
+
 SWEEP_KEYS = {
-    "name": ("str", "Sweep name (titles, TensorBoard)."),
-    "bandwidth_gbps": ("pos_float", "Link bandwidth in Gbit/s for the communication model (default 100 = 12.5 GB/s): "
-                                    "the inter-node link, per worker."),
-    "intra_node_bandwidth_gbps": ("opt_pos_float", "Bandwidth in Gbit/s between workers of one node (NVLink, PCIe) for "
-                                                   "single-node points; default: bandwidth_gbps."),
-    "ray": ("bool", "Measure on a Ray cluster (default); false: in this process, one node, one worker."),
-    "address": ("opt_str", "Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
-    "storage_path": ("opt_str", "Ray Train storage for training points (S3/GCS/NFS on multi-node clusters)."),
-    "inference": ("section", "Inference axes (INFERENCE_KEYS)."),
-    "training": ("section", "Training axes (TRAINING_KEYS)."),
+    "name": Key("str", "Sweep name, in titles and TensorBoard.", option=True),
+    "bandwidth_gbps": Key("pos_float", "Link bandwidth in Gbit/s for the communication model (100 Gbit/s = "
+                                       "12.5 GB/s, a common cloud network): the inter-node link, per worker.",
+                          option=True),
+    "intra_node_bandwidth_gbps": Key("opt_pos_float", "Bandwidth in Gbit/s between the workers of one node (NVLink, "
+                                                      "PCIe), for single-node points; default: the inter-node "
+                                                      "bandwidth.", option=True),
+    "ray": Key("bool", "Measure on a Ray cluster; off (ray: false, --no-ray): in this process, one node, one "
+                       "worker.", option=True),
+    "address": Key("opt_str", "Ray cluster address (default: RAY_ADDRESS, else a local Ray).", option=True),
+    "storage_path": Key("opt_str", "Ray Train storage for training points (S3/GCS/NFS on multi-node clusters)."),
+    "inference": Key("section", "Inference axes (INFERENCE_KEYS)."),
+    "training": Key("section", "Training axes (TRAINING_KEYS)."),
 }
 _COMMON_AXES = {
-    "preset": ("preset", "Architecture with random weights: tiny (CPU) or xlmr-large."),
-    "nodes": ("int_list>=1", "Node counts, e.g. [1, 2, 4]."),
-    "workers_per_node": ("int_list>=1", "Ray actors (inference) or training workers per node."),
-    "batch_sizes": ("int_list>=1", "Batch sizes (training: per worker for weak scaling, global for strong)."),
-    "precisions": ("precision_list", "fp32, fp16, bf16."),
+    "preset": Key("preset", "Architecture with random weights: tiny (CPU) or xlmr-large.", option=True),
+    "nodes": Key("int_list>=1", "Node counts.", option=True),
+    "workers_per_node": Key("int_list>=1", "Ray actors (inference) or DeepSpeed ranks (training) per node.",
+                            option=True),
+    "batch_sizes": Key("int_list>=1", "Batch sizes (training: per worker for weak scaling, global for strong).",
+                       option=True),
+    "precisions": Key("precision_list", "fp32, fp16, bf16.", option=True),
 }
 INFERENCE_KEYS = {
     **_COMMON_AXES,
-    "seq_lens": ("int_list>=8", "Max tokens per row of the synthetic workload."),
-    "engines": ("engine_list", "torch-eager, torch-sdpa, torch-compile, ds, ds-kernel."),
-    "latency_requests": ("int>=100", "Requests timed for latency percentiles."),
-    "synthetic_rows": ("int>=1", "Rows of the synthetic workload per node."),
-    "lengths": ("lengths", "Row lengths: lognormal, uniform or fixed (every row seq_len)."),
+    "seq_lens": Key("int_list>=8", "Max tokens per row of the synthetic workload.", option=True),
+    "engines": Key("engine_list", "torch-eager, torch-sdpa, torch-compile, ds, ds-kernel.", option=True),
+    "latency_requests": Key("int>=100", "Requests timed for latency percentiles."),
+    "synthetic_rows": Key("int>=1", "Rows of the synthetic workload per node."),
+    "lengths": Key("lengths", "Row lengths: lognormal, uniform or fixed (every row seq_len)."),
 }
 TRAINING_KEYS = {
     **_COMMON_AXES,
-    "seq_lens": ("int_list>=16", "Tokens per row."),
-    "zero_stages": ("zero_list", "ZeRO stages 1, 2, 3 (ds_configs/zero<k>.json)."),
-    "scaling": ("scaling_list", "weak (per-worker batch fixed) and/or strong (global batch fixed)."),
-    "steps": ("int>=2", "Optimizer steps per point."),
-    "warmup_steps": ("int>=0", "Leading steps left out of tokens/s (start-up, first-call costs)."),
-    "data": ("train_data", "synthetic (every row exactly seq_len tokens) or fixture (the task's bundled rows)."),
-    "task": ("str", "Training task (a pair-classification task for synthetic data)."),
-    "lr": ("pos_float", "Learning rate (constant schedule)."),
-    "cpus_per_worker": ("pos_float", "CPUs Ray reserves per training worker."),
+    "seq_lens": Key("int_list>=16", "Tokens per row.", option=True),
+    "zero_stages": Key("zero_list", "ZeRO stages 1, 2, 3 (ds_configs/zero<k>.json).", option=True),
+    "scaling": Key("scaling_list", "weak (per-worker batch fixed) and/or strong (global batch fixed).", option=True),
+    "steps": Key("int>=2", "Optimizer steps per point.", option=True),
+    "warmup_steps": Key("int>=0", "Leading steps left out of tokens/s (start-up, first-call costs).", option=True),
+    "data": Key("train_data", "synthetic (every row exactly seq_len tokens) or fixture (the task's bundled rows).",
+                option=True),
+    "task": Key("str", "Training task (a pair-classification task for synthetic data)."),
+    "lr": Key("pos_float", "Learning rate (constant schedule)."),
+    "cpus_per_worker": Key("pos_float", "CPUs Ray reserves per training worker."),
 }
+
+
+# ============================================================================ the CLI's options
+
+@dataclass(frozen=True)
+class CliOption:
+    """A ``stilts-ds scale`` option made from a schema key (``Key.option``)."""
+
+    key: str
+    flag: str  # --key-with-dashes; a key that is true by default: --no-key, a flag that turns it off
+    help: str
+    type: type  # what click parses: str (axes: validated here, lists comma-separated), float, or bool (a flag)
+    modes: tuple[str, ...] = ()  # the sections an axis belongs to; () for a top-level key
+
+
+_SECTIONS = {"inference": (INFERENCE_KEYS, InferenceAxes), "training": (TRAINING_KEYS, TrainingAxes)}
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _axis_option(key: str) -> CliOption:
+    """One option for an axis of either section: the help of each section that has it (one
+    text if they agree) and each section's default (from the axes dataclasses)."""
+    have = {mode: table[key] for mode, (table, _) in _SECTIONS.items() if key in table}
+    defaults = {mode: _shown(getattr(_SECTIONS[mode][1](), key)) for mode in have}
+    texts = {k.help for k in have.values()}
+    if len(have) == 1:
+        (mode,) = have
+        text = f"{mode.capitalize()} only. {have[mode].help}"
+    elif len(texts) == 1:
+        (text,) = texts
+    else:
+        text = " ".join(f"{mode.capitalize()}: {k.help[0].lower()}{k.help[1:]}" for mode, k in have.items())
+    if any(k.kind.endswith("_list") or k.kind.startswith("int_list") for k in have.values()):
+        text += " Comma-separated."
+    if len(set(defaults.values())) == 1:
+        text += f" Default {next(iter(defaults.values()))}."
+    else:
+        text += " Default: " + "; ".join(f"{mode} {d}" for mode, d in defaults.items()) + "."
+    return CliOption(key, "--" + key.replace("_", "-"), text, str, tuple(have))
+
+
+def _top_option(key: str) -> CliOption:
+    k, default = SWEEP_KEYS[key], getattr(SweepSpec(), key)
+    if k.kind == "bool":  # only one that defaults to true is an option (ray): its flag turns it off
+        return CliOption(key, "--no-" + key.replace("_", "-"), k.help, bool)
+    text = k.help + (f" Default {_shown(default)}." if default is not None else "")
+    return CliOption(key, "--" + key.replace("_", "-"), text, float if k.kind.endswith("pos_float") else str)
+
+
+def cli_options() -> list[CliOption]:
+    """The options ``stilts-ds scale`` builds from the schema, axes first, in table order."""
+    axes = dict.fromkeys(k for table, _ in _SECTIONS.values() for k, v in table.items() if v.option)
+    return [_axis_option(k) for k in axes] + [_top_option(k) for k, v in SWEEP_KEYS.items() if v.option]
+
+
+def sweep_from_options(sweep_path: str | os.PathLike | None, mode: str | None,
+                       values: Mapping[str, Any]) -> SweepSpec:
+    """The sweep ``stilts-ds scale`` asks for: ``--sweep`` YAML, its top-level keys replaced by
+    the options given; or, with ``--mode``, one section built from the axis options. ``values``
+    holds every ``cli_options()`` key, None where the option was not given (a bool flag: True
+    where given). Errors name the options."""
+    options = {o.key: o for o in cli_options()}
+    given = {k: v for k, v in values.items() if v is not None and options[k].type is not bool}
+    given.update({k: False for k, v in values.items() if v is True and options[k].type is bool})  # --no-<key>
+    axes = {k: v for k, v in given.items() if options[k].modes}
+    top = {k: v for k, v in given.items() if not options[k].modes}
+    if sweep_path is not None:
+        if mode or axes:
+            got = ", ".join(options[k].flag for k in axes) or "--mode"
+            raise SweepError(f"give --sweep or --mode with axis options, not both (got {got} with --sweep)")
+        return load_sweep(sweep_path, top)
+    if mode is None:
+        raise SweepError("give --sweep YAML (e.g. configs/sweeps/quickstart.yaml) or --mode inference|training")
+    wrong = [options[k].flag for k in axes if mode not in options[k].modes]
+    if wrong:
+        other = "training" if mode == "inference" else "inference"
+        raise SweepError(f"{', '.join(wrong)}: {'an' if other == 'inference' else 'a'} {other} option; "
+                         f"use it with --mode {other}")
+    return sweep_from_mapping({**top, mode: axes}, _Where(options={k: o.flag for k, o in options.items()}))
 
 
 class _Where:
@@ -261,9 +364,9 @@ def _check_task(axes: TrainingAxes, where: _Where) -> None:
         raise SweepError(f"{where('training', 'task')}: {e}") from None
     if "train" not in spec.splits:
         raise SweepError(f"{where('training', 'task')}: {axes.task!r} has no training split; use e.g. mnli")
-    if axes.data == "synthetic" and spec.format != "pair_classification":
-        raise SweepError(f"{where('training', 'task')}: synthetic rows are pair classification, but {axes.task!r} is "
-                         f"{spec.format}; use mnli, qqp or anli_plus, or set training.data: fixture")
+    if axes.data == "synthetic" and not format_of(spec).row_label:
+        raise SweepError(f"{where('training', 'task')}: synthetic rows are one sequence with one label, but "
+                         f"{axes.task!r} is {spec.format}; use mnli, qqp or anli_plus, or set training.data: fixture")
 
 
 def _as_list(value, where: _Where, path: tuple) -> list:

@@ -16,17 +16,16 @@ precision). Every (arm, engine, precision) becomes one row of ``tradeoff.md`` /
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from stilts_ds.atomic import write_atomic
-from stilts_ds.figures import figure, png
 from stilts_ds.errors import DataFileError
+from stilts_ds.figures import figure, png
 from stilts_ds.studies.results import load_results
+from stilts_ds.tables import MISSING, fmt_number, markdown_table, write_csv
 
 
 @dataclass(frozen=True)
@@ -119,12 +118,8 @@ def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_d
     for i, r in enumerate(rows):
         r["pareto"] = i in front
     out_dir = Path(out_dir)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
     md = _markdown(rows, tasks, title)
-    paths = {"csv": write_atomic(out_dir / "tradeoff.csv", buf.getvalue())}
+    paths = {"csv": write_csv(out_dir / "tradeoff.csv", rows, list(rows[0]))}
     if arm_info:
         from stilts_ds.studies.arms import comparison_markdown, comparison_png
 
@@ -146,23 +141,18 @@ def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_d
     return paths
 
 
-def _fmt(v, spec=".1f"):
-    return "–" if v is None else format(v, spec)
-
-
 def _markdown(rows, tasks, title) -> str:
     head = ["arm", "phase-1 data", "phase-1 rows/s", "XTREME avg", *tasks, "engine", "dtype",
             "samples/s (best batch)", "p50 ms @1", "Pareto"]
-    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for r in rows:
-        thr = "–" if r["throughput_samples_per_s"] is None else \
-            f"{r['throughput_samples_per_s']:,.1f} (B={r['best_batch_size']})"
-        cells = [r["arm"], r["phase1_data"] or "–", _fmt(r["phase1_samples_per_s"]), _fmt(r["xtreme_average"]),
-                 *[_fmt(r[f"score_{t}"]) for t in tasks],
-                 r["engine"] or "–", r["dtype"] or "–", thr, _fmt(r["latency_ms_p50_batch1"], ".2f"),
-                 "yes" if r["pareto"] else ""]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+        thr = MISSING if r["throughput_samples_per_s"] is None else \
+            f"{fmt_number(r['throughput_samples_per_s'], ',.1f')} (B={r['best_batch_size']})"
+        body.append([r["arm"], r["phase1_data"] or MISSING, fmt_number(r["phase1_samples_per_s"]),
+                     fmt_number(r["xtreme_average"]), *[fmt_number(r[f"score_{t}"]) for t in tasks],
+                     r["engine"] or MISSING, r["dtype"] or MISSING, thr, fmt_number(r["latency_ms_p50_batch1"], ".2f"),
+                     "yes" if r["pareto"] else ""])
+    return "\n".join([f"# {title}", "", *markdown_table(head, body)]) + "\n"
 
 
 def _pareto_png(rows, title) -> bytes:

@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 from stilts_ds.tasks import readers
+from stilts_ds.tasks.formats.base import ChoiceOptions, SpanOptions
 from stilts_ds.tasks.spec import INTERMEDIATE, PARQUET_BRANCH, HubPart, TaskSpec
 
 EN = ("en",)
-
-
-def _parts(*calls: tuple[str, str | None, str]):
-    return [HubPart(path, name, split) for path, name, split in calls]
 
 
 def _anli_plus_parts(split: str, lang: str):
@@ -57,14 +54,14 @@ INTERMEDIATE_TASKS = [
         description="SQuAD v2.0, extractive QA with unanswerable questions", splits=TRAIN_DEV,
         reader=readers.squad,
         hub_parts=_simple("rajpurkar/squad_v2", None, {"train": "train", "validation": "validation"}),
-        options={"version_2_with_negative": True},
+        options=SpanOptions(version_2_with_negative=True),
     ),
     TaskSpec(
         name="hellaswag", kind=INTERMEDIATE, format="multiple_choice", metric="accuracy",
         description="HellaSwag, 4-way sentence completion", splits=TRAIN_DEV, reader=readers.hellaswag,
         hub_parts=_simple("Rowan/hellaswag", None, {"train": "train", "validation": "validation"},
                           revision=PARQUET_BRANCH),
-        options={"num_choices": 4},
+        options=ChoiceOptions(num_choices=4),
     ),
     TaskSpec(
         name="cosmosqa", kind=INTERMEDIATE, format="multiple_choice", metric="accuracy",
@@ -72,19 +69,19 @@ INTERMEDIATE_TASKS = [
         reader=readers.cosmosqa,
         hub_parts=_simple("allenai/cosmos_qa", None, {"train": "train", "validation": "validation"},
                           revision=PARQUET_BRANCH),
-        options={"num_choices": 4},
+        options=ChoiceOptions(num_choices=4),
     ),
     TaskSpec(
         name="commonsenseqa", kind=INTERMEDIATE, format="multiple_choice", metric="accuracy",
         description="CommonsenseQA, 5-way", splits=TRAIN_DEV, reader=readers.commonsenseqa,
         hub_parts=_simple("tau/commonsense_qa", None, {"train": "train", "validation": "validation"}),
-        options={"num_choices": 5},
+        options=ChoiceOptions(num_choices=5),
     ),
     TaskSpec(
         name="ccg", kind=INTERMEDIATE, format="tagging", metric="tag_accuracy",
         description="CCGbank supertagging (licensed: local files only)",
         splits={"train": EN, "validation": EN, "test": EN}, reader=readers.ccg, hub_parts=None,
-        options={"labels_file": "tags.txt"},
+        labels_file="tags.txt",
         local_only_help=(
             "CCGbank is licensed (LDC2005T13) and cannot be downloaded: convert your copy to "
             "<data-dir>/ccg/{train,validation,test}.jsonl with one sentence per line as "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from stilts_ds.errors import StiltsError
+from stilts_ds.tasks.formats.base import FormatOptions
 
 INTERMEDIATE = "intermediate"
 XTREME = "xtreme"
@@ -91,8 +92,12 @@ class TaskSpec:
     reader: Callable[[Mapping[str, Any], str, str, int], Any]
     hub_parts: Callable[[str, str], list[HubPart]] | None
     labels: tuple[str, ...] | None = None
-    # Format options, e.g. {"num_choices": 4} or {"version_2_with_negative": True}.
-    options: Mapping[str, Any] = field(default_factory=dict)
+    # The format's typed options (ChoiceOptions(num_choices=4), SpanOptions(...)); None when
+    # the format takes none. The format reads them: format_of(spec).options_of(spec).
+    options: FormatOptions | None = None
+    # A label set read from the user's data instead of ``labels``: the file name in the
+    # task's local directory (ccg: tags.txt, one supertag per line).
+    labels_file: str | None = None
     # Only for tasks with no hub source: what the user must supply, and in which shape.
     local_only_help: str | None = None
     # The English data an XTREME task is trained on, in words (for `stilts-ds tasks`).
@@ -169,7 +174,9 @@ class TaskSpec:
     @property
     def sequences_per_row(self) -> int:
         """Encoder sequences one row costs (a multiple-choice row is one per choice)."""
-        return int(self.options.get("num_choices", 1))
+        from stilts_ds.tasks.formats import format_of
+
+        return format_of(self).sequences_per_row(self)
 
     def components(self, lang: str) -> tuple[str, ...]:
         """The real languages behind a language key (itself, unless it is composite)."""
@@ -186,6 +193,3 @@ class TaskSpec:
         if self.kind in (INTERMEDIATE, AUXILIARY):  # English only: no language in the name
             return f"{self.name}/{split}.jsonl"
         return f"{self.name}/{split}.{lang}.jsonl"
-
-    def label_index(self) -> dict[str, int]:
-        return {label: i for i, label in enumerate(self.labels or ())}

@@ -45,6 +45,7 @@ from typing import Any, Mapping
 
 from stilts_ds.metrics.aggregate import XTREME_R_LANGUAGES
 from stilts_ds.tasks.formats import multiple_choice, retrieval
+from stilts_ds.tasks.formats.base import ChoiceOptions
 from stilts_ds.tasks.spec import AUXILIARY, PARQUET_BRANCH, XTREME, HubPart, TaskSpec
 
 EN = ("en",)
@@ -221,13 +222,13 @@ XTREME_R_TASKS = [
         name="siqa", kind=AUXILIARY, format="multiple_choice", metric="accuracy",
         description="Social IQa, 3-way social commonsense QA (XTREME-R's first stage for xcopa)",
         reader=siqa, hub_parts=lambda split, lang: [HubPart(SIQA, None, split, revision=PARQUET_BRANCH)],
-        splits={"train": EN, "validation": EN}, options={"num_choices": 3},
+        splits={"train": EN, "validation": EN}, options=ChoiceOptions(num_choices=3),
     ),
     TaskSpec(
         name="xcopa", kind=XTREME, format="multiple_choice", metric="accuracy",
         description="XCOPA, causal commonsense 2-way choice in 11 languages (XTREME-R)", reader=xcopa,
         hub_parts=_xcopa, splits={"train": EN, "validation": EN + XCOPA_LANGS, "test": XCOPA_LANGS},
-        options={"num_choices": 2}, train_first=("siqa",),
+        options=ChoiceOptions(num_choices=2), train_first=("siqa",),
         train_source="SIQA, then COPA en (SuperGLUE), as XTREME-R's train_xcopa.sh",
     ),
     TaskSpec(

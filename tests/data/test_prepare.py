@@ -66,3 +66,46 @@ def test_cache_key_depends_on_the_tokenizer_definition(tokenizer):
     assert len(fp) == 12 and fp == cache.tokenizer_fingerprint(tokenizer)
     tokenizer(["a b"], ["c"], truncation="longest_first", max_length=8, padding="max_length")
     assert cache.tokenizer_fingerprint(tokenizer) == fp  # call-time truncation/padding state is not identity
+
+
+def test_quality_figures_name_what_to_look_at(tmp_path, tokenizer):
+    """Each prepared split carries its format's quality figures, fresh or from the cache:
+    rows cut at max length, sentences split into several rows; `stilts-ds prepare` prints
+    the non-zero ones."""
+    from click.testing import CliRunner
+
+    from stilts_ds.cli import main
+
+    short = prepare([get_task("squad_v1"), get_task("panx"), get_task("xnli")], tokenizer=tokenizer,
+                    cache_dir=tmp_path, splits=["validation"], langs=["en"], max_length=16, progress=False)
+    by_task = {d.task: d.quality for d in short}
+    assert by_task["xnli"]["rows"] == by_task["xnli"]["examples"] == 24 and by_task["xnli"]["truncated"] == 24
+    assert by_task["panx"]["truncated"] == 0 and by_task["panx"]["split_examples"] > 0  # no word dropped
+    squad = by_task["squad_v1"]  # windows cover every context: nothing truncated, every answer held
+    assert squad["truncated"] == 0 and squad["answerable"] == 24 and squad["answerable_unlabelled"] == 0
+    again = prepare([get_task("xnli")], tokenizer=tokenizer, cache_dir=tmp_path, splits=["validation"],
+                    langs=["en"], max_length=16, progress=False)
+    assert again[0].reused and again[0].quality == by_task["xnli"]
+    out = CliRunner().invoke(main, ["prepare", "--task", "panx", "--split", "validation", "--lang", "en",
+                                    "--max-length", "16", "--cache-dir", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert f"panx/validation/en: 24 examples, split examples {by_task['panx']['split_examples']}" in out.output
+
+
+def test_span_qa_counts_answers_no_window_holds(tokenizer):
+    """An answer longer than a window's context span labels no window: the question trains
+    on nothing, and the quality figures say so (SQuAD JSON shape, one long answer, one
+    one-character answer, Thai and CJK text)."""
+    from stilts_ds.tasks.formats import format_of
+    from stilts_ds.tasks.formats.span_qa import Example
+
+    context = "กรุงเทพมหานคร คือ เมืองหลวง ของ ประเทศไทย และ 北京 是 中国 的 首都 . A B C D E F G H I J K L M N"
+    long_answer = "A B C D E F G H I J K L M N"
+    examples = [
+        Example("q-long", "Which letters?", context, (long_answer,), (context.index(long_answer),)),
+        Example("q-one", "Which letter first?", context, ("A",), (context.index("A "),)),
+    ]
+    fmt = format_of(get_task("squad_v1"))
+    feats = fmt.featurize(get_task("squad_v1"), examples, tokenizer, 32)
+    quality = fmt.quality(feats, 32)
+    assert quality["answerable"] == 2 and quality["answerable_unlabelled"] == 1, quality

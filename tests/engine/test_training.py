@@ -78,7 +78,6 @@ def test_pipeline_in_process_is_idempotent(tmp_path, capsys):
 
 
 def test_staged_recipe_carries_the_siqa_model_and_head_into_xcopa(tmp_path, capsys):
-    import shutil
 
     import torch
     from safetensors.torch import load_file

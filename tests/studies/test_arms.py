@@ -10,7 +10,7 @@ from stilts_ds.cli import main
 from stilts_ds.config import ConfigError, load_config
 from stilts_ds.inference.bench import BenchSpec, run_bench
 from stilts_ds.studies.arms import run_arms, select_arms, write_comparison
-from stilts_ds.studies.tradeoff import build_report, study_inputs
+from stilts_ds.studies.tradeoff import study_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -57,6 +57,20 @@ def test_arms_override_the_base_and_share_the_cache(tmp_path):
         assert not arm.multilingual
     with pytest.raises(Exception, match="no such arm; the config declares: single, multi, bf16"):
         select_arms(cfg, ["nope"])
+
+
+@pytest.mark.parametrize("tasks, data", [
+    (["mnli", "qqp"], ()),
+    (["mnli", "mlm"], ("MLM",)),
+    (["mnli", "mlm@de+zh"], ("MLM",)),  # continued MLM on chosen languages is MLM, not a translation
+    (["mnli", "mnli@de"], ("translated",)),
+    (["mnli@en+de", "mlm"], ("MLM", "translated")),
+    (None, ()),  # no phase 1 (the baseline arm)
+])
+def test_an_arms_multilingual_data_comes_from_the_task_registry(tmp_path, tasks, data):
+    arm = {"intermediate": None} if tasks is None else {"intermediate": {"tasks": tasks}}
+    (a,) = _config(tmp_path, {"a": arm}).arm_configs().values()
+    assert a.multilingual_data == data and a.multilingual == bool(data)
 
 
 def test_phase_commands_act_on_every_arm_unless_named(tmp_path):

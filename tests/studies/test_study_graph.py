@@ -92,7 +92,7 @@ def test_a_retrained_phase1_makes_exactly_its_downstream_stale(tmp_path):
     with Lease(tmp_path / "run" / "phase2" / "xnli" / ".lease", what="node phase2/xnli"):
         status = CliRunner().invoke(main, ["status", "--config", str(QUICKSTART), *_cli_sets(changed)],
                                     catch_exceptions=False)
-    assert f"| phase2/xnli | running |" in status.output and f"pid {os.getpid()}" in status.output, status.output
+    assert "| phase2/xnli | running |" in status.output and f"pid {os.getpid()}" in status.output, status.output
 
     # The same config, phase 1 forced again: same key, another run. Downstream must know.
     CliRunner().invoke(main, ["train", "--config", str(QUICKSTART), "--in-process", "--force", *_cli_sets(changed)],

@@ -10,7 +10,7 @@ import torch
 from stilts_ds.data.prepare import featurize_examples
 from stilts_ds.metrics import bucc_best_threshold, bucc_pairs_above
 from stilts_ds.data.sources import load_examples, load_labels
-from stilts_ds.tasks.formats import get_format, retrieval, tagging
+from stilts_ds.tasks.formats import format_of, retrieval, tagging
 from stilts_ds.tasks.registry import get_task
 
 
@@ -19,7 +19,7 @@ def _walk(task, split, lang, tokenizer, max_length=64):
     examples = load_examples(spec, split, lang)
     assert len(examples) >= 10
     feats = featurize_examples(spec, examples, tokenizer, max_length, load_labels(spec))
-    fmt = get_format(spec.format)
+    fmt = format_of(spec)
     batch = fmt.collate(feats, list(range(min(4, len(feats)))))
     return spec, examples, feats, fmt, batch
 
@@ -34,10 +34,10 @@ def test_pair_classification_walk(task, split, lang, tokenizer):
     assert (batch.tensors["input_ids"][:, 0] == tokenizer.cls_token_id).all()
     gold = feats.columns["labels"]
     logits = np.eye(len(spec.labels))[gold]
-    preds = fmt.decode(feats, logits)
-    assert fmt.score(spec.metric, fmt.references(examples), preds)["accuracy"] == 100.0
-    wrong = fmt.decode(feats, np.tile(np.eye(len(spec.labels))[0], (len(feats), 1)))
-    assert fmt.score(spec.metric, fmt.references(examples), wrong)["accuracy"] < 100.0
+    preds = fmt.decode(spec, feats, {"logits": logits})
+    assert fmt.score(spec, feats, preds, lang)["accuracy"] == 100.0
+    wrong = fmt.decode(spec, feats, {"logits": np.tile(np.eye(len(spec.labels))[0], (len(feats), 1))})
+    assert fmt.score(spec, feats, wrong, lang)["accuracy"] < 100.0
 
 
 def test_snli_unlabelled_rows_are_dropped():
@@ -48,12 +48,12 @@ def test_snli_unlabelled_rows_are_dropped():
 @pytest.mark.parametrize("task", ["hellaswag", "cosmosqa", "commonsenseqa"])
 def test_multiple_choice_walk(task, tokenizer):
     spec, examples, feats, fmt, batch = _walk(task, "validation", "en", tokenizer)
-    c = spec.options["num_choices"]
+    c = spec.options.num_choices
     assert batch.tensors["input_ids"].shape[:2] == (4, c)
     assert batch.tensors["labels"].shape == (4,)
     gold = feats.columns["labels"]
-    preds = fmt.decode(feats, np.eye(c)[gold])
-    assert fmt.score(spec.metric, fmt.references(examples), preds)["accuracy"] == 100.0
+    preds = fmt.decode(spec, feats, {"logits": np.eye(c)[gold]})
+    assert fmt.score(spec, feats, preds, "en")["accuracy"] == 100.0
 
 
 # Every metric the scorer returns, each exact: a max() over them would pass with one at 100
@@ -73,8 +73,8 @@ def test_tagging_walk(task, split, lang, expected, tokenizer):
     logits = np.zeros(labels.shape + (n,))
     rows, cols = np.nonzero(labels != tagging.IGNORE_INDEX)
     logits[rows, cols, labels[rows, cols]] = 1.0
-    preds = fmt.decode(feats, logits)
-    scores = fmt.score(spec.metric, fmt.references(examples), preds)
+    preds = fmt.decode(spec, feats, {"logits": logits})
+    scores = fmt.score(spec, feats, preds, lang)
     assert scores == expected
 
 
@@ -102,12 +102,13 @@ def test_tatoeba_walk_nearest_neighbour(tokenizer):
     base = {ex.guid: rng.normal(size=16) for ex in examples if ex.side == retrieval.TARGET}
     emb = np.stack([base[gold[g]] + 0.01 * rng.normal(size=16) if g in gold else base[g] for g in feats.guids])
     preds = retrieval.decode_tatoeba(feats, emb)
-    assert fmt.score("tatoeba_accuracy", fmt.references(examples), preds)["accuracy"] == 100.0
+    assert fmt.score(spec, feats, preds, "ru")["accuracy"] == 100.0
+    assert fmt.decode(spec, feats, {"embeddings": emb}) == preds
 
 
 def test_bucc_margin_mining_recovers_pairs_and_skips_distractors(tokenizer):
     spec, examples, feats, fmt, batch = _walk("bucc", "validation", "de", tokenizer)
-    refs = fmt.references(examples)
+    refs = feats.extras["references"]
     assert any(ex.side == retrieval.SOURCE and ex.gold is None for ex in examples)  # distractors present
     rng = np.random.default_rng(1)
     vec = {}
@@ -121,8 +122,13 @@ def test_bucc_margin_mining_recovers_pairs_and_skips_distractors(tokenizer):
     gold_scores = [s for pair, s in cands if refs.get(pair[0]) == pair[1]]
     other = [s for pair, s in cands if refs.get(pair[0]) != pair[1]]
     assert max(other) < threshold <= min(gold_scores)  # distractor pairs fall below the tuned threshold
-    scores = fmt.score("bucc_f1", refs, bucc_pairs_above(cands, threshold))
+    scores = fmt.score(spec, feats, bucc_pairs_above(cands, threshold), "de")
     assert scores["f1"] == 100.0
+    # The format's own evaluation: the threshold tuned on dev, then test pairs above it.
+    assert fmt.tune(spec, feats, {"embeddings": emb}) == threshold
+    assert fmt.evaluate(spec, lambda f: {"embeddings": emb}, [("de", feats)], dev=feats)["de"]["f1"] == 100.0
+    with pytest.raises(ValueError, match="threshold tuned on the dev split"):
+        fmt.decode(spec, feats, {"embeddings": emb})
 
 
 def test_mean_pool_ignores_padding():

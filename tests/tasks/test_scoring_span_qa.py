@@ -1,9 +1,9 @@
-"""Known answers through the span-QA branch of stilts_ds/tasks/scoring.py.
+"""Known answers through the span-QA format (stilts_ds/tasks/formats/span_qa.py: SpanQA.score).
 
 Small datasets in the official file formats (SQuAD v1.1 / v2.0 JSON; MLQA and XQuAD ship the
 v1.1 format), read the way the data loader reads them (the hub's one-row-per-question schema,
 through the task's reader), featurized as ``stilts-ds prepare`` does, decoded from logits that
-pick chosen spans (``decode_outputs``), and scored by ``score_predictions`` with the task's
+pick chosen spans (``format_of(spec).decode``), and scored by ``format_of(spec).score`` with the task's
 spec and language. Every EM/F1 below is worked out by hand, question by question, and
 asserted exactly; the same numbers must come out of ``score_files`` on the official reference
 file, so the references that ride in the features are the official ones.
@@ -25,7 +25,7 @@ from stilts_ds.data.sources import load_examples
 from stilts_ds.evaluation import score_files
 from stilts_ds.evaluation.official_files import read_squad_references
 from stilts_ds.tasks.registry import get_task
-from stilts_ds.tasks.scoring import decode_outputs, score_predictions
+from stilts_ds.tasks.formats import format_of
 
 MAX_LENGTH = 128  # every context below fits one window
 
@@ -90,8 +90,8 @@ def _walk(tmp_path, tokenizer, task, split, lang, official, picks):
         e = np.flatnonzero(offsets[row, :, 1] == at + len(text))
         assert len(s) and len(e), f"{qid}: {text!r} is not a whole-token span for this tokenizer"
         start[row, s[0]] = end[row, e[-1]] = 10.0
-    preds = decode_outputs(spec, feats, {"start_logits": start, "end_logits": end})
-    scores = score_predictions(spec, feats, preds, lang)
+    preds = format_of(spec).decode(spec, feats, {"start_logits": start, "end_logits": end})
+    scores = format_of(spec).score(spec, feats, preds, lang)
 
     # The official-file scorer (stilts-ds score) agrees on the same predictions.
     preds_path = tmp_path / f"{task}-{split}-{lang}.predictions.json"

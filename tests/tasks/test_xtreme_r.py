@@ -16,9 +16,8 @@ from stilts_ds.data.sources import load_examples, load_labels
 from stilts_ds.errors import StiltsError
 from stilts_ds.metrics import XTREME_R_LANGUAGES
 from stilts_ds.tasks import xtreme_r
-from stilts_ds.tasks.formats import get_format, retrieval
+from stilts_ds.tasks.formats import ChoiceOptions, format_of, retrieval
 from stilts_ds.tasks.registry import get_task
-from stilts_ds.tasks.scoring import decode_outputs, score_predictions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_specs_languages_and_sources():
     xcopa, mewslix, lareqa = (get_task(t) for t in ("xcopa", "mewslix", "lareqa"))
     assert xcopa.splits["test"] == XTREME_R_LANGUAGES["xcopa"] == tuple("et ht id it qu sw ta th tr vi zh".split())
-    assert xcopa.splits["train"] == ("en",) and xcopa.options == {"num_choices": 2}
+    assert xcopa.splits["train"] == ("en",) and xcopa.options == ChoiceOptions(num_choices=2)
     assert [p.describe() for p in xcopa.hub_parts("train", "en")] == [
         "load_dataset('aps/super_glue', split='train', revision='refs/convert/parquet', data_dir='copa')"]
     assert xcopa.hub_parts("test", "qu")[0].path == "cambridgeltl/xcopa"
@@ -101,7 +100,7 @@ def test_siqa_reader_spec_and_the_staged_xcopa_recipe():
     # siqa is neither one of the nine intermediate tasks nor an XTREME task; English files
     # sit where the intermediate tasks' do.
     assert siqa.kind == "auxiliary" and siqa.local_file("train", "en") == "siqa/train.jsonl"
-    assert siqa.options == {"num_choices": 3} and siqa.format == xcopa.format == "multiple_choice"
+    assert siqa.options == ChoiceOptions(num_choices=3) and siqa.format == xcopa.format == "multiple_choice"
     assert xcopa.train_first == ("siqa",)
     # datasets >= 4 runs no loading scripts: allenai/social_i_qa is read from its Parquet conversion.
     assert [p.describe() for p in siqa.hub_parts("train", "en")] == [
@@ -116,10 +115,10 @@ def test_xcopa_fixture_walk(tokenizer):
     examples = load_examples(spec, "test", "zh")
     feats = featurize_examples(spec, examples, tokenizer, 64, load_labels(spec))
     assert feats.columns["input_ids"].shape == (24, 2, 64)
-    fmt = get_format(spec.format)
+    fmt = format_of(spec)
     gold = np.array([ex.label for ex in examples])
-    preds = fmt.decode(feats, np.eye(2)[gold])
-    assert score_predictions(spec, feats, preds, "zh") == {"accuracy": 100.0}
+    preds = fmt.decode(spec, feats, {"logits": np.eye(2)[gold]})
+    assert fmt.score(spec, feats, preds, "zh") == {"accuracy": 100.0}
 
 
 def test_mewslix_query_and_description_follow_utils_mewslix():
@@ -170,11 +169,11 @@ def test_ranked_decode_and_map_on_the_lareqa_fixture(tokenizer):
         topic[by_guid[g].wants] if by_guid[g].side == retrieval.SOURCE
         else (topic[by_guid[g].keys[0]] + 0.01 * rng.normal(size=32) if by_guid[g].keys else rng.normal(size=32))
         for g in feats.guids])
-    preds = decode_outputs(spec, feats, {"embeddings": emb})
+    preds = format_of(spec).decode(spec, feats, {"embeddings": emb})
     assert all(len(p) == 20 for p in preds.values())
-    assert score_predictions(spec, feats, preds, "ru") == {"map@20": pytest.approx(100.0)}
+    assert format_of(spec).score(spec, feats, preds, "ru") == {"map@20": pytest.approx(100.0)}
     reversed_preds = {q: p[::-1] for q, p in preds.items()}
-    assert score_predictions(spec, feats, reversed_preds, "ru")["map@20"] < 50.0
+    assert format_of(spec).score(spec, feats, reversed_preds, "ru")["map@20"] < 50.0
 
 
 def test_decode_ranked_breaks_ties_by_pool_order_and_caps_k():
@@ -205,14 +204,14 @@ def test_zero_shot_retrieval_eval_through_the_tiny_encoder(task, lang, tokenizer
     encoder = load_encoder(model_config("tiny", vocab_size=len(tokenizer))).eval()
     spec = get_task(task)
     feats = featurize_examples(spec, load_examples(spec, "test", lang), tokenizer, 64, None)
-    fmt = get_format(spec.format)
+    fmt = format_of(spec)
     chunks = []
     with torch.no_grad():
         for start in range(0, len(feats), 16):
             batch = fmt.collate(feats, list(range(start, min(start + 16, len(feats)))))
             chunks.append(encoder_embed(encoder, batch).numpy())
-    preds = decode_outputs(spec, feats, {"embeddings": np.concatenate(chunks)})
-    scores = score_predictions(spec, feats, preds, lang)
+    preds = fmt.decode(spec, feats, {"embeddings": np.concatenate(chunks)})
+    scores = fmt.score(spec, feats, preds, lang)
     assert set(scores) == {"map@20"} and 0.0 <= scores["map@20"] <= 100.0
     queries = [g for g, side in zip(feats.guids, feats.extras["sides"]) if side == retrieval.SOURCE]
     assert sorted(preds) == sorted(queries)

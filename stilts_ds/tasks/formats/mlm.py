@@ -34,6 +34,7 @@ import numpy as np
 
 from stilts_ds.errors import StiltsError
 from stilts_ds.tasks.features import Batch, Features, pad_rows, trim_to_longest
+from stilts_ds.tasks.formats.base import Format
 
 IGNORE_INDEX = -100
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
@@ -155,3 +156,31 @@ def references(examples: Sequence[Example]) -> dict:
 def score(metric: str, refs: Mapping, predictions: Mapping, lang: str | None = None) -> dict:
     raise StiltsError("mlm is a training-only task (continued pre-training): it is not scored")
 
+
+class MaskedLM(Format):
+    """Continued masked language modelling on raw text: trained, never scored."""
+
+    name = "mlm"
+    sized_by_labels = False  # the encoder's own LM head: its size is the vocabulary
+    pretrained_head = True
+    scores = False
+
+    def num_labels(self, spec, labels):
+        return 0  # the vocabulary, taken from the encoder
+
+    def _featurize(self, spec, examples, tokenizer, max_length, labels):
+        return featurize(examples, tokenizer, max_length)
+
+    def collate(self, feats, rows, *, seed=0, step=0):
+        # Masks drawn per batch, seeded by the run's seed and the step count (checkpointed),
+        # so a resumed run masks every batch as the first run did.
+        return collate(feats, rows, seed=seed, step=step)
+
+    def decode(self, spec, feats, outputs, *, tuned=None):
+        return decode(feats, outputs.get("logits"))
+
+    def score(self, spec, feats, predictions, lang):
+        return score(spec.metric, {}, predictions, lang)
+
+
+FORMAT = MaskedLM()

@@ -19,6 +19,7 @@ import numpy as np
 from stilts_ds.metrics import accuracy
 from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features, collate_rows
+from stilts_ds.tasks.formats.base import ChoiceOptions, Format
 
 IGNORE_INDEX = -100
 TOKEN_KEYS = ("input_ids", "attention_mask")
@@ -81,3 +82,27 @@ def score(metric: str, refs: Mapping[str, int], predictions: Mapping[str, int], 
     if metric != "accuracy":
         raise ValueError(f"multiple choice is scored by accuracy, not {metric!r}")
     return accuracy(*aligned(refs, predictions))
+
+
+class MultipleChoice(Format):
+    """An example is C (prompt, choice) sequences scored together: accuracy."""
+
+    name = "multiple_choice"
+    options_type = ChoiceOptions
+    sized_by_labels = False  # one score per choice: the head's size does not depend on C
+
+    def num_labels(self, spec, labels):
+        return self.options_of(spec).num_choices
+
+    def sequences_per_row(self, spec):
+        return self.options_of(spec).num_choices
+
+    def _featurize(self, spec, examples, tokenizer, max_length, labels):
+        return featurize(examples, tokenizer, max_length, num_choices=self.options_of(spec).num_choices)
+
+    def model_inputs(self, tensors):
+        # [B, C, L] -> [B*C, L]: the encoder sees every (prompt, choice) pair as a row.
+        return {k: v.reshape(-1, v.shape[-1]) for k, v in tensors.items()}
+
+
+FORMAT = MultipleChoice()

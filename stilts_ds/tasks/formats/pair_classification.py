@@ -17,6 +17,7 @@ import numpy as np
 from stilts_ds.metrics import accuracy
 from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features, collate_rows
+from stilts_ds.tasks.formats.base import Format
 
 IGNORE_INDEX = -100
 TOKEN_KEYS = ("input_ids", "attention_mask")
@@ -79,3 +80,16 @@ def score(metric: str, refs: Mapping[str, str], predictions: Mapping[str, str], 
     if metric != "accuracy":
         raise ValueError(f"pair classification is scored by accuracy, not {metric!r}")
     return accuracy(*aligned(refs, predictions))
+
+
+class PairClassification(Format):
+    """Sentence pairs, one label each: accuracy."""
+
+    name = "pair_classification"
+    row_label = True
+
+    def _featurize(self, spec, examples, tokenizer, max_length, labels):
+        return featurize(examples, tokenizer, max_length, labels=labels)
+
+
+FORMAT = PairClassification()

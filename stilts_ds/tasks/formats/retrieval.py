@@ -34,9 +34,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from stilts_ds.metrics import bucc_f1, mean_average_precision_at_k, tatoeba_accuracy
+from stilts_ds.metrics import (
+    bucc_best_threshold,
+    bucc_f1,
+    bucc_pairs_above,
+    mean_average_precision_at_k,
+    tatoeba_accuracy,
+)
 from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features, collate_rows
+from stilts_ds.tasks.formats.base import Format
 
 SOURCE, TARGET = "source", "target"
 TOKEN_KEYS = ("input_ids", "attention_mask")
@@ -230,3 +237,43 @@ def score(metric: str, refs: Mapping[str, str], predictions, lang: str | None = 
         return mean_average_precision_at_k(predictions, {q: set(r) for q, r in refs.items()}, k=RANK_K)
     raise ValueError(f"retrieval is scored by tatoeba_accuracy, bucc_f1 or {' / '.join(MAP_METRICS)}, "
                      f"not {metric!r}")
+
+
+class Retrieval(Format):
+    """Sentence embeddings from the bare encoder (no head, no training): Tatoeba accuracy,
+    BUCC F1 with a threshold tuned on dev, LAReQA / Mewsli-X mAP@20."""
+
+    name = "retrieval"
+    output_keys = ("embeddings",)
+    has_head = False
+    trains = False
+
+    def num_labels(self, spec, labels):
+        return 0
+
+    def _featurize(self, spec, examples, tokenizer, max_length, labels):
+        return featurize(examples, tokenizer, max_length)
+
+    def needs_dev(self, spec):
+        # BUCC's margin threshold is tuned on each language's dev split, as XTREME does.
+        return spec.metric == "bucc_f1"
+
+    def tune(self, spec, dev, outputs):
+        if not self.needs_dev(spec):
+            return None
+        candidates = mine_bucc_candidates(dev, outputs["embeddings"])
+        return bucc_best_threshold(candidates, dev.extras["references"].items())
+
+    def decode(self, spec, feats, outputs, *, tuned=None):
+        embeddings = outputs["embeddings"]
+        if spec.metric == "tatoeba_accuracy":
+            return decode_tatoeba(feats, embeddings)
+        if spec.metric in MAP_METRICS:  # XTREME-R LAReQA / Mewsli-X: top-20 ranking
+            return decode_ranked(feats, embeddings, k=RANK_K)
+        if tuned is None:
+            raise ValueError(f"{spec.name}: BUCC pairs are kept above a threshold tuned on the dev split "
+                             "first (Format.tune, or evaluate(..., dev=...))")
+        return bucc_pairs_above(mine_bucc_candidates(feats, embeddings), tuned)
+
+
+FORMAT = Retrieval()

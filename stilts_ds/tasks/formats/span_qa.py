@@ -69,9 +69,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from stilts_ds.metrics import mlqa_em_f1, squad_v1_em_f1, squad_v2_em_f1
 from stilts_ds.tasks.features import Batch, Features, collate_rows
+from stilts_ds.tasks.formats.base import Format, SpanOptions
 
-FORMAT = "span_qa"
+NAME = "span_qa"
 TOKEN_KEYS = ("input_ids", "attention_mask")
 
 
@@ -328,7 +330,7 @@ def featurize(
     attention = real.astype(np.int8)
     guid_arr = np.asarray(guids, dtype=object)[example_of] if n else np.empty(0, dtype=object)
     return Features(
-        format=FORMAT,
+        format=NAME,
         columns={
             "input_ids": ids,
             "attention_mask": attention,
@@ -467,3 +469,60 @@ def decode(
 def references(examples: Sequence[Example]) -> dict[str, list[str]]:
     """``{guid: gold answer texts}``; an empty list for an unanswerable question."""
     return {ex.guid: list(ex.answers) for ex in examples}
+
+
+# The official span-QA scorers by metric name: SQuAD v1.1 (XQuAD, TyDiQA-GoldP, SQuAD v1.1),
+# SQuAD v2.0 (unanswerable questions), MLQA (its per-language answer normalisation).
+SCORERS = {
+    "squad_v1": lambda refs, preds, lang: squad_v1_em_f1(refs, preds),
+    "squad_v2": lambda refs, preds, lang: squad_v2_em_f1(refs, preds),
+    "mlqa": mlqa_em_f1,
+}
+
+# Padding positions must never win a decode: a very negative logit.
+PAD_LOGIT = -1e4
+
+
+class SpanQA(Format):
+    """An answer span in a context cut into windows: exact match and F1."""
+
+    name = NAME
+    options_type = SpanOptions
+    output_keys = ("start_logits", "end_logits")
+    token_outputs = True
+    output_pad = PAD_LOGIT
+    sized_by_labels = False  # always two outputs per token (start, end)
+    long_inputs = True
+
+    def num_labels(self, spec, labels):
+        return 2
+
+    def _featurize(self, spec, examples, tokenizer, max_length, labels):
+        # The paper's windows (384 tokens, stride 128, questions up to 64) scaled down for
+        # shorter rows, so the quick start's 128-token rows still overlap.
+        return featurize(examples, tokenizer, max_length, stride=min(128, max_length // 3),
+                         max_query_length=min(64, max_length // 4),
+                         version_2_with_negative=self.options_of(spec).version_2_with_negative)
+
+    def quality(self, feats, max_length):
+        # Windows cover every context (nothing is truncated); what can go wrong is an
+        # answerable question whose answer no window holds whole (no training signal).
+        figures = super().quality(feats, max_length)
+        figures["truncated"] = 0
+        answerable = {g for g, answers in feats.extras["references"].items() if answers}
+        labelled = set(map(str, feats.guids[feats.columns["start_positions"] > 0]))
+        figures["answerable"] = len(answerable)
+        figures["answerable_unlabelled"] = len(answerable - labelled)
+        return figures
+
+    def decode(self, spec, feats, outputs, *, tuned=None):
+        return decode(feats, outputs["start_logits"], outputs["end_logits"],
+                      version_2_with_negative=self.options_of(spec).version_2_with_negative)
+
+    def score(self, spec, feats, predictions, lang):
+        if spec.metric not in SCORERS:
+            raise ValueError(f"span QA is scored by {', '.join(SCORERS)}, not {spec.metric!r}")
+        return SCORERS[spec.metric](feats.extras["references"], predictions, lang)
+
+
+FORMAT = SpanQA()

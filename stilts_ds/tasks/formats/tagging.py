@@ -22,6 +22,7 @@ import numpy as np
 from stilts_ds.metrics import seqeval_f1, tag_accuracy
 from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features, collate_rows, pad_rows
+from stilts_ds.tasks.formats.base import Format
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +135,25 @@ def score(metric: str, refs: Mapping[str, list[str]], predictions: Mapping[str, 
     if metric == "tag_accuracy":
         return tag_accuracy(golds, preds)
     raise ValueError(f"tagging is scored by seqeval_f1 or tag_accuracy, not {metric!r}")
+
+
+class Tagging(Format):
+    """A tag per word on the word's first sub-word: seqeval F1 or tag accuracy."""
+
+    name = "tagging"
+    token_outputs = True
+
+    def _featurize(self, spec, examples, tokenizer, max_length, labels):
+        return featurize(examples, tokenizer, max_length, labels=labels)
+
+    def quality(self, feats, max_length):
+        # A long sentence is cut into rows at word boundaries (no word lost): a row that
+        # fills max_length is not a truncated example here; count the sentences split.
+        figures = super().quality(feats, max_length)
+        figures["truncated"] = 0
+        _, rows_per_example = np.unique(feats.guids.astype(str), return_counts=True)
+        figures["split_examples"] = int((rows_per_example > 1).sum())
+        return figures
+
+
+FORMAT = Tagging()
