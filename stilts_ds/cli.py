@@ -68,8 +68,14 @@ def tasks(as_json: bool, kind: str):
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/cache"),
               show_default=True)
 @click.option("--force", is_flag=True, help="Featurize again even where a cache entry exists.")
-def prepare(task_names, splits, langs, tokenizer, max_length, source, data_dir, cache_dir, force):
-    """Featurize task splits once and cache them by (task, split, language, tokenizer, max length)."""
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list, one object per split: task, split, lang, examples, rows, truncated, "
+                   "unlabelled_answers (span QA, else null), unk_rate, split_examples (tagging), reused, path.")
+def prepare(task_names, splits, langs, tokenizer, max_length, source, data_dir, cache_dir, force, as_json):
+    """Featurize task splits once and cache them by (task, split, language, tokenizer, max length),
+    then report each split's quality: examples, rows, examples truncated, span-QA answers no
+    window holds, and the share of unknown tokens (a warning above 5%: the tokenizer does not
+    cover the language)."""
     from stilts_ds.data.prepare import prepare as run_prepare
     from stilts_ds.modeling.presets import load_tokenizer
     from stilts_ds.tasks.registry import resolve_tasks
@@ -78,14 +84,29 @@ def prepare(task_names, splits, langs, tokenizer, max_length, source, data_dir, 
     done = run_prepare(specs, tokenizer=load_tokenizer(tokenizer), cache_dir=cache_dir, source=source,
                        data_dir=data_dir, splits=splits or None, langs=langs or None,
                        max_length=max_length, force=force)
-    fresh = [d for d in done if not d.reused]
-    click.echo(f"prepared {len(done)} splits ({len(fresh)} featurized, {len(done) - len(fresh)} from cache) "
-               f"in {cache_dir}: {sum(d.examples for d in done)} examples, {sum(d.rows for d in done)} rows")
-    for d in done:  # what the format says to look at: examples cut short, answers no window holds
-        notes = [f"{k.replace('_', ' ')} {v}" for k, v in d.quality.items()
-                 if k not in ("rows", "examples", "answerable") and v]
-        if notes:
-            click.echo(f"  {d.task}/{d.split}/{d.lang}: {d.examples} examples, " + ", ".join(notes), err=True)
+    from stilts_ds.data.prepare import UNK_WARN_RATE
+    from stilts_ds.tables import fmt_number, markdown_table
+
+    rows = [d.row() for d in done]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        fresh = sum(not d.reused for d in done)
+        click.echo(f"prepared {len(done)} splits ({fresh} featurized, {len(done) - fresh} from cache) in "
+                   f"{cache_dir}: {sum(d.examples for d in done)} examples, {sum(d.rows for d in done)} rows\n")
+        cols = ("task", "split", "lang", "examples", "rows", "truncated", "unlabelled_answers", "split_examples",
+                "unk_rate")
+        click.echo("\n".join(markdown_table(
+            [c.replace("_", " ") for c in cols],
+            [[fmt_number(r[c], ".1%") if c == "unk_rate" else ("–" if r[c] is None else r[c]) for c in cols]
+             for r in rows])))
+    for r in rows:  # loud, on stderr, in both modes
+        if (r["unk_rate"] or 0) > UNK_WARN_RATE:
+            click.echo(f"WARNING: {r['task']}/{r['split']}/{r['lang']}: {r['unk_rate']:.1%} of its tokens are "
+                       f"unknown to the tokenizer {tokenizer!r}: it does not cover this language", err=True)
+        if r["unlabelled_answers"]:
+            click.echo(f"WARNING: {r['task']}/{r['split']}/{r['lang']}: {r['unlabelled_answers']} answerable "
+                       "questions have no window holding their answer (they train on nothing)", err=True)
 
 
 # ----------------------------------------------------------------------------- score
@@ -101,8 +122,9 @@ def score(task_name, lang, predictions, references):
 
     Formats: labels one per line (xnli, pawsx, tatoeba); tags one per line with a blank line
     between sentences (udpos, panx, ccg); BUCC id pairs tab-separated; QA predictions as a
-    JSON object id -> text with SQuAD-format references (xquad, mlqa, tydiqa, squad_*).
-    The last line printed is one JSON object with the official key names.
+    JSON object id -> text with SQuAD-format references (xquad, mlqa, tydiqa, squad_*); XCOPA
+    labels as JSON lines, whatever the file names; ranked ids (mewslix, lareqa). The last line
+    printed is one JSON object with the official key names.
     """
     from stilts_ds.evaluation import score_files
     from stilts_ds.tasks.registry import get_task
@@ -110,7 +132,7 @@ def score(task_name, lang, predictions, references):
     spec = get_task(task_name)
     if lang is not None and lang not in spec.languages:
         raise StiltsError(f"task {spec.name!r} has no language {lang!r}; it has: {', '.join(spec.languages)}")
-    result = score_files(spec.metric, predictions, references, lang)
+    result = score_files(spec.metric, predictions, references, lang, file_format=spec.answer_files)
     click.echo(json.dumps(result, ensure_ascii=False))
 
 
@@ -368,6 +390,7 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
     from stilts_ds.inference.bench import (
         BenchSpec,
         check_engines,
+        check_model,
         check_task,
         eval_features,
         parse_list,
@@ -380,6 +403,7 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
         raise StiltsError("--task scores a trained head: give --checkpoint phase2/<task>/model")
     names = parse_list(engines)
     check_engines(names)
+    check_model(preset=preset, checkpoint=checkpoint, seq_len=seq_len)
     features = None
     if task:  # refused before anything is featurized or timed
         check_task(task, checkpoint)

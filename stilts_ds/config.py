@@ -159,10 +159,16 @@ class TrainConfig:
             raise ConfigError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
         if self.sampling not in SAMPLING:
             raise ConfigError(f"sampling must be one of {SAMPLING}, not {self.sampling!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1, not {self.max_steps} (leave it out to train by epochs)")
         if self.max_steps is None and self.epochs <= 0:
             raise ConfigError("set epochs > 0 or max_steps")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("warmup_ratio must be in [0, 1)")
+        if not 0 < self.lr < 1:
+            raise ConfigError(f"lr must be a positive learning rate below 1, not {self.lr} (the paper: 1e-5)")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must not be negative, not {self.weight_decay}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be at least 1")
         object.__setattr__(self, "weights", dict(self.weights))
@@ -662,11 +668,21 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not data:
+        raise ConfigError(f"{path}: the config is empty; start from configs/quickstart.yaml or configs/paper.yaml")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, ...), got a {type(data).__name__}")
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
+        for depth, key in enumerate(parents):
+            if node.get(key) is None:
+                node[key] = {}  # a section the file leaves out (or sets null) gets the override
+            node = node[key]
+            if not isinstance(node, dict):
+                where = ".".join(parents[:depth + 1])
+                raise ConfigError(f"--set {dotted}: {where} is {node!r} in {path}, not a section: "
+                                  f"set {where} itself (--set {where}=...)")
         node[leaf] = value
         unreached = _unreached(data, dotted)
         if unreached:

@@ -39,6 +39,22 @@ def _last_json(output):
     return json.loads(output.strip().splitlines()[-1])
 
 
+def test_score_xcopa_reads_json_lines_whatever_the_file_names(tmp_path):
+    """XCOPA's answers are JSON lines: perfect predictions in a file named .json used to be
+    read as one label per line and score 0."""
+    import json
+
+    rows = [{"premise": "p", "choice1": "a", "choice2": "b", "question": "cause", "label": label, "idx": i}
+            for i, label in enumerate([0, 1, 1])]
+    (tmp_path / "predictions.json").write_text("".join(json.dumps({"idx": r["idx"], "label": r["label"]}) + "\n"
+                                                        for r in rows))
+    (tmp_path / "gold.txt").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run("score", "--task", "xcopa", "--lang", "zh", "--predictions", str(tmp_path / "predictions.json"),
+                 "--references", str(tmp_path / "gold.txt"))
+    assert result.exit_code == 0, result.output
+    assert _last_json(result.output) == {"accuracy": 100.0}
+
+
 def test_score_labels(tmp_path):
     (tmp_path / "p.tsv").write_text("entailment\nneutral\ncontradiction\nneutral\n")
     (tmp_path / "g.tsv").write_text("entailment\nneutral\ncontradiction\nentailment\n")
@@ -123,3 +139,20 @@ def test_scale_options_and_their_help_come_from_the_sweep_schema():
         assert key.help[1:] in params[name].help, name  # [1:]: an axis with two texts lowercases each
     assert params["ray"].opts == ["--no-ray"] and params["ray"].is_flag
     assert "Default: inference 1,8; training 8." in params["batch_sizes"].help
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-sizes", "0"], "--batch-sizes: every batch size must be at least 1, got [0]"),
+    (["--precisions", "fp8"], "--precisions: 'fp8' is not one of fp32, fp16, bf16"),
+    (["--seq-len", "4096"], "--seq-len 4096: the model has 514 positions, 512 usable tokens per row"),
+])
+def test_bench_refuses_bad_options_before_building_anything(tmp_path, args, message):
+    result = run("bench", "--preset", "tiny", "--no-ray", "--output", str(tmp_path / "b"), *args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_bench_refuses_a_checkpoint_folder_without_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("bench", "--checkpoint", str(tmp_path / "empty"), "--no-ray", "--output", str(tmp_path / "b"))
+    assert result.exit_code == 2 and "no config.json there, so no model" in result.output

@@ -389,3 +389,27 @@ def test_evaluate_split_is_checked(tmp_path):
     data = _base()
     data.setdefault("evaluate", {})["split"] = "tset"
     _fails(_write(tmp_path, data), "evaluate.split", "tset")
+
+
+def test_bad_input_that_used_to_pass_or_crash(tmp_path):
+    """Each of these was accepted silently or ended in a traceback naming nothing."""
+    with pytest.raises(ConfigError, match="max_steps must be at least 1, not 0"):
+        load_config(QUICKSTART, {"intermediate.max_steps": 0})
+    with pytest.raises(ConfigError, match=r"finetune.defaults: lr must be a positive learning rate below 1, not -0.1"):
+        load_config(QUICKSTART, {"finetune.defaults.lr": -0.1})
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"empty.yaml: the config is empty; start from configs/quickstart.yaml"):
+        load_config(empty)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- model\n- data\n")
+    with pytest.raises(ConfigError, match=r"list.yaml: expected a mapping of sections .* got a list"):
+        load_config(listed, {"cluster.num_workers": 1})
+    with pytest.raises(ConfigError, match=r"--set name.x: name is 'quickstart' in .*quickstart.yaml, not a section"):
+        load_config(QUICKSTART, {"name.x": 1})
+    # A section the file sets to null takes the override as a new section (and is then validated).
+    baseline = tmp_path / "baseline.yaml"
+    baseline.write_text(QUICKSTART.read_text() + "\nintermediate: null\n")
+    assert load_config(baseline).intermediate is None
+    with pytest.raises(ConfigError, match="intermediate.tasks is empty"):
+        load_config(baseline, {"intermediate.lr": 2e-5})

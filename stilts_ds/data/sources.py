@@ -15,6 +15,7 @@ distinct.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -33,8 +34,16 @@ log = logging.getLogger(__name__)
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for every non-blank line; a bad line raises DataFileError."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                # utf-8-sig on the first line: a byte-order mark (as Windows editors write) is
+                # not part of the data.
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFileError(
+                    path, f"not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); re-encode the file "
+                          "as UTF-8, e.g. iconv -f <its encoding> -t UTF-8", lineno) from None
             if not line.strip():
                 continue
             try:
@@ -97,8 +106,17 @@ def local_splits(spec: TaskSpec, data_dir: Path) -> list[tuple[str, str]]:
     return [(split, lang) for split, langs in spec.splits.items() for lang in langs if present(split, lang)]
 
 
+@functools.lru_cache(maxsize=None)
+def _text_fields(example_type) -> tuple[str, ...]:
+    """The fields of a format's Example that must hold text (annotated plain ``str``)."""
+    if not dataclasses.is_dataclass(example_type):
+        return ()
+    return tuple(f.name for f in dataclasses.fields(example_type) if f.type in ("str", str))
+
+
 def _read_rows(spec: TaskSpec, rows, split: str, lang: str, where) -> list:
     examples: list = []
+    first_seen: dict[str, Any] = {}  # guid -> where it was read first
     for index, (position, record) in enumerate(rows):
         try:
             out = spec.reader(record, split, lang, index)
@@ -107,9 +125,27 @@ def _read_rows(spec: TaskSpec, rows, split: str, lang: str, where) -> list:
                                   f"(see {FIXTURES_DIR / spec.name} for the schema)") from None
         except (ValueError, TypeError) as e:
             raise where(position, f"task {spec.name!r}: {e}") from None
+        except AttributeError as e:  # a field holding null (or a number) where text belongs
+            nulls = sorted(k for k, v in record.items() if v is None)
+            what = f"null field(s) {nulls}" if nulls else f"a field of the wrong type ({e})"
+            raise where(position, f"task {spec.name!r}: {what}; every field of the schema needs a value "
+                                  f"(see {FIXTURES_DIR / spec.name})") from None
         if out is None:
             continue
-        examples.extend(out if isinstance(out, list) else [out])
+        for ex in out if isinstance(out, list) else [out]:
+            missing = [f for f in _text_fields(type(ex)) if not isinstance(getattr(ex, f), str)]
+            if missing:  # null (or a number) where the reader needs text
+                nulls = sorted(k for k, v in record.items() if v is None)
+                raise where(position, f"task {spec.name!r}: {'null field(s) ' + str(nulls) if nulls else 'no text'} "
+                                      f"for {missing}; every field of the schema needs a value "
+                                      f"(see {FIXTURES_DIR / spec.name})")
+            # Ids must be unique within a split: a later row with the same id would overwrite
+            # the earlier one's context and references, and decoding would cut the wrong text.
+            if ex.guid in first_seen:
+                raise where(position, f"duplicate id {ex.guid!r} (first read at {first_seen[ex.guid]}); every "
+                                      f"row of a split needs its own id")
+            first_seen[ex.guid] = position
+            examples.append(ex)
     return examples
 
 

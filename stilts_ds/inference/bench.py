@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from stilts_ds.errors import StiltsError
+from stilts_ds.precision import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,17 @@ class BenchSpec:
     seed: int = 0
     device: str | None = None
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # Checked here, before a model is built or a node asked: a bad value is a message
+        # naming the option, not a traceback from deep in a worker.
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise StiltsError(f"--precisions: {bad[0] if bad else 'nothing'!r} is not one of {', '.join(PRECISIONS)}")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise StiltsError(f"--batch-sizes: every batch size must be at least 1, got {list(self.batch_sizes)}")
+        if self.serving_batch_size is not None and self.serving_batch_size < 1:
+            raise StiltsError(f"--serving-batch must be at least 1, got {self.serving_batch_size}")
 
     def serving(self) -> int:
         return self.serving_batch_size or max(self.batch_sizes)
@@ -164,6 +176,30 @@ def check_engines(names: Sequence[str]) -> None:
     unknown = [n for n in names if n not in ENGINES]
     if unknown:
         raise StiltsError(f"unknown engine(s) {unknown}; known: {', '.join(ENGINES)}")
+
+
+def check_model(*, preset: str | None, checkpoint: Path | None, seq_len: int) -> None:
+    """Refuse, before any worker starts, a checkpoint folder that holds no model and a
+    sequence length past the model's position table (XLM-R: 514 positions, 512 tokens)."""
+    from stilts_ds.modeling.presets import PRESETS, model_config
+
+    if checkpoint is not None:
+        if not (Path(checkpoint) / "config.json").is_file():
+            raise StiltsError(f"--checkpoint {checkpoint}: no config.json there, so no model; give a phase-2 "
+                              "model directory (phase2/<task>/model) or an encoder export (phase1/encoder)")
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(checkpoint)
+    elif preset in PRESETS:
+        config = model_config(preset, vocab_size=PRESETS[preset].get("vocab_size", 1))  # positions only
+    else:
+        return  # an unknown preset is refused with the list of known ones when the model is built
+    positions = getattr(config, "max_position_embeddings", None)
+    # XLM-R numbers positions from padding_idx + 1: two of its table's entries are never a token's.
+    usable = positions - (getattr(config, "pad_token_id", 0) or 0) - 1 if positions else None
+    if usable is not None and seq_len > usable:
+        raise StiltsError(f"--seq-len {seq_len}: the model has {positions} positions, {usable} usable tokens per "
+                          f"row; use --seq-len {usable} or less")
 
 
 def check_task(task: str, checkpoint: Path) -> None:

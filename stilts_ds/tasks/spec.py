@@ -95,6 +95,9 @@ class TaskSpec:
     # The format's typed options (ChoiceOptions(num_choices=4), SpanOptions(...)); None when
     # the format takes none. The format reads them: format_of(spec).options_of(spec).
     options: FormatOptions | None = None
+    # The official answer files' shape when it is not the metric's usual one: "xcopa" (labels
+    # as JSON lines). `stilts-ds score --task` reads both files so, whatever their names.
+    answer_files: str | None = None
     # A label set read from the user's data instead of ``labels``: the file name in the
     # task's local directory (ccg: tags.txt, one supertag per line).
     labels_file: str | None = None

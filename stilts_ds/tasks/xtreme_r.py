@@ -228,7 +228,7 @@ XTREME_R_TASKS = [
         name="xcopa", kind=XTREME, format="multiple_choice", metric="accuracy",
         description="XCOPA, causal commonsense 2-way choice in 11 languages (XTREME-R)", reader=xcopa,
         hub_parts=_xcopa, splits={"train": EN, "validation": EN + XCOPA_LANGS, "test": XCOPA_LANGS},
-        options=ChoiceOptions(num_choices=2), train_first=("siqa",),
+        options=ChoiceOptions(num_choices=2), train_first=("siqa",), answer_files="xcopa",
         train_source="SIQA, then COPA en (SuperGLUE), as XTREME-R's train_xcopa.sh",
     ),
     TaskSpec(

@@ -1,5 +1,6 @@
 """The prepare stage: cached by key, reused, forced, and never half-written."""
 import os
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_cache_key_depends_on_the_tokenizer_definition(tokenizer):
 def test_quality_figures_name_what_to_look_at(tmp_path, tokenizer):
     """Each prepared split carries its format's quality figures, fresh or from the cache:
     rows cut at max length, sentences split into several rows; `stilts-ds prepare` prints
-    the non-zero ones."""
+    them as a table."""
     from click.testing import CliRunner
 
     from stilts_ds.cli import main
@@ -82,14 +83,14 @@ def test_quality_figures_name_what_to_look_at(tmp_path, tokenizer):
     assert by_task["xnli"]["rows"] == by_task["xnli"]["examples"] == 24 and by_task["xnli"]["truncated"] == 24
     assert by_task["panx"]["truncated"] == 0 and by_task["panx"]["split_examples"] > 0  # no word dropped
     squad = by_task["squad_v1"]  # windows cover every context: nothing truncated, every answer held
-    assert squad["truncated"] == 0 and squad["answerable"] == 24 and squad["answerable_unlabelled"] == 0
+    assert squad["truncated"] == 0 and squad["answerable"] == 24 and squad["unlabelled_answers"] == 0
     again = prepare([get_task("xnli")], tokenizer=tokenizer, cache_dir=tmp_path, splits=["validation"],
                     langs=["en"], max_length=16, progress=False)
     assert again[0].reused and again[0].quality == by_task["xnli"]
     out = CliRunner().invoke(main, ["prepare", "--task", "panx", "--split", "validation", "--lang", "en",
                                     "--max-length", "16", "--cache-dir", str(tmp_path)])
     assert out.exit_code == 0, out.output
-    assert f"panx/validation/en: 24 examples, split examples {by_task['panx']['split_examples']}" in out.output
+    assert f"| panx | validation | en | 24 | 30 | 0 | – | {by_task['panx']['split_examples']} | 0.0% |" in out.output
 
 
 def test_span_qa_counts_answers_no_window_holds(tokenizer):
@@ -108,4 +109,53 @@ def test_span_qa_counts_answers_no_window_holds(tokenizer):
     fmt = format_of(get_task("squad_v1"))
     feats = fmt.featurize(get_task("squad_v1"), examples, tokenizer, 32)
     quality = fmt.quality(feats, 32)
-    assert quality["answerable"] == 2 and quality["answerable_unlabelled"] == 1, quality
+    assert quality["answerable"] == 2 and quality["unlabelled_answers"] == 1, quality
+
+
+def test_an_empty_answer_list_is_refused_at_prepare(tmp_path, tokenizer):
+    """A SQuAD v1.1-style question with no answer is broken data: refused when featurized,
+    naming the task, split, language and question, not after training when scoring fails.
+    SQuAD v2 keeps its unanswerable questions."""
+    import json
+
+    row = {"id": "q-1", "title": "t", "context": "Ana paid 4 euros.", "question": "How much?",
+           "answers": {"text": ["4"], "answer_start": [9]}}
+    empty = {**row, "id": "q-2", "answers": {"text": [], "answer_start": []}}
+    for task in ("squad_v1", "squad_v2"):
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "validation.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(empty) + "\n")
+    with pytest.raises(StiltsError, match=r"task 'squad_v1' split 'validation' language 'en': 1 question\(s\) "
+                                          r"have no answer, e.g. \['q-2'\]"):
+        prepare([get_task("squad_v1")], tokenizer=tokenizer, cache_dir=tmp_path / "c", data_dir=tmp_path,
+                splits=["validation"], progress=False)
+    assert not list((tmp_path / "c").rglob("*.pkl"))
+    (done,) = prepare([get_task("squad_v2")], tokenizer=tokenizer, cache_dir=tmp_path / "c", data_dir=tmp_path,
+                      splits=["validation"], progress=False)
+    assert done.examples == 2
+
+
+def test_prepare_json_reports_quality_and_warns_on_unknown_tokens(tmp_path):
+    """`stilts-ds prepare --json`: one object per split with the quality figures, also kept
+    in the cache entry. Thai text through the bundled tokenizer (built from the fixtures,
+    which hold no Thai) is mostly <unk>: a loud warning names the split."""
+    import json
+
+    from click.testing import CliRunner
+
+    from stilts_ds.cli import main
+
+    thai = [{"language": "th", "sentence1": "แมวนอนอยู่บนเสื่อสีแดงในบ้านหลังใหญ่",
+             "sentence2": "แมวกำลังนอนหลับ", "gold_label": label}
+            for label in ("entailment", "neutral", "contradiction")]
+    (tmp_path / "data" / "xnli").mkdir(parents=True)
+    (tmp_path / "data" / "xnli" / "test.th.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in thai), encoding="utf-8")
+    out = CliRunner().invoke(main, ["prepare", "--task", "xnli", "--split", "test", "--lang", "th", "--json",
+                                    "--data-dir", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "c")])
+    assert out.exit_code == 0, out.output
+    (row,) = json.loads(out.stdout)
+    assert {"task", "split", "lang", "examples", "rows", "truncated", "unlabelled_answers", "unk_rate"} <= set(row)
+    assert (row["task"], row["lang"], row["examples"], row["unlabelled_answers"]) == ("xnli", "th", 3, None)
+    assert row["unk_rate"] > 0.05
+    assert "WARNING: xnli/test/th:" in out.stderr and "does not cover this language" in out.stderr
+    assert cache.read(Path(row["path"])).extras["quality"]["unk_rate"] == row["unk_rate"]

@@ -98,3 +98,42 @@ def test_hub_part_reads_one_config_folder_of_a_parquet_conversion(tmp_path, monk
     rows = list(sources._hub_rows(part))
     assert [r["premise"] for _, r in rows] == copa["premise"]
     assert xcopa(rows[0][1], "train", "en", 0).prompt == "The man fell. What was the cause?"
+
+
+SQUAD_ROW = {"id": "q-1", "title": "Ana", "context": "Ana paid $4 in 北京.", "question": "How much?",
+             "answers": {"text": ["4"], "answer_start": [10]}}
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    """Windows editors start UTF-8 files with a BOM: it is not part of the first row."""
+    path = tmp_path / "squad_v1" / "validation.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(SQUAD_ROW, ensure_ascii=False).encode("utf-8") + b"\n")
+    (ex,) = load_examples(get_task("squad_v1"), "validation", data_dir=tmp_path)
+    assert ex.guid == "q-1" and ex.answers == ("4",) and ex.context.endswith("北京.")
+
+
+def test_bytes_that_are_not_utf8_are_named_with_their_line(tmp_path):
+    path = tmp_path / "squad_v1" / "validation.jsonl"
+    path.parent.mkdir(parents=True)
+    latin1 = json.dumps({**SQUAD_ROW, "id": "q-2", "context": "Caf\u00e9 4"}, ensure_ascii=False).encode("latin-1")
+    path.write_bytes(json.dumps(SQUAD_ROW).encode() + b"\n" + latin1 + b"\n")
+    with pytest.raises(DataFileError, match=r"validation.jsonl:2: not UTF-8 \(byte 0xe9 .*iconv"):
+        load_examples(get_task("squad_v1"), "validation", data_dir=tmp_path)
+
+
+def test_a_null_field_is_named_with_its_line(tmp_path):
+    _write(tmp_path, "mnli/train.jsonl", [GOOD, json.dumps({"premise": None, "hypothesis": "y", "label": 1})])
+    with pytest.raises(DataFileError, match=r"train.jsonl:2: task 'mnli': null field\(s\) \['premise'\] for \['text_a'\]"):
+        load_examples(get_task("mnli"), "train", data_dir=tmp_path)
+
+
+def test_duplicate_ids_are_refused_however_far_apart(tmp_path):
+    """A later row with an earlier row's id used to overwrite its context and references
+    when the two fell in different 2,000-row featurizing chunks; now the split is refused,
+    naming both lines."""
+    rows = [json.dumps({**SQUAD_ROW, "id": f"q-{i}"}, ensure_ascii=False) for i in range(2500)]
+    rows.append(json.dumps({**SQUAD_ROW, "id": "q-7", "context": "Other text, 4 here."}, ensure_ascii=False))
+    _write(tmp_path, "squad_v1/validation.jsonl", rows)
+    with pytest.raises(DataFileError, match=r"validation.jsonl:2501: duplicate id 'q-7' \(first read at 8\)"):
+        load_examples(get_task("squad_v1"), "validation", data_dir=tmp_path)

@@ -182,3 +182,22 @@ def test_blocked_bucc_mining_equals_the_dense_computation(monkeypatch, block_ele
     assert mined.keys() == dense.keys()
     for pair, value in dense.items():
         assert mined[pair] == pytest.approx(value, rel=1e-5)
+
+
+def test_a_very_long_word_takes_one_row_not_one_per_subword(tokenizer):
+    """UD English-EWT test has a 473-character URL: rows never split a word, so it became a
+    row per sub-word (131 rows). A word now keeps at most half a row of sub-words; its tag
+    sits on its first sub-word, so decoding still gives every word its tag."""
+    url = "https://example.org/" + "/".join(f"segment{i}xq" for i in range(60))
+    tokens = ("See", url, "now", ".")
+    ex = tagging.Example("s1", tokens, ("VERB", "X", "ADV", "PUNCT"))
+    labels = ("ADV", "PUNCT", "VERB", "X")
+    feats = tagging.featurize([ex], tokenizer, 32, labels=labels)
+    assert len(feats) <= 2, len(feats)
+    fmt = format_of("tagging")
+    gold = feats.columns["labels"]
+    logits = np.zeros(gold.shape + (len(labels),))
+    rows, cols = np.nonzero(gold != tagging.IGNORE_INDEX)
+    logits[rows, cols, gold[rows, cols]] = 1.0
+    assert tagging.decode(feats, logits) == {"s1": list(ex.tags)}
+    assert fmt.quality(feats, 32)["rows"] == len(feats)

@@ -332,3 +332,27 @@ def test_decode_matches_exhaustive_search(qa_tokenizer, corpus, v2):
         assert got == want
         if v2:
             assert "" in got.values() and any(got[g] for g in got if g != "empty")
+
+
+@pytest.mark.parametrize("context,answer", [
+    ("It weighs ½ kg.", "½"),            # NFKC: "1⁄2", three tokens sharing one character span
+    ("It weighs 5㎏ now.", "㎏"),         # "kg": two tokens on one character
+    ("A ﬁ ligature.", "ﬁ"),              # "fi"
+    ("第Ⅳ章", "Ⅳ"),                      # CJK context, a Roman numeral expanding to "IV"
+    ("It costs $4 now.", "4"),           # a plain one-character answer after punctuation
+])
+def test_one_character_answers_keep_their_label(tokenizer, context, answer):
+    """A one-character answer whose character the tokenizer turns into several tokens with
+    the same offsets kept no label (start = end = 0, trained as unanswerable): the end search
+    was not bounded below by the start. The label now lies inside the answer, and decoding
+    it gives the answer back."""
+    ex = Example("q1", "What?", context, (answer,), (context.index(answer),))
+    feats = span_qa.featurize([ex], tokenizer, 32, stride=8, max_query_length=8)
+    start, end = int(feats.columns["start_positions"][0]), int(feats.columns["end_positions"][0])
+    assert 0 < start <= end, (start, end)
+    offsets = feats.extras["offsets"][0]
+    assert offsets[start][0] <= context.index(answer) and offsets[end][1] >= context.index(answer) + 1
+    logits = np.full((1, feats.columns["input_ids"].shape[1]), -10.0)
+    s_logits, e_logits = logits.copy(), logits.copy()
+    s_logits[0, start], e_logits[0, end] = 10.0, 10.0
+    assert span_qa.decode(feats, s_logits, e_logits) == {"q1": answer}

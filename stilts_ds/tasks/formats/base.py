@@ -143,15 +143,24 @@ class Format:
     def references(self, examples: Sequence) -> Mapping[str, Any]:
         return self.module.references(examples)
 
-    def quality(self, feats: Features, max_length: int) -> dict[str, int]:
+    def quality(self, feats: Features, max_length: int, unk_id: int | None = None) -> dict[str, Any]:
         """Figures that say whether a featurized split is what it should be: rows, examples,
-        and examples cut short (a row that fills ``max_length``)."""
+        examples cut short (a row that fills ``max_length``) and, given the tokenizer's
+        ``unk_id``, the share of real tokens it could not represent (``unk_rate``: a
+        tokenizer that does not cover the language)."""
         lengths = feats.columns.get("lengths")
         truncated = 0
         if lengths is not None and len(lengths):
             full = np.asarray(lengths) >= max_length
             truncated = len({str(g) for g in feats.guids[full]}) if full.any() else 0
-        return {"rows": len(feats), "examples": len(set(map(str, feats.guids))), "truncated": truncated}
+        figures: dict[str, Any] = {"rows": len(feats), "examples": len(set(map(str, feats.guids))),
+                                   "truncated": truncated}
+        ids, mask = feats.columns.get("input_ids"), feats.columns.get("attention_mask")
+        if unk_id is not None and ids is not None and mask is not None:
+            real = int(np.asarray(mask).sum())
+            figures["unk_rate"] = round(float(((np.asarray(ids) == unk_id) & (np.asarray(mask) == 1)).sum()) / real,
+                                        4) if real else 0.0
+        return figures
 
     def collate(self, feats: Features, rows: Sequence[int], *, seed: int = 0, step: int = 0) -> Batch:
         """A batch of ``rows``; ``seed``/``step`` reach formats that draw per batch (mlm)."""

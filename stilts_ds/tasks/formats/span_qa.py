@@ -320,8 +320,12 @@ def featurize(
         & (offsets[rows, last_tok, 1] >= ec)
     )
     start_ok = in_ctx & (offsets[:, :, 0] <= sc[:, None])
-    end_ok = in_ctx & (offsets[:, :, 1] >= ec[:, None])
     start_tok = L - 1 - np.argmax(start_ok[:, ::-1], axis=1)
+    # The end is searched from the start token on. One character can become several tokens
+    # with the same offsets (normalisation expands "½" to "1⁄2", "㎏" to "kg"): the start is
+    # the last of them, and the first of them also ends at or after the answer's end, so an
+    # unbounded search put a one-character answer's end before its start: no label at all.
+    end_ok = in_ctx & (offsets[:, :, 1] >= ec[:, None]) & (pos >= start_tok[:, None])
     end_tok = np.argmax(end_ok, axis=1)
     inside &= start_ok.any(axis=1) & end_ok.any(axis=1) & (end_tok >= start_tok)
     start_positions = np.where(inside, start_tok, 0).astype(np.int64)
@@ -498,21 +502,28 @@ class SpanQA(Format):
         return 2
 
     def _featurize(self, spec, examples, tokenizer, max_length, labels):
+        if not self.options_of(spec).version_2_with_negative:
+            # Only a task with unanswerable questions (SQuAD v2) may leave answers empty;
+            # elsewhere it is broken data, which would fail only at scoring, after training.
+            empty = [ex.guid for ex in examples if not ex.answers]
+            if empty:
+                raise ValueError(f"{len(empty)} question(s) have no answer, e.g. {empty[:3]}; only a task "
+                                 "with unanswerable questions (SQuAD v2) may leave answers empty")
         # The paper's windows (384 tokens, stride 128, questions up to 64) scaled down for
         # shorter rows, so the quick start's 128-token rows still overlap.
         return featurize(examples, tokenizer, max_length, stride=min(128, max_length // 3),
                          max_query_length=min(64, max_length // 4),
                          version_2_with_negative=self.options_of(spec).version_2_with_negative)
 
-    def quality(self, feats, max_length):
+    def quality(self, feats, max_length, unk_id=None):
         # Windows cover every context (nothing is truncated); what can go wrong is an
         # answerable question whose answer no window holds whole (no training signal).
-        figures = super().quality(feats, max_length)
+        figures = super().quality(feats, max_length, unk_id)
         figures["truncated"] = 0
         answerable = {g for g, answers in feats.extras["references"].items() if answers}
         labelled = set(map(str, feats.guids[feats.columns["start_positions"] > 0]))
         figures["answerable"] = len(answerable)
-        figures["answerable_unlabelled"] = len(answerable - labelled)
+        figures["unlabelled_answers"] = len(answerable - labelled)
         return figures
 
     def decode(self, spec, feats, outputs, *, tuned=None):

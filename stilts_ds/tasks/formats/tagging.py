@@ -46,6 +46,17 @@ def _fallback_tag(labels: Sequence[str]) -> str:
     return labels[0]
 
 
+def _cap_words(ids: Sequence[int], word_ids: Sequence[int | None], most: int) -> tuple[list, list]:
+    """``ids``/``word_ids`` with every word cut to its first ``most`` sub-words."""
+    keep, run, last = [], 0, object()
+    for t, w in enumerate(word_ids):
+        run = run + 1 if w == last and w is not None else 1
+        last = w
+        if run <= most:
+            keep.append(t)
+    return [ids[t] for t in keep], [word_ids[t] for t in keep]
+
+
 def featurize(examples: Sequence[Example], tokenizer, max_length: int = 128, *, labels: Sequence[str]) -> Features:
     index = {name: i for i, name in enumerate(labels)}
     for ex in examples:
@@ -60,9 +71,12 @@ def featurize(examples: Sequence[Example], tokenizer, max_length: int = 128, *, 
     budget = max_length - 2  # <s> ... </s>
     bos, eos = tokenizer.cls_token_id, tokenizer.sep_token_id
     ids_rows, label_rows, word_rows, guids, no_subword = [], [], [], [], 0
+    # A word keeps at most half a row of sub-words: its label and prediction sit on its first
+    # sub-word, and a very long word (a 473-character URL in UD English-EWT) would otherwise
+    # be cut into a row per sub-word, since rows never split a word.
+    word_budget = max(1, budget // 2)
     for i, ex in enumerate(examples):
-        ids = enc["input_ids"][i]
-        word_ids = enc.word_ids(i)
+        ids, word_ids = _cap_words(enc["input_ids"][i], enc.word_ids(i), word_budget)
         seen: set[int] = set()
         start = 0
         while True:
@@ -146,10 +160,10 @@ class Tagging(Format):
     def _featurize(self, spec, examples, tokenizer, max_length, labels):
         return featurize(examples, tokenizer, max_length, labels=labels)
 
-    def quality(self, feats, max_length):
+    def quality(self, feats, max_length, unk_id=None):
         # A long sentence is cut into rows at word boundaries (no word lost): a row that
         # fills max_length is not a truncated example here; count the sentences split.
-        figures = super().quality(feats, max_length)
+        figures = super().quality(feats, max_length, unk_id)
         figures["truncated"] = 0
         _, rows_per_example = np.unique(feats.guids.astype(str), return_counts=True)
         figures["split_examples"] = int((rows_per_example > 1).sum())
