@@ -294,8 +294,6 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-_named_compares_at = _named_compares
-
 
 def test_format_and_metric_names_are_compared_only_in_the_task_layer():
     """Outside stilts_ds/tasks and stilts_ds/metrics, code asks a task's Format object
@@ -319,5 +317,5 @@ def test_the_name_check_catches_a_branch(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text('def f(spec):\n    if spec.format == "span_qa":\n        return 1\n'
                    '    return spec.metric in ("bucc_f1", "x")\n')
-    hits = _named_compares_at(bad, {"span_qa", "bucc_f1"})
+    hits = _named_compares(bad, {"span_qa", "bucc_f1"})
     assert len(hits) == 2

@@ -73,9 +73,33 @@ def cache_path(cache_dir: Path | str, key: CacheKey) -> Path:
     return Path(cache_dir) / key.filename()
 
 
+# What an entry is made of: the Features dataclass and numpy arrays (object arrays hold str).
+# The cache may live on shared storage that others write to, and plain unpickling runs
+# whatever a file names; anything outside this list is refused instead.
+_ENTRY_GLOBALS = frozenset({
+    ("stilts_ds.tasks.features", "Features"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    *((f"{core}.multiarray", name) for core in ("numpy.core", "numpy._core") for name in ("_reconstruct", "scalar")),
+    *((f"{core}.numeric", "_frombuffer") for core in ("numpy.core", "numpy._core")),
+})
+
+
+class _EntryUnpickler(pickle.Unpickler):
+    def __init__(self, file, path: Path):
+        super().__init__(file)
+        self._path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ENTRY_GLOBALS:
+            raise StiltsError(f"{self._path}: not a stilts-ds feature cache entry (it names {module}.{name}, which "
+                              "an entry never holds; nothing of it was run); delete it and run `stilts-ds prepare` "
+                              "again")
+        return super().find_class(module, name)
+
+
 def read(path: Path) -> Features:
     with open(path, "rb") as f:
-        feats = pickle.load(f)
+        feats = _EntryUnpickler(f, Path(path)).load()
     if not isinstance(feats, Features):
         raise StiltsError(f"{path}: not a stilts-ds feature cache entry; delete it and run `stilts-ds prepare` again")
     return feats

@@ -417,7 +417,7 @@ def eval_worker(job: EvalJob, rt: Runtime) -> None:
                 rows[0] += len(feats)
                 yield lang, feats
 
-        dev = cache.read(Path(item.dev)) if fmt.needs_dev(spec) else None  # BUCC: threshold tuned on dev
+        dev = cache.read(Path(item.dev)) if item.dev else None  # the runner names it where the format tunes (BUCC)
         # The format scores its task: decode, tune on dev where it does, the official metric.
         for lang, scores in fmt.evaluate(spec, run, splits(), dev=dev).items():
             results[task][lang] = scores

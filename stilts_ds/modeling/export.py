@@ -254,7 +254,7 @@ def load_model(out_dir, **encoder_kwargs):
     specs = json.loads(spec_path.read_text(encoding="utf-8"))
     tasks = {t: HeadSpec(s["format"], int(s["num_labels"]), s["head"]) for t, s in specs.items()}
     model = MultiTaskModel.build(out_dir, tasks, **encoder_kwargs)
-    model.heads.load_state_dict(torch.load(out_dir / HEADS_FILE, map_location="cpu"))
+    model.heads.load_state_dict(torch.load(out_dir / HEADS_FILE, map_location="cpu", weights_only=True))
     return model
 
 
@@ -269,7 +269,7 @@ def load_heads(model, out_dir, mapping: Mapping[str, str]) -> None:
         raise ExportError(f"{out_dir} holds no trained heads ({HEADS_SPEC} missing): a staged recipe starts "
                           "from the previous stage's fine-tuned model")
     saved = {info["head"]: info for info in json.loads(spec_path.read_text(encoding="utf-8")).values()}
-    state = torch.load(out_dir / HEADS_FILE, map_location="cpu")
+    state = torch.load(out_dir / HEADS_FILE, map_location="cpu", weights_only=True)
     formats = {model.task_heads[t]: s.format for t, s in model.task_specs.items()}
     for target, source in mapping.items():
         if target not in model.heads:

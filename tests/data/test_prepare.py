@@ -159,3 +159,28 @@ def test_prepare_json_reports_quality_and_warns_on_unknown_tokens(tmp_path):
     assert row["unk_rate"] > 0.05
     assert "WARNING: xnli/test/th:" in out.stderr and "does not cover this language" in out.stderr
     assert cache.read(Path(row["path"])).extras["quality"]["unk_rate"] == row["unk_rate"]
+
+
+class _Planted:
+    """What a hostile file on shared storage could hold: unpickling it would call os.mkdir."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.target,))
+
+
+def test_a_cache_entry_naming_anything_but_features_is_refused_unrun(tmp_path, tokenizer):
+    """Entries may sit on shared storage: reading one unpickles only Features and numpy
+    arrays, and refuses (without running it) anything else a file names."""
+    import pickle
+
+    (entry,) = prepare([get_task("xnli")], tokenizer=tokenizer, cache_dir=tmp_path, splits=["test"], langs=["zh"],
+                       progress=False)
+    assert len(cache.read(entry.path)) == entry.rows  # a real entry reads as before
+    marker = tmp_path / "ran"
+    entry.path.write_bytes(pickle.dumps(_Planted(marker)))
+    with pytest.raises(StiltsError, match=r"not a stilts-ds feature cache entry \(it names posix.mkdir"):
+        cache.read(entry.path)
+    assert not marker.exists()
