@@ -56,6 +56,8 @@ setup(
         "transformers>=5.0",
         "tokenizers>=0.21",
         "datasets>=3.0",
+        # The feature cache: memory-mapped Arrow IPC files with ragged token columns.
+        "pyarrow>=15",
         # deepspeed is a source package: install it with --no-build-isolation after torch
         # (the Makefile does), or its build environment downloads a CUDA torch.
         "deepspeed>=0.19",

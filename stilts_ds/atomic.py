@@ -8,10 +8,17 @@ The data goes to a temporary file in the target's directory (os.replace is a ren
 within one filesystem), is fsynced, then renamed over the target. On any failure or
 interruption the temporary file is removed and the previous file is left untouched.
 Caches, checkpoints' side files, merged configs and reports all go through here; model
-exports and TensorBoard report directories go through ``atomic_directory``.
+exports, feature-cache entries and TensorBoard report directories go through
+``atomic_directory``.
+
+A full disk is reported as ``DiskFullError``, naming the path, the free space left on its
+filesystem and what to do, instead of ``OSError [Errno 28]`` from deep inside a library
+(``explains_full_disk`` does the same for writes made by others: DeepSpeed's checkpoints,
+Ray's uploads).
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -26,6 +33,58 @@ class DirectoryExistsError(StiltsError, FileExistsError):
     pass
 
 
+class DiskFullError(StiltsError, OSError):
+    pass
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _is_full(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno in _FULL:
+        return True
+    if isinstance(err, shutil.Error):  # copytree gathers (src, dst, why) per file
+        return any(any(f"[Errno {e}]" in str(part) for e in _FULL) for entry in err.args[0] for part in entry)
+    # pyarrow and some C extensions raise a plain OSError whose text carries the strerror
+    return isinstance(err, OSError) and "No space left on device" in str(err)
+
+
+def _free_space(path: Path) -> str:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError:
+        return "free space unknown"
+    return f"{_size(usage.free)} free of {_size(usage.total)} on its filesystem"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return ""
+
+
+@contextmanager
+def explains_full_disk(path: str | os.PathLike, needed: int | None = None):
+    """Re-raise a full-disk error from the block as ``DiskFullError`` naming ``path``."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except (OSError, shutil.Error) as err:
+        if not _is_full(err):
+            raise
+        path = Path(path)
+        need = f"; this write needed {_size(needed)}" if needed else ""
+        raise DiskFullError(f"{path}: no space left on the device ({_free_space(path)}{need}). Free space there, or point the setting that chose this path (cache_dir, "
+                            "output_dir, --output, storage) at a larger filesystem, then run the command again"
+                            ) from None
+
+
 def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -36,6 +95,11 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    with explains_full_disk(path, len(payload)):
+        return _write_atomic(path, payload)
+
+
+def _write_atomic(path: Path, payload: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file owner-only; give it the mode a plain open() would (umask).
@@ -59,10 +123,11 @@ def _fsync_tree(root: Path) -> None:
         for name in filenames:
             with open(os.path.join(dirpath, name), "rb") as f:
                 os.fsync(f.fileno())
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make renames inside ``path`` durable (a crash after them keeps them)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # platforms that cannot open a directory
@@ -84,6 +149,13 @@ def atomic_directory(out_dir: str | os.PathLike, overwrite: bool = False):
     in, the old one deleted) and restored if the swap fails.
     """
     out_dir = Path(out_dir)
+    with explains_full_disk(out_dir):
+        with _atomic_directory(out_dir, overwrite) as tmp:
+            yield tmp
+
+
+@contextmanager
+def _atomic_directory(out_dir: Path, overwrite: bool):
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     if out_dir.exists() and not overwrite:
@@ -108,7 +180,7 @@ def atomic_directory(out_dir: str | os.PathLike, overwrite: bool = False):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out_dir)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,15 +1,19 @@
 """Batch arithmetic shared by the config check and the DeepSpeed config: any two of
 global batch, micro-batch (rows per rank per forward) and gradient accumulation give the
-third, by ``global = micro x accum x world_size``, and the division must be exact.
+third, by ``global = micro x accum x world_size``, and the division must be exact; and the
+number of optimizer steps a phase trains (``train_steps``, through ``TrainConfig.steps``, for
+the study's jobs and for `stilts-ds plan` alike).
 
-    from stilts_ds.batch import resolve_batch
+    from stilts_ds.batch import resolve_batch, train_steps
     resolve_batch(global_batch=32, micro_batch=4, grad_accum=None, world_size=4)   # (32, 4, 2)
+    train_steps(rows=1000, global_batch=32, epochs=3, max_steps=None, share=0.8)  # (120, 40)
 
 It sits below ``config`` so that a config can reject, at load time, a batch that no worker
 count divides (every arm, every phase-2 recipe), instead of failing at the first launch.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from stilts_ds.errors import StiltsError
@@ -59,3 +63,23 @@ def resolve_batch(
             "set only two of the three and let the third be derived"
         )
     return global_batch, micro_batch, grad_accum
+
+
+def train_steps(*, rows: int, global_batch: int, epochs: float, max_steps: int | None,
+                share: float = 1.0) -> tuple[int, int]:
+    """(total optimizer steps, steps per epoch) to pass ``epochs`` times over ``rows`` rows
+    that get ``share`` of the draws, ``global_batch`` rows per step: steps per epoch =
+    ceil(rows / global_batch / share), total = ceil(epochs x steps per epoch), or
+    ``max_steps`` when set. ``share`` < 1 when other data (MLM text) takes the rest of the
+    draws, so that the counted rows still see ``epochs`` epochs in expectation."""
+    positive_int("global_batch", global_batch)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise StiltsError(f"rows must be a row count, got {rows!r}")
+    if not 0 < share <= 1:
+        raise StiltsError(f"the counted tasks' sampling share must be in (0, 1], got {share!r}")
+    # Rounded to 9 digits first: a share of 1 - 0.2 summed from float probabilities must not
+    # turn an exact number of steps into one more.
+    per_epoch = max(1, math.ceil(round(rows / global_batch / share, 9)))
+    if max_steps is not None:
+        return positive_int("max_steps", max_steps), per_epoch
+    return max(1, math.ceil(round(epochs * per_epoch, 9))), per_epoch

@@ -80,10 +80,21 @@ def prepare(task_names, splits, langs, tokenizer, max_length, source, data_dir, 
     from stilts_ds.modeling.presets import load_tokenizer
     from stilts_ds.tasks.registry import resolve_tasks
 
+    import warnings
+
+    from stilts_ds.errors import DataWarning
+
     specs = resolve_tasks(task_names)
-    done = run_prepare(specs, tokenizer=load_tokenizer(tokenizer), cache_dir=cache_dir, source=source,
-                       data_dir=data_dir, splits=splits or None, langs=langs or None,
-                       max_length=max_length, force=force)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        done = run_prepare(specs, tokenizer=load_tokenizer(tokenizer), cache_dir=cache_dir, source=source,
+                           data_dir=data_dir, splits=splits or None, langs=langs or None,
+                           max_length=max_length, force=force)
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            click.echo(f"WARNING: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     from stilts_ds.data.prepare import UNK_WARN_RATE
     from stilts_ds.tables import fmt_number, markdown_table
 
@@ -134,6 +145,40 @@ def score(task_name, lang, predictions, references):
         raise StiltsError(f"task {spec.name!r} has no language {lang!r}; it has: {', '.join(spec.languages)}")
     result = score_files(spec.metric, predictions, references, lang, file_format=spec.answer_files)
     click.echo(json.dumps(result, ensure_ascii=False))
+
+
+# ----------------------------------------------------------------------------- convert
+@main.command()
+@click.argument("task_name", metavar="TASK", required=False)
+@click.argument("source", metavar="SOURCE", type=click.Path(path_type=Path), required=False)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Local data root to write <dir>/<task>/<split>[.<lang>].jsonl into: what prepare --data-dir "
+                   "and data.local_tasks read.")
+@click.option("--list", "list_only", is_flag=True, help="List the converters: the official files each reads, "
+                                                        "what it writes, where to get them.")
+def convert(task_name, source, data_dir, list_only):
+    """Convert an official distribution (SOURCE: one of its files, or the unpacked directory,
+    searched recursively by official file names) into TASK's local files under --data-dir.
+    Prints each file written; notes on what was left out go to stderr. Every file or none:
+    bad input stops with file:line and writes nothing."""
+    from stilts_ds.tables import markdown_table
+    from stilts_ds.tasks.convert import convert as run_convert
+    from stilts_ds.tasks.convert import converter_rows
+
+    if list_only:
+        rows = [r for r in converter_rows() if task_name in (None, r["name"])]
+        if not rows:
+            raise StiltsError(f"no converter for {task_name!r}; `stilts-ds convert --list` shows them all")
+        click.echo("\n".join(markdown_table(["task", "distribution", "reads", "writes", "get"], [
+            [r["name"], r["distribution"], "; ".join(r["reads"]), "; ".join(r["writes"]), r["get"]] for r in rows])))
+        return
+    if task_name is None or source is None or data_dir is None:
+        raise StiltsError("usage: stilts-ds convert TASK SOURCE --data-dir DIR (stilts-ds convert --list: the tasks)")
+    done = run_convert(task_name, source, data_dir)
+    for note in done.notes:
+        click.echo(f"note: {note}", err=True)
+    for path in done.written:
+        click.echo(str(path))
 
 
 # ----------------------------------------------------------------------------- phases

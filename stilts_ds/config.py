@@ -24,6 +24,11 @@ from stilts_ds.precision import PRECISIONS
 
 SAMPLING = ("proportional", "temperature", "uniform")
 SCHEDULES = ("linear", "constant")
+EPOCH_ROWS = ("tasks", "all")
+SELECT_ON = ("training_task", "target")
+# The (split, language) phase 2 selects its model on: English dev, as XTREME's zero-shot
+# protocol does; whose dev set is FinetuneConfig.selection_task's answer.
+SELECTION_SPLIT = ("validation", "en")
 
 
 class ConfigError(StiltsError):
@@ -133,7 +138,14 @@ class TrainConfig:
     """One training phase: the batch, schedule and sampling of its tasks."""
 
     tasks: tuple[str, ...] = _help("Tasks trained together (one head each); one task = single-task.", ())
-    epochs: float = _help("Passes over the (mixed) training data.", 3.0)
+    epochs: float = _help(
+        "Passes over the training data (which rows count: epoch_rows); optimizer steps = epochs x counted rows / "
+        "global_batch / the counted tasks' sampling share, rounded up per epoch.", 3.0)
+    epoch_rows: str = _help(
+        "The rows an epoch counts. 'tasks' (jiant's recipe): the rows of the phase's tasks, not MLM's text blocks "
+        "(formats that do not count toward epochs), which train as an extra sampling share on top: with weights "
+        "{mlm: 0.2} the steps grow by 1/0.8, so each task still gets `epochs` passes in expectation. 'all': every "
+        "row of every task, MLM blocks included (stilts-ds before this option: more MLM text, more steps).", "tasks")
     max_steps: int | None = _help("Optimizer steps; overrides epochs when set.", None)
     micro_batch: int | None = _help("Rows per worker per forward pass.", 4)
     grad_accum: int | None = _help("Micro-batches per optimizer step.", None)
@@ -143,15 +155,24 @@ class TrainConfig:
     schedule: str = _help("linear (warmup then linear decay) or constant.", "linear")
     weight_decay: float = _help("AdamW weight decay.", 0.01)
     sampling: str = _help("Multi-task sampling: proportional, temperature or uniform.", "proportional")
+    sample_per: str = _help(
+        "How often a task is drawn. 'step' (jiant's recipe): one task per optimizer step, every gradient-"
+        "accumulation micro-batch of the step (on every worker) from it, so a global batch trains the same rows "
+        "whatever the workers x accumulation split. 'micro_batch': one task per micro-batch (stilts-ds before this "
+        "option; one step may then mix tasks).", "step")
     temperature: float = _help("Temperature of 'temperature' sampling.", 2.0)
     sampling_cap: int | None = _help("Examples counted per task at most when weighting (cap on huge tasks).", None)
     weights: Mapping[str, float] = _help(
-        "Fixed sampling shares for some tasks (e.g. {mlm: 0.2}); the other tasks share the rest by `sampling`.",
+        "Fixed sampling shares for some tasks (e.g. {mlm: 0.2}: a fifth of the draws, so of the optimizer steps "
+        "under sample_per: step); the other tasks share the rest by `sampling`. MLM's share comes on top of the "
+        "tasks' epochs (epoch_rows).",
         factory=dict)
     seed: int = _help("Seed of sampling, shuffling and head initialisation.", 42)
     checkpoint_every: int = _help("Optimizer steps between checkpoints (the newest two are kept).", 500)
     log_every: int = _help("Optimizer steps between TensorBoard points.", 10)
-    eval_every: int | None = _help("Optimizer steps between English-dev evaluations; default: once per epoch.", None)
+    eval_every: int | None = _help(
+        "Phase 2: optimizer steps between model-selection evaluations on English dev (which dev set: "
+        "finetune.select_on); default: once per epoch.", None)
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -159,6 +180,12 @@ class TrainConfig:
             raise ConfigError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
         if self.sampling not in SAMPLING:
             raise ConfigError(f"sampling must be one of {SAMPLING}, not {self.sampling!r}")
+        from stilts_ds.data.sampler import SAMPLE_PER  # the schedule's own list
+
+        if self.sample_per not in SAMPLE_PER:
+            raise ConfigError(f"sample_per must be one of {SAMPLE_PER}, not {self.sample_per!r}")
+        if self.epoch_rows not in EPOCH_ROWS:
+            raise ConfigError(f"epoch_rows must be one of {EPOCH_ROWS}, not {self.epoch_rows!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps must be at least 1, not {self.max_steps} (leave it out to train by epochs)")
         if self.max_steps is None and self.epochs <= 0:
@@ -192,6 +219,47 @@ class TrainConfig:
         accum = self.grad_accum if (self.grad_accum or self.global_batch) else 1
         return resolve_batch(self.global_batch, self.micro_batch, accum, world_size)
 
+    def steps(self, rows: Mapping[str, int], world_size: int) -> "TrainSteps":
+        """The optimizer steps of this phase over ``rows`` ({task: training rows}) at
+        ``world_size`` workers: the one place the study (``Study.build_job``) and the planner
+        (``stilts-ds plan``) compute them. With ``epoch_rows: tasks`` an epoch is the rows of
+        the tasks whose format counts toward epochs (``TaskSpec.counts_toward_epochs``: not
+        MLM's text), trained over the share of draws the sampler gives those tasks."""
+        from stilts_ds.batch import train_steps
+        from stilts_ds.tasks.registry import get_task
+
+        global_batch, micro, accum = self.batch(world_size)
+        counted = {t: n for t, n in rows.items() if self.epoch_rows == "all" or get_task(t).counts_toward_epochs}
+        share = 1.0
+        if counted and len(counted) < len(rows):
+            share = sum(w for t, w in self.sampling_weights(rows).items() if t in counted)
+        elif not counted:  # only text (an MLM-only phase): an epoch is its rows
+            counted = dict(rows)
+        total, per_epoch = train_steps(rows=sum(counted.values()), global_batch=global_batch, epochs=self.epochs,
+                                       max_steps=self.max_steps, share=share)
+        return TrainSteps(total=total, per_epoch=per_epoch, global_batch=global_batch, micro_batch=micro,
+                          grad_accum=accum, counted_rows=sum(counted.values()), share=share)
+
+    def sampling_weights(self, rows: Mapping[str, int]) -> dict[str, float]:
+        """The sampler's probabilities for tasks of ``rows`` training rows (what the worker draws from)."""
+        from stilts_ds.data.sampler import task_weights
+
+        return task_weights(dict(rows), self.sampling, temperature=self.temperature, cap=self.sampling_cap,
+                            fixed=dict(self.weights) or None)
+
+
+@dataclass(frozen=True)
+class TrainSteps:
+    """A training phase's step arithmetic (``TrainConfig.steps``)."""
+
+    total: int  # optimizer steps
+    per_epoch: int  # optimizer steps of one epoch (the default eval_every)
+    global_batch: int
+    micro_batch: int
+    grad_accum: int
+    counted_rows: int  # rows one epoch counts
+    share: float  # the share of draws those rows' tasks get
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -204,6 +272,13 @@ class FinetuneConfig:
         "Per-task overrides of `defaults` (epochs, batch, lr); also keyed by a stage task (siqa).", factory=dict)
     staged: bool = _help("Follow the official multi-stage recipes (XTREME-R: xcopa trains on SIQA, then "
                          "COPA); false trains each task on its own data only.", True)
+    select_on: str = _help(
+        "Which English dev set picks each run's best checkpoint. 'training_task' (jiant's xtreme_runconfig_writer): "
+        "the dev set of the task whose data trains it, so xnli (trained on MNLI) selects on MNLI's dev set "
+        "(validation_matched) and xquad and mlqa (trained on SQuAD v1.1) on SQuAD v1.1's, each scored by that "
+        "task's metric; the other tasks train on their own data and select on their own English dev. 'target': "
+        "every task on its own English dev (XNLI, MLQA, XQuAD English; stilts-ds before this option).",
+        "training_task")
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -216,6 +291,17 @@ class FinetuneConfig:
             bad = set(changes) - valid
             if bad:
                 raise ConfigError(f"finetune.per_task.{task}: unknown option(s) {sorted(bad)}; valid: {sorted(valid)}")
+        if self.select_on not in SELECT_ON:
+            raise ConfigError(f"finetune.select_on must be one of {SELECT_ON}, not {self.select_on!r}")
+
+    def selection_task(self, task: str) -> str:
+        """The task whose English ``validation`` split selects ``task``'s best checkpoint (see
+        ``select_on``); the one answer the study graph, the jobs and the planner use."""
+        from stilts_ds.tasks.registry import get_task
+
+        if self.select_on == "target":
+            return task
+        return get_task(task).selected_on or task
 
     def stages(self, task: str) -> tuple[str, ...]:
         """The tasks phase 2 trains for ``task``, in order, ending with ``task`` itself."""

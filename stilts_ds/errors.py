@@ -18,3 +18,9 @@ class DataFileError(StiltsError):
         super().__init__(f"{where}: {message}")
         self.path = path
         self.line = line
+
+
+class DataWarning(UserWarning):
+    """Data that loads but is probably not what the user meant (a line of megabytes: a file
+    whose line breaks were lost); the message names file:line. ``stilts-ds prepare`` prints
+    these on stderr."""

@@ -79,7 +79,7 @@ def main() -> None:
     total = args.warmup + args.steps
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        feats_path = tmp / "synthetic.pkl"
+        feats_path = tmp / "synthetic.features"
         cache.write(feats_path, synthetic_features(args.micro_batch * 8, args.seq_len, config.vocab_size))
         run_dir = tmp / "run"
         ds = dsc.merge_ds_config(args.ds_base, micro_batch=args.micro_batch, grad_accum=1, world_size=1,

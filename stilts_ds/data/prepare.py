@@ -125,7 +125,7 @@ def prepare(tasks: Sequence[TaskSpec], *, tokenizer, cache_dir: Path | str, sour
         length = max_length_for(spec, max_length)
         path, _ = locate(spec, split, lang, tokenizer_fp=tok_fp, cache_dir=cache_dir, source=source,
                          data_dir=data_dir, max_length=max_length)
-        if path.exists() and not force:
+        if cache.exists(path) and not force:
             feats = cache.read(path)
             quality = feats.extras.get("quality") or format_of(spec).quality(feats, length, tokenizer.unk_token_id)
             done.append(Prepared(spec.name, split, lang, path, len(set(feats.guids)), len(feats), 0.0, True, quality))

@@ -1,35 +1,45 @@
 """Multi-task sampling and data-parallel row batching for training and evaluation.
 
-Three pieces, all pure numpy (no deepspeed, no ray), all seeded and resumable:
+Four pieces, all pure numpy (no deepspeed, no ray), all seeded and resumable:
 
 - ``task_weights(sizes, strategy, fixed=...)`` turns example counts into a sampling
   distribution over tasks: ``"proportional"`` (default), ``"temperature"`` (T5 / XLM-R
   style, with an optional cap on huge tasks) or ``"uniform"``; ``fixed`` pins the share of
   some tasks (``{"mlm": 0.2}``: one step in five is MLM) and the others split the rest.
-- ``TaskSampler(weights, seed)`` draws the task of each training step. Every rank builds it
-  from the same weights and seed, so every rank picks the same task at every step and the
-  ZeRO collectives of that step line up.
+- ``TaskSampler(weights, seed)`` draws tasks. Every rank builds it from the same weights and
+  seed, so every rank picks the same task at every draw and the ZeRO collectives line up.
 - ``RowBatcher(n_rows, batch_size, rank=, world_size=, seed=)`` yields row indices of one
-  task's ``Features`` table for this rank: a fresh seeded permutation per epoch, sharded so
-  ranks see disjoint rows and the same number of rows, ``batch_size`` rows per call, forever.
-  ``mode="eval"`` instead walks rows ``rank::world_size`` once, in order, no padding.
+  task's ``Features`` table for this rank. Training: one stream of rows per task, the same on
+  every rank and for every world size (a fresh seeded permutation per epoch, epochs
+  concatenated); each call takes the next ``batch_size x world_size`` rows of the stream and
+  gives rank ``r`` the ``r``-th block of ``batch_size``. ``mode="eval"`` instead walks rows
+  ``rank::world_size`` once, in order, no padding.
+- ``StepSchedule(sampler, batchers, grad_accum, sample_per=)`` says what each micro-batch of
+  this rank trains on: the task, its rows and the draw count that seeds per-batch randomness
+  (MLM masks). ``sample_per="step"`` (default, jiant's recipe) draws one task per optimizer
+  step and takes every gradient-accumulation micro-batch of the step from it;
+  ``"micro_batch"`` draws one per micro-batch.
+
+Because the row stream does not depend on the world size and a step's micro-batches come
+from one task, an optimizer step trains on the same task and the same rows, in the same
+micro-batches, whether its global batch is split over workers or over accumulation steps:
+1 worker x accumulation 2 and 2 workers x accumulation 1 run the same optimization.
 
 Usage (one training worker)::
 
     weights = task_weights({"mnli": len(mnli), "squad_v1": len(squad)}, "temperature", temperature=2.0)
-    sampler = TaskSampler(weights, seed=cfg.seed)
     batchers = {t: RowBatcher(len(feats[t]), micro_batch, rank=rank, world_size=ws, seed=cfg.seed)
                 for t in weights}
-    for step in range(start, total):
-        task = sampler.next()
-        rows = batchers[task].next()          # np.ndarray of row indices into feats[task]
-        batch = fmt.collate(feats[task], rows)
+    schedule = StepSchedule(TaskSampler(weights, seed=cfg.seed), batchers, grad_accum=accum)
+    while engine.global_steps < total:
+        mb = schedule.next()                   # mb.task, mb.rows (indices into feats[mb.task]), mb.draw
+        batch = fmt.collate(feats[mb.task], mb.rows, seed=cfg.seed, step=mb.draw)
         ...
-    client_state = {"sampler": sampler.state_dict(),
-                    "batchers": {t: b.state_dict() for t, b in batchers.items()}}
+    client_state = schedule.state_dict()      # {"sampler": ..., "batchers": {task: ...}}
 
-Resume by calling ``load_state_dict`` on objects built with the same arguments; the run then
-continues exactly the sequence an uninterrupted run would have produced.
+Checkpoints are taken at optimizer-step boundaries; resume by calling ``load_state_dict`` on
+objects built with the same arguments, and the run continues exactly the sequence an
+uninterrupted run would have produced.
 
 Evaluation::
 
@@ -43,6 +53,7 @@ give ranks that ran out a dummy batch whose outputs are dropped.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Mapping
 
 import numpy as np
@@ -151,7 +162,8 @@ def _with_fixed_shares(sizes, fixed, strategy, temperature, cap) -> dict[str, fl
 
 
 class TaskSampler:
-    """Seeded draw of one task per training step, identical on every rank.
+    """Seeded draw of tasks, identical on every rank: ``StepSchedule`` draws once per
+    optimizer step (or once per micro-batch) and ``steps`` counts the draws.
 
     Tasks are kept in sorted name order, so two ranks that built their weight dict in
     different orders still draw the same sequence. ``state_dict()`` holds the generator's
@@ -176,8 +188,8 @@ class TaskSampler:
         self.steps = 0
 
     def next(self) -> str:
-        """The task of the next step."""
-        # One uniform draw per step and a search in the CDF: the sequence depends only on
+        """The next task drawn."""
+        # One uniform draw per task and a search in the CDF: the sequence depends only on
         # PCG64 and float64 arithmetic, not on the internals of Generator.choice.
         u = self._rng.random()
         i = int(np.searchsorted(self._cdf, u, side="right"))
@@ -215,14 +227,17 @@ class TaskSampler:
 class RowBatcher:
     """Row indices of one task's Features table for one data-parallel rank.
 
-    ``mode="train"`` (infinite): epoch ``e`` uses the permutation seeded by ``seed + e``
-    (as torch's DistributedSampler does), wrapped at the end until its length divides by
-    ``world_size``, and rank ``r`` takes positions ``r::world_size``. Every rank therefore
-    owns the same number of rows per epoch and, within an epoch, rows disjoint from the
-    other ranks' (only the few wrapped padding rows repeat). Each ``next()`` returns exactly
-    ``batch_size`` rows, continuing into the next epoch when this one runs out, so every
-    rank does the same number of forward passes. ``state_dict() == {"epoch", "position"}``
-    (position within this rank's share of the epoch) and is the same on every rank.
+    ``mode="train"`` (infinite): the task's rows form one stream, the same on every rank and
+    for every world size: epoch ``e`` is the permutation seeded by ``seed + e`` (as torch's
+    DistributedSampler seeds its epochs), and the epochs follow each other. Each ``next()``
+    takes the next ``batch_size x world_size`` rows of the stream and returns this rank's
+    block of them (rank ``r``: the ``r``-th ``batch_size`` rows), continuing into the next epoch
+    when this one runs out. Ranks thus get disjoint stream positions and exactly ``batch_size``
+    rows each (every rank does the same number of forward passes), and nothing is padded:
+    ``W`` ranks taking one call each read, block for block, the rows one rank reads in ``W``
+    calls, so how a global batch is split over workers does not change what it holds.
+    ``state_dict() == {"epoch", "position", "layout": "stream"}`` (position: rows of the
+    epoch taken by all ranks together) and is the same on every rank.
 
     ``mode="eval"`` (finite): rank ``r`` takes rows ``r::world_size`` in order, no shuffle,
     no padding, so every row is seen exactly once across ranks; the last batch may be
@@ -254,16 +269,15 @@ class RowBatcher:
         self.world_size = int(world_size)
         self.seed = int(seed)
         self.mode = mode
-        # Rows this rank owns per epoch: ceil(n / world_size) in training (padded), its
-        # exact share in evaluation.
+        # Evaluation: the rows this rank owns. Training: rows per rank per epoch, rounded up.
         if mode == "train":
             self.rows_per_rank = -(-self.n_rows // self.world_size)
         else:
             self.rows_per_rank = len(range(self.rank, self.n_rows, self.world_size))
         self.epoch = 0
-        self.position = 0
-        self._shard_epoch: int | None = None
-        self._shard: np.ndarray | None = None
+        self.position = 0  # train: rows of the epoch's permutation taken (all ranks); eval: this rank's
+        self._perm_epoch: int | None = None
+        self._perm: np.ndarray | None = None
 
     # -- evaluation helpers ------------------------------------------------------------
 
@@ -274,20 +288,30 @@ class RowBatcher:
         return -(-most // self.batch_size)
 
     def __len__(self) -> int:
-        """Eval: this rank's number of batches. Train: batches to cover one epoch's share."""
+        """Eval: this rank's number of batches. Train: calls that cover one epoch."""
+        if self.mode == "train":
+            return -(-self.n_rows // (self.batch_size * self.world_size))
         return -(-self.rows_per_rank // self.batch_size)
 
     # -- iteration ---------------------------------------------------------------------
 
-    def _epoch_shard(self, epoch: int) -> np.ndarray:
-        if self._shard_epoch != epoch:
-            perm = np.random.default_rng(self.seed + epoch).permutation(self.n_rows)
-            total = self.rows_per_rank * self.world_size
-            if total > self.n_rows:  # wrap (repeatedly, if world_size > n_rows)
-                perm = np.resize(perm, total)
-            self._shard = perm[self.rank : total : self.world_size].astype(np.int64)
-            self._shard_epoch = epoch
-        return self._shard
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._perm_epoch != epoch:
+            self._perm = np.random.default_rng(self.seed + epoch).permutation(self.n_rows).astype(np.int64)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def _take(self, count: int) -> np.ndarray:
+        """The next ``count`` rows of the stream, advancing it (every rank takes the same)."""
+        parts = []
+        while count:
+            take = self._permutation(self.epoch)[self.position : self.position + count]
+            parts.append(take)
+            count -= len(take)
+            self.position += len(take)
+            if self.position == self.n_rows:
+                self.epoch, self.position = self.epoch + 1, 0
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def next(self) -> np.ndarray:
         """The next batch of row indices (int64 array)."""
@@ -299,16 +323,8 @@ class RowBatcher:
             rows = np.arange(start, self.rank + stop_pos * self.world_size, self.world_size, dtype=np.int64)
             self.position = stop_pos
             return rows
-        parts, need = [], self.batch_size
-        while need:
-            shard = self._epoch_shard(self.epoch)
-            take = shard[self.position : self.position + need]
-            parts.append(take)
-            need -= len(take)
-            self.position += len(take)
-            if self.position == self.rows_per_rank:
-                self.epoch, self.position = self.epoch + 1, 0
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        block = self._take(self.batch_size * self.world_size)
+        return block[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self
@@ -318,14 +334,107 @@ class RowBatcher:
 
     # -- checkpointing -----------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position, "layout": STREAM}
 
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         epoch, position = int(state["epoch"]), int(state["position"])
-        if epoch < 0 or not 0 <= position <= self.rows_per_rank:
+        # Before the stream layout a position counted this rank's rows of a padded shard:
+        # the same number at world size 1, another meaning at any other.
+        if self.mode == "train" and state.get("layout") != STREAM and self.world_size != 1:
+            raise SamplerError(
+                f"batcher state {dict(state)} is from a stilts-ds version that sharded each epoch per rank; "
+                f"it cannot be continued at world size {self.world_size}: start the run afresh")
+        limit = self.n_rows if self.mode == "train" else self.rows_per_rank
+        if epoch < 0 or not 0 <= position <= limit:
             raise SamplerError(
                 f"batcher state {dict(state)} does not fit a table of {self.n_rows} rows over {self.world_size} "
-                f"ranks ({self.rows_per_rank} rows per rank); resume with the same data and world size"
+                f"ranks; resume with the same data and world size"
             )
         self.epoch, self.position = epoch, position
+
+
+# RowBatcher.state_dict's "layout": positions count the rows of the whole stream (all ranks).
+STREAM = "stream"
+SAMPLE_PER = ("step", "micro_batch")
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """What one forward/backward pass of one rank trains on."""
+
+    task: str
+    rows: np.ndarray  # row indices into the task's Features table
+    # The sampler's draw count, this batch's draw included: seeds per-batch randomness
+    # (MLM masks, with the run's seed and each row's guid). Under sample_per="step" it is the
+    # optimizer step (1-based), so every micro-batch of a step, on every rank, shares it.
+    draw: int
+
+
+class StepSchedule:
+    """The micro-batches a rank trains on, one optimizer step after another.
+
+    ``grad_accum`` micro-batches make an optimizer step. ``sample_per="step"`` (jiant's
+    recipe) draws one task per optimizer step and takes all of the step's micro-batches from
+    it; ``"micro_batch"`` draws a task for every micro-batch. Every rank builds the schedule
+    from the same sampler arguments, so all ranks train the same task in every micro-batch.
+    ``state_dict()`` is ``{"sampler": ..., "batchers": {task: ...}}`` and may only be taken
+    between optimizer steps (where checkpoints are); ``load_state_dict`` continues there.
+    """
+
+    def __init__(self, sampler: TaskSampler, batchers: Mapping[str, RowBatcher], grad_accum: int,
+                 sample_per: str = "step"):
+        if sample_per not in SAMPLE_PER:
+            raise SamplerError(f"sample_per must be one of {', '.join(SAMPLE_PER)}, got {sample_per!r}")
+        if isinstance(grad_accum, bool) or not isinstance(grad_accum, (int, np.integer)) or grad_accum < 1:
+            raise SamplerError(f"grad_accum must be a positive integer, got {grad_accum!r}")
+        missing = sorted(set(sampler.tasks) - set(batchers))
+        if missing:
+            raise SamplerError(f"no row batcher for sampled task(s) {missing}")
+        self.sampler = sampler
+        self.batchers = dict(batchers)
+        self.grad_accum = int(grad_accum)
+        self.sample_per = sample_per
+        self._micro = 0  # micro-batches of the current optimizer step already taken
+        self._task: str | None = None
+
+    @property
+    def at_step_boundary(self) -> bool:
+        """Whether the next micro-batch starts an optimizer step."""
+        return self._micro == 0
+
+    def next(self) -> MicroBatch:
+        if self.sample_per == "micro_batch" or self._micro == 0:
+            self._task = self.sampler.next()
+        rows = self.batchers[self._task].next()
+        self._micro = (self._micro + 1) % self.grad_accum
+        return MicroBatch(self._task, rows, self.sampler.steps)
+
+    def step(self) -> list[MicroBatch]:
+        """The micro-batches of the next optimizer step."""
+        if not self.at_step_boundary:
+            raise SamplerError("step() called inside an optimizer step")
+        return [self.next() for _ in range(self.grad_accum)]
+
+    def __iter__(self) -> Iterator[MicroBatch]:
+        return self
+
+    def __next__(self) -> MicroBatch:
+        return self.next()
+
+    def state_dict(self) -> dict[str, Any]:
+        if not self.at_step_boundary:
+            raise SamplerError(f"the schedule is {self._micro} of {self.grad_accum} micro-batches into an optimizer "
+                               "step: checkpoint between optimizer steps")
+        return {"sampler": self.sampler.state_dict(),
+                "batchers": {t: b.state_dict() for t, b in sorted(self.batchers.items())}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        saved = dict(state["batchers"])
+        if set(saved) != set(self.batchers):
+            raise SamplerError(f"checkpointed row batchers of {sorted(saved)}, this run trains "
+                               f"{sorted(self.batchers)}; resume with the same tasks")
+        for t, b in self.batchers.items():
+            b.load_state_dict(saved[t])
+        self._micro, self._task = 0, None

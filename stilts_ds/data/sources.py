@@ -19,15 +19,19 @@ import functools
 import itertools
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from stilts_ds import shipped
-from stilts_ds.errors import DataFileError, StiltsError
+from stilts_ds.errors import DataFileError, DataWarning, StiltsError
 from stilts_ds.tasks.spec import HubPart, TaskSpec
 
 FIXTURES_DIR = shipped.fixtures_dir()
 SOURCES = ("local", "hub")
+# A JSON line this long is one example only by accident (line breaks lost in a conversion);
+# featurizing keeps its first max_length tokens, so say so instead of truncating unseen.
+LONG_LINE_BYTES = 1 << 20
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,11 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                           "as UTF-8, e.g. iconv -f <its encoding> -t UTF-8", lineno) from None
             if not line.strip():
                 continue
+            if len(raw) > LONG_LINE_BYTES:
+                warnings.warn(DataWarning(
+                    f"{path}:{lineno}: a line of {len(raw) / 2**20:.1f} MiB: one example only keeps its first "
+                    "max_length tokens, the rest is cut; if this line holds many examples, its line breaks were "
+                    "lost (each example must be one line)"), stacklevel=2)
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:

@@ -1,7 +1,8 @@
 """What a worker group is asked to run: typed, frozen descriptions built on the driver.
 
     job = TrainJob(phase="finetune", run_dir=..., export_dir=..., encoder=..., tokenizer=...,
-                   head_dropout=0.1, tasks=(TaskInput("xnli", Head("pair_classification", 3), train=..., dev=...),),
+                   head_dropout=0.1, tasks=(TaskInput("xnli", Head("pair_classification", 3), train=..., dev=...,
+                                                      dev_task="mnli"),),
                    optim=Optim(seed=42, lr=1e-5, weight_decay=0.01), ds_config_json=json.dumps(ds), total_steps=600,
                    log_every=10, checkpoint_every=200, eval_every=100, eval_batch=32,
                    identity=Identity(node="english/phase2/xnli", key="3f0c...", config_json="{...}"))
@@ -38,12 +39,22 @@ class Head:
 
 @dataclass(frozen=True)
 class TaskInput:
-    """One task of a training job: its head and featurized splits (feature-cache paths)."""
+    """One task of a training job: its head and featurized splits (feature-cache paths).
+
+    ``dev`` is the English dev split that selects the model, run through this task's head and
+    scored by the spec of ``dev_task``: the task it was featurized as (xnli trains on MNLI and,
+    under ``finetune.select_on: training_task``, selects on ``mnli``'s validation split with
+    mnli's metric); None: this task's own."""
 
     name: str
     head: Head
     train: str
     dev: str | None = None
+    dev_task: str | None = None
+
+    @property
+    def dev_spec_name(self) -> str:
+        return self.dev_task or self.name
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class Optim:
     temperature: float = 2.0
     sampling_cap: int | None = None
     weights: tuple[tuple[str, float], ...] = ()  # fixed sampling shares, (task, share)
+    sample_per: str = "step"  # draw a task per optimizer step or per micro-batch (data.sampler.StepSchedule)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def predict_embeddings(forward, spec: TaskSpec, feats: Features, *, memo: dict, 
     languages the pool is encoded once, not once per language. Every rank holds the same memo
     (``predict`` gathers all rows), so every rank runs the same passes."""
     ids = feats.columns["input_ids"]
-    lengths = feats.columns["attention_mask"].sum(axis=1)
+    lengths = np.asarray(feats.columns["attention_mask"]).sum(axis=1)
     keys = [_row_key(ids[i], int(lengths[i])) for i in range(len(feats))]
     todo, queued = [], set()
     for i, key in enumerate(keys):

@@ -8,9 +8,10 @@ no globals, so a worker restarted by Ray on another node starts from the same de
 
 One loop for any world size::
 
-    task = sampler.next()                  # the same task on every rank
-    rows = batchers[task].next()           # this rank's rows of that task
-    loss = engine(task, batch)["loss"]; engine.backward(loss); engine.step()
+    mb = schedule.next()                   # the same task on every rank (data.sampler.StepSchedule):
+                                           # one per optimizer step, or per micro-batch (Optim.sample_per)
+    batch = fmt.collate(feats[mb.task], mb.rows, seed=seed, step=mb.draw)   # this rank's rows of it
+    loss = engine(mb.task, batch)["loss"]; engine.backward(loss); engine.step()
 
 Checkpoints (``save_checkpoint``): every rank ``engine.save_checkpoint`` into the directory
 its runtime's store gives it (client state: sampler, batchers, best dev score), its
@@ -35,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stilts_ds import atomic
 from stilts_ds.atomic import write_atomic
 from stilts_ds.data import cache
-from stilts_ds.data.sampler import RowBatcher, TaskSampler, task_weights
+from stilts_ds.data.sampler import RowBatcher, StepSchedule, TaskSampler, task_weights
 from stilts_ds.engine import checkpoints, faults, rng_state
 from stilts_ds.engine.progress import Progress
 from stilts_ds.engine.predict import predict, predict_embeddings
@@ -121,8 +123,9 @@ def save_checkpoint(engine, rt: Runtime, store, job, step: int, client: dict, me
     if rt.rank == 0:
         checkpoints.write_meta(target.dir, identity=job.identity, step=step, world_size=rt.world_size,
                                run_dir=job.run_dir, tag=tag)
-    written = _save_engine(engine, target.dir, tag, client)
-    written.append(os.path.relpath(rng_state.save(target.dir, rt.rank), target.dir))
+    with atomic.explains_full_disk(target.dir):  # DeepSpeed's own writes: say which disk filled up
+        written = _save_engine(engine, target.dir, tag, client)
+        written.append(os.path.relpath(rng_state.save(target.dir, rt.rank), target.dir))
     if target.shared:  # one directory for all ranks: rank 0 also owns what no rank claims (latest, scripts)
         claimed = rt.all_gather(sorted(set(written)))  # every rank has written by now
         mine = set(claimed[rt.rank])
@@ -133,7 +136,8 @@ def save_checkpoint(engine, rt: Runtime, store, job, step: int, client: dict, me
         mine = set(checkpoints.files_under(target.dir))
     checkpoints.write_manifest(target.dir, rt.rank, mine)
     rt.barrier()  # every shard and manifest written before anyone reports
-    store.commit(target, {**metrics, "step": step})
+    with atomic.explains_full_disk(Path(job.run_dir)):  # Ray copies the checkpoint to its storage here
+        store.commit(target, {**metrics, "step": step})
 
 
 def _warn(rt: Runtime, message: str) -> None:
@@ -226,7 +230,9 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
     tasks = {t.name: t for t in job.tasks}
     fault = faults.load(run_dir)  # tests only
     feats = {t: cache.read(Path(info.train)) for t, info in tasks.items()}
-    dev = [(t, "en", get_task(t), cache.read(Path(info.dev))) for t, info in tasks.items() if info.dev]
+    # Model selection: each task's dev split (the training task's under select_on: training_task,
+    # mnli's for xnli) through the task's own head, scored by the spec it was featurized as.
+    dev = [(t, "en", get_task(info.dev_spec_name), cache.read(Path(info.dev))) for t, info in tasks.items() if info.dev]
 
     import deepspeed  # the engine package is the only home of deepspeed
 
@@ -258,14 +264,16 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
                           seed=train.seed)
     batchers = {t: RowBatcher(n, micro, rank=rt.rank, world_size=rt.world_size, seed=train.seed)
                 for t, n in sizes.items()}
+    # What every micro-batch trains on: the task drawn once per optimizer step (or per
+    # micro-batch), this rank's rows of it, and the draw count that seeds MLM masks.
+    schedule = StepSchedule(sampler, batchers, grad_accum=int(engine.gradient_accumulation_steps()),
+                            sample_per=train.sample_per)
     best = {"score": None, "step": None}
     store = rt.checkpoint_store(run_dir)
     client, restored, skipped, tainted = restore(engine, rt, store, job)
     resumed_from = None
     if client is not None:
-        sampler.load_state_dict(client["sampler"])
-        for t, state in client["batchers"].items():
-            batchers[t].load_state_dict(state)
+        schedule.load_state_dict(client)  # its "sampler" and "batchers"
         best = client["best"]
         resumed_from = int(engine.global_steps)
     elif tainted:  # a failed load may have changed weights or optimizer state: start truly afresh
@@ -292,8 +300,8 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
         scores = evaluate_tasks(forward_for, dev, batch_size=job.eval_batch, runtime=rt, device=device)
         engine.train()
         for task, per_lang in scores.items():
-            for metric, value in per_lang["en"].items():
-                logger.scalar(eval_tag(task, "en", metric), value, step)
+            for metric, value in per_lang["en"].items():  # named by the dev set scored (mnli's for xnli)
+                logger.scalar(eval_tag(tasks[task].dev_spec_name, "en", metric), value, step)
         # Model selection on English dev only; with several tasks, their mean.
         score = float(np.mean([primary_score(per_lang["en"]) for per_lang in scores.values()]))
         if best["score"] is None or score > best["score"]:
@@ -304,8 +312,7 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
             rt.barrier()
 
     def checkpoint(step: int, metrics: dict) -> None:
-        client = {"sampler": sampler.state_dict(), "batchers": {t: b.state_dict() for t, b in batchers.items()},
-                  "best": dict(best)}
+        client = {**schedule.state_dict(), "best": dict(best)}  # between optimizer steps: see the loop
         logger.flush()  # what was logged up to a checkpoint survives a crash after it
         save_checkpoint(engine, rt, store, job, step, client, metrics)
 
@@ -314,11 +321,12 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
     # time inside forward + backward + optimizer step.
     loop_start, compute_s, start_step = time.perf_counter(), 0.0, int(engine.global_steps)
     while engine.global_steps < total:
-        task = sampler.next()
-        rows = batchers[task].next()
+        mb = schedule.next()
+        task, rows = mb.task, mb.rows
         # seed/step reach formats that draw per batch (mlm's masks): seeded by the run's seed and
-        # the sampler's step count (checkpointed), a resumed run draws as the first run did.
-        batch = fmts[task].collate(feats[task], rows, seed=train.seed, step=sampler.steps).to(device)
+        # the sampler's draw count (checkpointed; per optimizer step by default, so every
+        # micro-batch of a step shares it on any worker count), a resumed run draws as the first did.
+        batch = fmts[task].collate(feats[task], rows, seed=train.seed, step=mb.draw).to(device)
         meter.start()
         out = engine(task, batch.tensors)
         engine.backward(out["loss"])
@@ -329,6 +337,9 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
         losses[task].append(out["loss"].detach())
         if engine.global_steps == before:
             continue  # inside a gradient-accumulation window
+        if not schedule.at_step_boundary:  # checkpoints must fall between the schedule's steps
+            raise RuntimeError(f"DeepSpeed stepped the optimizer after a micro-batch the schedule counts inside "
+                               f"a step of {schedule.grad_accum}: the gradient-accumulation settings disagree")
         step = engine.global_steps
         if step % job.log_every == 0 or step == total:
             means = {t: float(torch.stack(values).float().mean()) for t, values in losses.items()}  # sync point
@@ -360,6 +371,8 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
                                "host": socket.gethostname()})
     if rt.rank == 0:
         summary = {"phase": job.phase, "steps": int(engine.global_steps), "best_dev": best,
+                   "selected_on": {t: info.dev_spec_name for t, info in tasks.items() if info.dev},
+                   "sample_per": train.sample_per,
                    "world_size": rt.world_size, "workers": placement,
                    "resumed_from": resumed_from, "resumed_checkpoint": restored.uri if restored else None,
                    "skipped_checkpoints": [s.as_dict() for s in skipped],

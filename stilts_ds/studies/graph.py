@@ -1,7 +1,7 @@
 """The study as an explicit job graph: every node keyed by what it is built from.
 
     graph = build_graph(load_config("configs/quickstart.yaml"))
-    graph.nodes["english/phase2/xnli"].deps     # ('english/phase1', 'prepare/xnli')
+    graph.nodes["english/phase2/xnli"].deps     # ('english/phase1', 'prepare/xnli', 'prepare/mnli')
     graph.nodes["english/phase2/xnli"].key      # hash of its config slice, data, features, upstream keys
     graph.order()                               # node ids, upstream first
 
@@ -9,8 +9,9 @@ Nodes (``<arm>/`` is left out for a config without arms):
 
 - ``prepare/<task>``: featurize every (split, language) of the task that any node reads;
 - ``<arm>/phase1``: intermediate training of the arm (absent when the arm has none);
-- ``<arm>/phase2/<task>``: fine-tuning a target task; a staged recipe is a chain
-  (``<arm>/phase2/xcopa/stages/siqa`` -> ``<arm>/phase2/xcopa``);
+- ``<arm>/phase2/<task>``: fine-tuning a target task on its training split, selecting on the
+  English dev split ``finetune.select_on`` names (xnli: MNLI's, from ``prepare/mnli``); a staged
+  recipe is a chain (``<arm>/phase2/xcopa/stages/siqa`` -> ``<arm>/phase2/xcopa``);
 - ``<arm>/phase3/<task>``: zero-shot evaluation in every language, from the fine-tuned model
   or, for tasks without training data (bucc, tatoeba, mewslix, lareqa), from phase 1 alone;
 - ``<arm>/results``: the arm's results.json / results.md from its phase-3 scores;
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from stilts_ds.config import ExperimentConfig, TrainConfig
+from stilts_ds.config import SELECTION_SPLIT, ExperimentConfig, TrainConfig
 from stilts_ds.errors import StiltsError
 from stilts_ds.tasks.formats import format_of
 from stilts_ds.tasks.registry import get_task
@@ -271,10 +272,15 @@ class _Builder:
                 root = run / "phase2" / target
                 is_target = stage_task == target
                 nid = f"{prefix}phase2/{target}" + ("" if is_target else f"/stages/{stage_task}")
-                reads = [(stage_task, "train", get_task(stage_task).train_language), (stage_task, "validation", "en")]
+                # The dev split that selects the model (finetune.select_on: MNLI's for xnli by
+                # default) is read like the training split: its entry, data files and prepare
+                # node are in the key, so switching the selection set makes the node stale.
+                dev_task = cfg.finetune.selection_task(stage_task)
+                reads = [(stage_task, "train", get_task(stage_task).train_language), (dev_task, *SELECTION_SPLIT)]
                 deps, feats, data = self.inputs(study, reads)
                 slice_ = {**common, f"finetune[{stage_task}]": _train_slice(cfg.finetune.recipe(stage_task)),
-                          "heads": {stage_task: self.head(study, stage_task)}}
+                          "heads": {stage_task: self.head(study, stage_task)},
+                          "selection": dict(zip(("task", "split", "lang"), (dev_task, *SELECTION_SPLIT)))}
                 upstream = []
                 if before is not None:
                     upstream.append(before.id)

@@ -18,12 +18,11 @@ prepared (training never tokenizes), batch arithmetic and the DeepSpeed config a
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
 
-from stilts_ds.config import ExperimentConfig, TrainConfig
+from stilts_ds.config import SELECTION_SPLIT, ExperimentConfig, TrainConfig
 from stilts_ds.data.prepare import locate, prepare
 from stilts_ds.data.sources import load_labels
 from stilts_ds.engine import ds_config as dsc
@@ -124,21 +123,24 @@ class Study:
                   with_dev: bool, *, identity: Identity | None = None, init_heads: InitHeads | None = None,
                   export: bool = True, features: dict[str, str] | None = None) -> TrainJob:
         """Everything a training worker needs, resolved and validated here. ``features``
-        replaces tasks' training features (a throughput run's synthetic rows)."""
+        replaces tasks' training features (a throughput run's synthetic rows). ``with_dev``
+        (phase 2): each task selects its best checkpoint on the English dev split of
+        ``selection_task(task)`` (``finetune.select_on``)."""
         from stilts_ds.data import cache
 
         cfg = self.cfg
         world = cfg.cluster.num_workers
         tasks = []
-        rows = 0
+        sizes: dict[str, int] = {}
         for task in train.tasks:
             path = (features or {}).get(task) or str(self.features(task, "train", get_task(task).train_language))
-            tasks.append(TaskInput(task, Head(**self._head(task)), train=path,
-                                   dev=str(self.features(task, "validation", "en")) if with_dev else None))
-            rows += len(cache.read(Path(path)))
-        global_batch, micro, accum = train.batch(world)
-        steps_per_epoch = max(1, math.ceil(rows / global_batch))
-        total = train.max_steps or max(1, math.ceil(train.epochs * steps_per_epoch))
+            head = Head(**self._head(task))
+            dev_task = self.selection_task(task, head) if with_dev else None
+            tasks.append(TaskInput(task, head, train=path, dev_task=dev_task,
+                                   dev=str(self.features(dev_task, *SELECTION_SPLIT)) if with_dev else None))
+            sizes[task] = len(cache.read(Path(path)))
+        steps = train.steps(sizes, world)  # the planner's arithmetic too (TrainConfig.steps)
+        global_batch, micro, accum, total = steps.global_batch, steps.micro_batch, steps.grad_accum, steps.total
         ds = dsc.merge_ds_config(
             cfg.deepspeed.base, global_batch=global_batch, micro_batch=micro, grad_accum=accum, world_size=world,
             lr=train.lr, warmup_ratio=train.warmup_ratio, total_steps=total, precision=cfg.deepspeed.precision,
@@ -147,14 +149,29 @@ class Study:
         dsc.write_merged(ds, run_dir)
         optim = Optim(seed=train.seed, lr=train.lr, weight_decay=train.weight_decay, sampling=train.sampling,
                       temperature=train.temperature, sampling_cap=train.sampling_cap,
-                      weights=tuple(sorted(train.weights.items())))
+                      weights=tuple(sorted(train.weights.items())), sample_per=train.sample_per)
         return TrainJob(
             phase=phase, run_dir=str(run_dir.resolve()), export_dir=str(export_dir.resolve()), encoder=encoder,
             tokenizer=cfg.model.tokenizer_name(), head_dropout=cfg.model.head_dropout, tasks=tuple(tasks),
             optim=optim, ds_config_json=json.dumps(ds), total_steps=total, log_every=train.log_every,
             checkpoint_every=train.checkpoint_every,
-            eval_every=train.eval_every or (steps_per_epoch if with_dev else None), eval_batch=cfg.evaluate.batch_size,
+            eval_every=train.eval_every or (steps.per_epoch if with_dev else None), eval_batch=cfg.evaluate.batch_size,
             identity=identity, init_heads=init_heads, export=export)
+
+    def selection_task(self, task: str, head: dict | Head | None = None) -> str:
+        """The task whose English dev split selects ``task``'s fine-tuned model
+        (``finetune.select_on``: the training task's, mnli for xnli, or the target's own);
+        refused unless its rows fit ``task``'s head (same format and label count)."""
+        dev_task = self.cfg.finetune.selection_task(task)
+        if dev_task != task:
+            mine = head if head is not None else self._head(task)
+            mine = mine if isinstance(mine, Head) else Head(**mine)
+            theirs = Head(**self._head(dev_task))
+            if (mine.format, mine.num_labels) != (theirs.format, theirs.num_labels):
+                raise StiltsError(f"{task} would select its model on {dev_task}'s dev set, but {dev_task} is "
+                                  f"{theirs.format} with {theirs.num_labels} labels and {task}'s head "
+                                  f"{mine.format} with {mine.num_labels}: set finetune.select_on: target")
+        return dev_task
 
     def _check_encoder(self, encoder: str) -> None:
         if Path(encoder).is_dir():

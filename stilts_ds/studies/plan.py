@@ -7,12 +7,15 @@
 Each node of the study graph (``studies.graph``, built offline: no data or tokenizer needed)
 gets a predicted duration on its ``cluster.num_workers`` GPUs:
 
-- training (phases 1 and 2): sequences trained = optimizer steps x global batch (steps from
-  rows x epochs, or max_steps) x sequences per row (a multiple-choice row is one per choice),
-  over the per-GPU throughput of the model at the node's sequence length
-  (``plan.throughput`` in the config: samples/s per GPU measured or estimated at a length and
-  micro-batch; the nearest entry is scaled by length), plus the English-dev evaluations of
-  phase 2 (forward only: ``plan.eval_speedup`` times faster) and ``plan.fit_overhead_s``;
+- training (phases 1 and 2): sequences trained = optimizer steps x global batch (steps as the
+  study computes them, ``TrainConfig.steps``: the tasks' rows x epochs, MLM text a share on
+  top, or max_steps) x sequences per row (a multiple-choice row is one per choice; the mix
+  weighted by the sampler's shares), over the per-GPU throughput of the model at the node's
+  sequence length (``plan.throughput`` in the config: samples/s per GPU measured or estimated
+  at a length and micro-batch; the nearest entry is scaled by length), plus phase 2's
+  model-selection evaluations on the English dev set it selects on (``finetune.select_on``:
+  MNLI's for xnli, SQuAD's for xquad and mlqa by default; forward only: ``plan.eval_speedup``
+  times faster) and ``plan.fit_overhead_s``;
 - evaluation (phase 3): every language's rows, forward only, plus a shared candidate pool
   once, plus the fixed overhead;
 - driver work: featurizing at a measured ~1,500 rows/s, a minute for the bench, seconds for
@@ -28,13 +31,12 @@ ran before it had a scheduler) and with the lower bound max(critical path, GPU-h
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from stilts_ds.atomic import write_atomic
-from stilts_ds.config import ExperimentConfig, PlanConfig, TrainConfig
+from stilts_ds.config import SELECTION_SPLIT, ExperimentConfig, PlanConfig
 from stilts_ds.errors import StiltsError
 from stilts_ds.studies import schedule_model as sm
 from stilts_ds.studies.graph import Node, StudyGraph, build_graph
@@ -143,13 +145,6 @@ def _throughput(plan: PlanConfig, model: str, length: int, micro: int | None) ->
     return best.samples_per_s * best.length / length, best.source
 
 
-def _train_steps(train: TrainConfig, rows: int, workers: int) -> tuple[int, int]:
-    """(optimizer steps, global batch) as Study.build_job computes them."""
-    global_batch, _, _ = train.batch(workers)
-    per_epoch = max(1, math.ceil(rows / global_batch))
-    return train.max_steps or max(1, math.ceil(train.epochs * per_epoch)), global_batch
-
-
 def estimate_graph(graph: StudyGraph, *, fused: bool = False) -> dict[str, Estimate]:
     """Each node's predicted seconds. The per-fit overhead is shared as the scheduler shares
     fits: phase-3 nodes of an arm that become ready together (same upstream) share one fit;
@@ -224,19 +219,22 @@ def _estimate(graph: StudyGraph, node: Node, rows: _Rows, studies: dict) -> Esti
             spec = get_task(t)
             counts[t], est.rows_source = rows(study, t, "train", spec.train_language)
             spr[t] = spec.sequences_per_row
-        steps, global_batch = _train_steps(train, sum(counts.values()), workers)
-        mix = sum(counts[t] * spr[t] for t in tasks) / max(1, sum(counts.values()))  # proportional mix
+        plan_steps = train.steps(counts, workers)  # Study.build_job's own arithmetic
+        steps, global_batch = plan_steps.total, plan_steps.global_batch
+        shares = train.sampling_weights(counts)
+        mix = sum(shares[t] * spr[t] for t in tasks)  # encoder sequences per row, as the sampler mixes them
         sequences = steps * global_batch * mix
         length = max(study._max_length(get_task(t)) for t in tasks)
         sps, src = _throughput(plan, cfg.model.encoder, length, train.micro_batch)
         seconds = sequences / (sps * workers)
         detail = f"{steps:,} steps x {global_batch} rows at length {length}"
-        if node.kind == "phase2":  # English-dev model selection every eval_every steps
-            dev, _ = rows(study, node.task, "validation", "en")
-            every = train.eval_every or max(1, math.ceil(counts[node.task] / global_batch))
+        if node.kind == "phase2":  # model selection on English dev every eval_every steps, and at the end
+            dev_task = cfg.finetune.selection_task(node.task)  # whose dev set: finetune.select_on
+            dev, _ = rows(study, dev_task, *SELECTION_SPLIT)
+            every = train.eval_every or plan_steps.per_epoch
             evals = max(1, steps // every)
-            seconds += evals * dev * spr[node.task] / (sps * plan.eval_speedup * workers)
-            detail += f", {evals} dev evaluations of {dev:,} rows"
+            seconds += evals * dev * get_task(dev_task).sequences_per_row / (sps * plan.eval_speedup * workers)
+            detail += f", {evals} dev evaluations of {dev:,} rows ({dev_task})"
         est.sequences, est.detail = sequences, detail
         est.seconds = seconds + plan.fit_overhead_s
         return est

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from stilts_ds.atomic import write_atomic
+from stilts_ds.data import cache
 from stilts_ds.studies.graph import Node, StudyGraph
 
 DONE = "DONE.json"
@@ -172,7 +173,7 @@ def node_states(graph: StudyGraph, *, leases: bool = True) -> dict[str, NodeStat
         if live is not None and not live.get("alive"):
             live = None
         if node.kind == "prepare":
-            missing = [f for f in node.features if not Path(f).is_file()]
+            missing = [f for f in node.features if not cache.exists(f)]
             state = NodeState(node, "pending" if missing else "done",
                               [f"{len(missing)} of {len(node.features)} feature entries to build"] if missing else [])
         else:

@@ -13,9 +13,9 @@ a bad config fails its node here, naming the option, and only that node's depend
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Callable
 
+from stilts_ds.data import cache
 from stilts_ds.engine.job import EvalItem, EvalJob, Identity, InitHeads, TrainJob
 from stilts_ds.errors import StiltsError
 from stilts_ds.studies.graph import Node, StudyGraph
@@ -143,7 +143,7 @@ class Runners:
             made += prepare([spec], tokenizer=study.tokenizer, cache_dir=study.cfg.cache_dir(), source=source,
                             data_dir=data_dir, splits=[split], langs=langs, max_length=study._max_length(spec),
                             progress=self.progress)  # real data takes minutes per task: show it
-        missing = [f for f in node.features if not Path(f).is_file()]
+        missing = [f for f in node.features if not cache.exists(f)]
         if missing:  # locate() and prepare() disagree: a bug, not bad input
             raise RuntimeError(f"{node.id}: prepare wrote other entries than the graph expects: {missing[:3]}")
         return {"entries": len(made), "rows": sum(m.rows for m in made)}

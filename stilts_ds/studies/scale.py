@@ -295,8 +295,8 @@ class PointRunner:
 
         vocab = PRESETS[preset].get("vocab_size") or len(load_tokenizer("bundled"))
         n = max(64, 4 * global_batch)
-        path = (self.out_dir / "cache" / f"synthetic-{vocab}-{seq_len}-{n}.pkl").resolve()
-        if path.is_file():
+        path = (self.out_dir / "cache" / f"synthetic-{vocab}-{seq_len}-{n}.features").resolve()
+        if cache.exists(path):
             return path
         rng = np.random.default_rng(0)
         ids = rng.integers(5, vocab, size=(n, seq_len), dtype=np.int64)

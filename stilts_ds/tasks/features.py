@@ -3,9 +3,11 @@
 A format's ``featurize(examples, tokenizer, max_length)`` returns ``Features``; its
 ``collate(features, rows)`` turns a list of row indices into a ``Batch`` of tensors; its
 ``decode`` maps model outputs back to ``{guid: prediction}``. Columns are numpy arrays so a
-split of 100k rows is a handful of arrays, cheap to pickle into the feature cache and to
-index by batch. Token columns are stored padded to ``max_length``; collate trims each batch
-to its longest row (dynamic padding), so short-text tasks do not pay for ``max_length``.
+split of 100k rows is a handful of arrays, cheap to index by batch. Token columns are padded
+to ``max_length`` here; the feature cache stores them without the padding and hands back
+views that pad the rows asked for (``stilts_ds.data.columns``), so code that indexes rows
+serves both. Collate trims each batch to its longest row (dynamic padding), so short-text
+tasks do not pay for ``max_length``.
 
 Usage::
 
@@ -98,7 +100,9 @@ def collate_rows(features: Features, rows: Sequence[int], token_keys: Sequence[s
     cols = {k: v for k, v in features.columns.items() if k != "lengths"}
     tensors = trim_to_longest(cols, rows, features.columns["lengths"], token_keys)
     tensors = {k: (v.long() if k in token_keys else v) for k, v in tensors.items()}
-    return Batch(tensors, [str(features.guids[r]) for r in rows], np.asarray(rows))
+    idx = np.asarray(rows, dtype=np.int64)
+    # One lookup for the batch: a cached table's guids are an Arrow column (data.columns).
+    return Batch(tensors, [str(g) for g in features.guids[idx]], idx)
 
 
 def concat_features(parts: Sequence[Features]) -> Features:

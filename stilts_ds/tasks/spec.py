@@ -105,6 +105,11 @@ class TaskSpec:
     local_only_help: str | None = None
     # The English data an XTREME task is trained on, in words (for `stilts-ds tasks`).
     train_source: str | None = None
+    # The registry task whose training data this task's train split is (xnli: mnli; xquad,
+    # mlqa: squad_v1): under the official recipe (jiant's xtreme_runconfig_writer) its English
+    # ``validation`` split, scored by its own metric, selects the fine-tuned model
+    # (``finetune.select_on``). None: the task trains on its own data and selects on its own dev.
+    selected_on: str | None = None
     # Derived tasks: the registry task this one is derived from (``mnli`` for ``mnli@de``)
     # and the head it trains (shared by name with the base task's).
     base: str | None = None
@@ -173,6 +178,14 @@ class TaskSpec:
         translation (``de``) or composite key (``en+de``, ``xtreme``) for derived ones."""
         langs = self.splits.get("train", ())
         return langs[0] if len(langs) == 1 else "en"
+
+    @property
+    def counts_toward_epochs(self) -> bool:
+        """Whether this task's training rows count toward a phase's epochs (MLM's text blocks
+        do not: they are an extra sampling share on top; ``TrainConfig.epoch_rows``)."""
+        from stilts_ds.tasks.formats import format_of
+
+        return format_of(self).counts_toward_epochs
 
     @property
     def sequences_per_row(self) -> int:

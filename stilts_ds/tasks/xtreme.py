@@ -9,8 +9,10 @@ have no hub copy in the XTREME schema: they are registered as local-only languag
 (``TaskSpec.local_only_langs``), read from user files; a hub-sourced study leaves them out and
 ``xtreme_r_score`` reports them as missing. The XTREME aggregate keeps XTREME's own lists. Training data is English only, through the
 study's mapping: xnli learns from MNLI, xquad and mlqa from SQuAD v1.1; bucc and tatoeba
-have no training split (the phase-1 encoder is scored directly). Model selection uses the
-English ``validation`` split only.
+have no training split (the phase-1 encoder is scored directly). Model selection uses an
+English ``validation`` split only: by default (``finetune.select_on: training_task``, jiant's
+recipe) that of the task whose data trains the target (``selected_on``: MNLI's for xnli, SQuAD
+v1.1's for xquad and mlqa), else the target's own.
 """
 from __future__ import annotations
 
@@ -84,8 +86,9 @@ def _udpos(split, lang):
     if lang in UDPOS_XTREME_R_LOCAL:
         raise StiltsError(
             f"udpos {lang!r} is one of XTREME-R's UD 2.7 additions, which have no hub copy in XTREME's schema: "
-            f"write <data_dir>/udpos/{split}.{lang}.jsonl ({{\"tokens\": [...], \"pos_tags\": [...]}} per sentence, "
-            "all the language's UD 2.7 treebanks) and read it with --source local or data.local_tasks: {udpos: DIR}")
+            "convert the unpacked ud-treebanks-v2.7 with `stilts-ds convert udpos <that dir> --data-dir DIR` (it writes "
+            f"DIR/udpos/{split}.{lang}.jsonl from all the language's treebanks) and read it with --source local or "
+            "data.local_tasks: {udpos: DIR}")
     return [HubPart(XTREME_HUB, f"udpos.{UDPOS_CONFIG[lang]}", split)]
 
 
@@ -133,7 +136,7 @@ XTREME_TASKS = [
         name="xnli", kind=XTREME, format="pair_classification", metric="accuracy",
         description="XNLI, 3-way NLI in 15 languages", reader=readers.nli, hub_parts=_xnli,
         splits={"train": EN, "validation": XNLI_LANGS, "test": XNLI_LANGS},
-        labels=readers.NLI_LABELS, train_source="MNLI",
+        labels=readers.NLI_LABELS, train_source="MNLI", selected_on="mnli",
     ),
     TaskSpec(
         name="pawsx", kind=XTREME, format="pair_classification", metric="accuracy",
@@ -163,12 +166,13 @@ XTREME_TASKS = [
         name="xquad", kind=XTREME, format="span_qa", metric="squad_v1",
         description="XQuAD, extractive QA in 11 languages + ro of XTREME-R", reader=readers.squad,
         hub_parts=_xquad, splits={"train": EN, "validation": EN, "test": XQUAD_LANGS + XQUAD_XTREME_R},
-        train_source="SQuAD v1.1",
+        train_source="SQuAD v1.1", selected_on="squad_v1",
     ),
     TaskSpec(
         name="mlqa", kind=XTREME, format="span_qa", metric="mlqa",
         description="MLQA, extractive QA in 7 languages", reader=readers.squad, hub_parts=_mlqa,
         splits={"train": EN, "validation": MLQA_LANGS, "test": MLQA_LANGS}, train_source="SQuAD v1.1",
+        selected_on="squad_v1",
     ),
     TaskSpec(
         name="tydiqa", kind=XTREME, format="span_qa", metric="squad_v1",
@@ -182,7 +186,7 @@ XTREME_TASKS = [
         splits={"validation": BUCC_LANGS, "test": BUCC_LANGS}, train_source=None,
         hub_caveat=("the hub's bucc18 configs hold only the gold pairs (de: 9,580 of ~413k sentences), so mining "
                     "there is far easier than XTREME's protocol and the F1 is not comparable to the paper's; "
-                    "convert the official BUCC 2018 files with `python -m stilts_ds.tasks.bucc_files DIR DATA_DIR` "
+                    "convert the official BUCC 2018 files with `stilts-ds convert bucc DIR --data-dir DATA_DIR` "
                     "and give data.local_tasks: {bucc: DATA_DIR}"),
     ),
     TaskSpec(

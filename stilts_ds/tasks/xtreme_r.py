@@ -37,7 +37,6 @@ embed each pool row once for all languages (``engine.predict.predict_embeddings`
 """
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -204,15 +203,15 @@ LAREQA_HELP = (
     "lareqa reads the official XQuAD-R files, not the hub copy (google-research-datasets/xquad_r "
     "drops the sentence_breaks that cut the answer candidates). Get xquad-r/<lang>.json for "
     f"{' '.join(LAREQA_LANGS)} from github.com/google-research-datasets/lareqa (what xtreme's "
-    "scripts/download_lareqa_data.sh downloads), then run `python -m stilts_ds.tasks.xtreme_r lareqa "
-    "<dir with the <lang>.json files> <data dir>`: it writes lareqa/test.<lang>.jsonl, each holding the "
+    "scripts/download_lareqa_data.sh downloads), then run `stilts-ds convert lareqa <dir with the "
+    "<lang>.json files> --data-dir <data dir>`: it writes lareqa/test.<lang>.jsonl, each holding the "
     "paragraphs of every language (the shared answer pool), and --data-dir <data dir> reads them."
 )
 MEWSLIX_HELP = (
     "mewslix has no official hub copy (izhx/mewsli-x is an unofficial mirror). Get Mewsli-X with "
     "xtreme's scripts/download_mewslix_data.sh (it runs get-mewsli-x.sh of google-research/"
     "dense_representations_for_entity_retrieval/mel and keeps candidate_set_entities.jsonl and "
-    "wikinews_mentions-test.jsonl), then run `python -m stilts_ds.tasks.xtreme_r mewslix <that dir> "
+    "wikinews_mentions-test.jsonl), then run `stilts-ds convert mewslix <that dir> --data-dir "
     f"<data dir>`: it writes mewslix/test.<lang>.jsonl for {' '.join(MEWSLIX_LANGS)}, each the "
     "language's mentions followed by all candidate entities (the shared pool, ~1M rows)."
 )
@@ -247,46 +246,25 @@ XTREME_R_TASKS = [
 
 
 # ----------------------------------------------------------------------------- converters
-def _write_jsonl(path: Path, rows) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def convert(task: str, source: Path, data_dir: Path) -> list[Path]:
-    """Official files under ``source`` -> ``data_dir/<task>/test.<lang>.jsonl``."""
-    written = []
-    if task == "lareqa":
-        missing = [l for l in LAREQA_LANGS if not (source / f"{l}.json").is_file()]
-        if missing:
-            raise FileNotFoundError(f"{source}: no {', '.join(l + '.json' for l in missing)} (see: {LAREQA_HELP})")
-        rows = lareqa_rows({l: json.loads((source / f"{l}.json").read_text(encoding="utf-8"))
-                            for l in LAREQA_LANGS})
-        for lang in LAREQA_LANGS:
-            written.append(data_dir / "lareqa" / f"test.{lang}.jsonl")
-            _write_jsonl(written[-1], rows)
-    elif task == "mewslix":
-        mentions = _read_jsonl(source / "wikinews_mentions-test.jsonl")
-        entities = _read_jsonl(source / "candidate_set_entities.jsonl")
-        for lang in MEWSLIX_LANGS:
-            written.append(data_dir / "mewslix" / f"test.{lang}.jsonl")
-            _write_jsonl(written[-1], [m for m in mentions if m["context"]["language"] == lang] + entities)
-    else:
+    """Official files under ``source`` -> ``data_dir/<task>/test.<lang>.jsonl``: a thin wrapper of
+    `stilts-ds convert lareqa|mewslix SOURCE --data-dir DATA_DIR` (stilts_ds.tasks.convert)."""
+    if task not in ("lareqa", "mewslix"):
         raise ValueError(f"unknown task {task!r}: convert lareqa or mewslix")
-    return written
+    # Imported here: the converters import this module.
+    from stilts_ds.tasks.convert import convert as run
+
+    return run(task, source, data_dir).written
 
 
 if __name__ == "__main__":
+    from stilts_ds.errors import StiltsError
+
     if len(sys.argv) != 4:
-        sys.exit("usage: python -m stilts_ds.tasks.xtreme_r {lareqa|mewslix} OFFICIAL_DIR DATA_DIR")
-    for out in convert(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])):
-        print(out)
+        sys.exit("usage: python -m stilts_ds.tasks.xtreme_r {lareqa|mewslix} OFFICIAL_DIR DATA_DIR "
+                 "(or: stilts-ds convert {lareqa|mewslix} OFFICIAL_DIR --data-dir DATA_DIR)")
+    try:
+        for out in convert(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])):
+            print(out)
+    except StiltsError as e:
+        sys.exit(f"error: {e}")

@@ -15,7 +15,7 @@ def test_prepare_writes_then_reuses(tmp_path, tokenizer):
     first = prepare([spec], tokenizer=tokenizer, cache_dir=tmp_path, splits=["test"], langs=["zh"],
                     max_length=64, progress=False)
     (item,) = first
-    assert not item.reused and item.path.is_file() and item.rows == item.examples
+    assert not item.reused and cache.exists(item.path) and item.rows == item.examples
     assert "len64" in item.path.name and item.path.name.startswith("test.zh.")
     again = prepare([spec], tokenizer=tokenizer, cache_dir=tmp_path, splits=["test"], langs=["zh"],
                     max_length=64, progress=False)
@@ -26,24 +26,24 @@ def test_prepare_writes_then_reuses(tmp_path, tokenizer):
     other = prepare([spec], tokenizer=tokenizer, cache_dir=tmp_path, splits=["test"], langs=["zh"],
                     max_length=32, progress=False)
     assert other[0].path != item.path  # max length is part of the key
-    assert list(tmp_path.rglob("*.tmp")) == []
+    assert list(tmp_path.rglob("*.tmp")) == [] and list(tmp_path.rglob(".*partial*")) == []
 
 
 def test_interrupted_write_leaves_no_partial_entry(tmp_path, tokenizer, monkeypatch):
     spec = get_task("mnli")
     (good,) = prepare([spec], tokenizer=tokenizer, cache_dir=tmp_path, splits=["train"], max_length=32,
                       progress=False)
-    before = good.path.read_bytes()
+    before = {p.name: p.read_bytes() for p in good.path.iterdir()}
 
-    def die_before_rename(fd):  # the bytes are in the temporary file, the rename never happens
+    def die_before_rename(fd):  # the files are in the temporary directory, the rename never happens
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "fsync", die_before_rename)
     with pytest.raises(KeyboardInterrupt):
         prepare([spec], tokenizer=tokenizer, cache_dir=tmp_path, splits=["train"], max_length=32,
                 force=True, progress=False)
-    assert good.path.read_bytes() == before  # the previous entry is intact
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [good.path]  # no temp file left
+    assert {p.name: p.read_bytes() for p in good.path.iterdir()} == before  # the previous entry is intact
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(good.path.iterdir())  # nothing left over
 
 
 def test_bad_label_fails_before_anything_is_written(tmp_path, tokenizer):
@@ -54,7 +54,7 @@ def test_bad_label_fails_before_anything_is_written(tmp_path, tokenizer):
     with pytest.raises(StiltsError, match=r"ccg.*tag 'S\\\\NP' is not in the task's label set"):
         prepare([get_task("ccg")], tokenizer=tokenizer, cache_dir=tmp_path / "cache", data_dir=data,
                 progress=False)
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.pkl"))
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.features"))
 
 
 def test_unknown_split_for_a_named_task(tmp_path, tokenizer):
@@ -128,7 +128,7 @@ def test_an_empty_answer_list_is_refused_at_prepare(tmp_path, tokenizer):
                                           r"have no answer, e.g. \['q-2'\]"):
         prepare([get_task("squad_v1")], tokenizer=tokenizer, cache_dir=tmp_path / "c", data_dir=tmp_path,
                 splits=["validation"], progress=False)
-    assert not list((tmp_path / "c").rglob("*.pkl"))
+    assert not list((tmp_path / "c").rglob("*.features"))
     (done,) = prepare([get_task("squad_v2")], tokenizer=tokenizer, cache_dir=tmp_path / "c", data_dir=tmp_path,
                       splits=["validation"], progress=False)
     assert done.examples == 2
@@ -161,26 +161,16 @@ def test_prepare_json_reports_quality_and_warns_on_unknown_tokens(tmp_path):
     assert cache.read(Path(row["path"])).extras["quality"]["unk_rate"] == row["unk_rate"]
 
 
-class _Planted:
-    """What a hostile file on shared storage could hold: unpickling it would call os.mkdir."""
-
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (os.mkdir, (self.target,))
-
-
-def test_a_cache_entry_naming_anything_but_features_is_refused_unrun(tmp_path, tokenizer):
-    """Entries may sit on shared storage: reading one unpickles only Features and numpy
-    arrays, and refuses (without running it) anything else a file names."""
-    import pickle
-
+def test_a_damaged_cache_entry_is_named_with_the_fix(tmp_path, tokenizer):
+    """Entries may sit on shared storage that others write to: a truncated or foreign file is
+    refused with its path and what to do, never half-read."""
     (entry,) = prepare([get_task("xnli")], tokenizer=tokenizer, cache_dir=tmp_path, splits=["test"], langs=["zh"],
                        progress=False)
-    assert len(cache.read(entry.path)) == entry.rows  # a real entry reads as before
-    marker = tmp_path / "ran"
-    entry.path.write_bytes(pickle.dumps(_Planted(marker)))
-    with pytest.raises(StiltsError, match=r"not a stilts-ds feature cache entry \(it names posix.mkdir"):
+    assert len(cache.read(entry.path)) == entry.rows  # a real entry reads
+    rows = entry.path / cache.ROWS_FILE
+    rows.write_bytes(rows.read_bytes()[:200])
+    with pytest.raises(StiltsError, match=r"unreadable feature cache entry .*run `stilts-ds prepare` again"):
         cache.read(entry.path)
-    assert not marker.exists()
+    rows.unlink()
+    with pytest.raises(StiltsError, match=r"not a stilts-ds feature cache entry"):
+        cache.read(entry.path)

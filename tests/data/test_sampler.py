@@ -1,4 +1,8 @@
-"""Task weights, the multi-task sampler and the data-parallel row batcher."""
+"""Task weights, the multi-task sampler, the data-parallel row batcher and the step schedule
+that combines them (what every micro-batch of every rank trains on).
+
+    .venv/bin/python -m pytest -q tests/data/test_sampler.py
+"""
 import math
 import pickle
 from collections import Counter
@@ -6,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from stilts_ds.data.sampler import RowBatcher, SamplerError, TaskSampler, task_weights
+from stilts_ds.data.sampler import RowBatcher, SamplerError, StepSchedule, TaskSampler, task_weights
 from stilts_ds.errors import StiltsError
 
 SIZES = {"a": 100, "b": 300, "c": 600}
@@ -131,7 +135,7 @@ def test_sampler_refuses_a_state_from_another_mixture_or_seed():
 
 
 def _epoch_rows(batchers):
-    """Rows each rank sees over exactly one epoch (rows_per_rank is a multiple of batch)."""
+    """Rows each rank sees over exactly one epoch (n_rows is a multiple of batch x world size)."""
     out = []
     for b in batchers:
         n_batches = b.rows_per_rank // b.batch_size
@@ -144,19 +148,21 @@ def test_shards_are_disjoint_and_cover_the_table_when_divisible():
     rows = _epoch_rows(batchers)  # 8 rows per rank, 2 batches each
     assert [len(r) for r in rows] == [8, 8, 8]
     assert sorted(np.concatenate(rows).tolist()) == list(range(24))
-    assert all(b.state_dict() == {"epoch": 1, "position": 0} for b in batchers)
+    assert all(b.state_dict() == {"epoch": 1, "position": 0, "layout": "stream"} for b in batchers)
 
 
-def test_uneven_table_is_padded_by_wrapping_so_every_rank_gets_the_same_count():
-    batchers = [RowBatcher(10, 2, rank=r, world_size=3, seed=5) for r in range(3)]
-    assert {b.rows_per_rank for b in batchers} == {4}
-    rows = _epoch_rows(batchers)
-    flat = np.concatenate(rows).tolist()
-    assert len(flat) == 12 and set(flat) == set(range(10))
-    # only the 2 wrapped padding rows repeat, and they are the permutation's first rows
-    dupes = [r for r, c in Counter(flat).items() if c > 1]
-    perm = np.random.default_rng(5).permutation(10)
-    assert sorted(dupes) == sorted(perm[:2].tolist())
+def test_an_uneven_table_is_one_stream_whatever_the_world_size():
+    """No padding: 3 ranks read, block after block, the rows one rank reads in 3 calls, and
+    each epoch is the whole permutation seeded by seed + epoch, nothing repeated."""
+    ranks = [RowBatcher(10, 2, rank=r, world_size=3, seed=5) for r in range(3)]
+    alone = RowBatcher(10, 2, seed=5)
+    split = [np.concatenate([b.next() for b in ranks]).tolist() for _ in range(5)]  # 30 rows: 3 epochs
+    assert split == [np.concatenate([alone.next() for _ in range(3)]).tolist() for _ in range(5)]
+    flat = sum(split, [])
+    for e in range(3):
+        assert flat[10 * e : 10 * e + 10] == np.random.default_rng(5 + e).permutation(10).tolist()
+    assert {tuple(b.state_dict().items()) for b in ranks} == {tuple(alone.state_dict().items())}
+    assert all(len(b.next()) == 2 for b in ranks)  # every rank always gets a full batch
 
 
 def test_batches_are_full_and_cross_epoch_boundaries():
@@ -167,7 +173,7 @@ def test_batches_are_full_and_cross_epoch_boundaries():
     for e in range(3):
         assert sorted(flat[5 * e : 5 * e + 5].tolist()) == list(range(5))
         assert flat[5 * e : 5 * e + 5].tolist() == np.random.default_rng(e).permutation(5).tolist()
-    assert b.state_dict() == {"epoch": 3, "position": 0}
+    assert b.state_dict() == {"epoch": 3, "position": 0, "layout": "stream"}
 
 
 def test_epochs_are_reshuffled():
@@ -182,11 +188,11 @@ def test_more_ranks_than_rows_still_gives_every_rank_rows():
 
 def test_batcher_resume_mid_epoch_continues_identically():
     ref = RowBatcher(37, 4, rank=1, world_size=2, seed=11)
-    reference = [ref.next().tolist() for _ in range(20)]  # ~4 epochs of 19 rows per rank
+    reference = [ref.next().tolist() for _ in range(20)]  # 160 stream rows: 4 epochs of 37 and some
     first = RowBatcher(37, 4, rank=1, world_size=2, seed=11)
     head = [first.next().tolist() for _ in range(7)]
     state = first.state_dict()
-    assert set(state) == {"epoch", "position"} and state == {"epoch": 1, "position": 9}
+    assert state == {"epoch": 1, "position": 7 * 8 - 37, "layout": "stream"}  # 56 rows of the stream taken
     resumed = RowBatcher(37, 4, rank=1, world_size=2, seed=11)
     resumed.load_state_dict(state)
     assert head + [resumed.next().tolist() for _ in range(13)] == reference
@@ -224,7 +230,17 @@ def test_bad_batcher_arguments(args, kwargs, match):
 
 def test_batcher_refuses_a_state_that_does_not_fit():
     with pytest.raises(SamplerError, match="same data and world size"):
-        RowBatcher(10, 2, world_size=2).load_state_dict({"epoch": 0, "position": 9})
+        RowBatcher(10, 2, world_size=2).load_state_dict({"epoch": 0, "position": 11, "layout": "stream"})
+
+
+def test_a_state_of_the_per_rank_shard_layout_loads_only_at_world_size_one():
+    """Before the stream layout, a position counted one rank's rows of a padded shard: the same
+    number at world size 1 (such a checkpoint continues), another meaning at 2 (refused)."""
+    b = RowBatcher(10, 2, seed=4)
+    b.load_state_dict({"epoch": 1, "position": 6})
+    assert b.next().tolist() == np.random.default_rng(5).permutation(10)[6:8].tolist()
+    with pytest.raises(SamplerError, match="cannot be continued at world size 2"):
+        RowBatcher(10, 2, world_size=2).load_state_dict({"epoch": 1, "position": 3})
 
 
 # -- RowBatcher: evaluation ------------------------------------------------------------
@@ -256,6 +272,149 @@ def test_eval_is_the_same_regardless_of_seed():
     a = list(RowBatcher(9, 2, rank=1, world_size=2, seed=0, mode="eval"))
     b = list(RowBatcher(9, 2, rank=1, world_size=2, seed=99, mode="eval"))
     assert [x.tolist() for x in a] == [x.tolist() for x in b]
+
+
+# -- StepSchedule: what each micro-batch of each rank trains on -----------------------------
+
+MIX = {"mnli": 37, "qqp": 23, "mlm": 11}  # odd sizes: epochs end inside optimizer steps
+FIXED = {"mlm": 0.2}
+GLOBAL_BATCH = 8
+# (workers, gradient accumulation, micro-batch): every split of the same global batch of 8
+LAYOUTS = [(1, 2, 4), (2, 1, 4), (1, 4, 2), (4, 1, 2), (2, 2, 2), (1, 8, 1), (8, 1, 1)]
+
+
+def _schedules(world, accum, micro, *, sample_per="step", seed=9, sizes=MIX):
+    weights = task_weights(sizes, fixed=FIXED)
+    return [StepSchedule(TaskSampler(weights, seed=seed),
+                         {t: RowBatcher(n, micro, rank=r, world_size=world, seed=seed) for t, n in sizes.items()},
+                         grad_accum=accum, sample_per=sample_per) for r in range(world)]
+
+
+def _run(schedules, n_steps):
+    """Per optimizer step: (tasks, draws, the step's rows) over every micro-batch of every
+    rank, micro-batches in (accumulation step, rank) order."""
+    out = []
+    for _ in range(n_steps):
+        per_rank = [s.step() for s in schedules]
+        mbs = [per_rank[r][a] for a in range(len(per_rank[0])) for r in range(len(schedules))]
+        out.append((sorted({mb.task for mb in mbs}), sorted({mb.draw for mb in mbs}),
+                    np.concatenate([mb.rows for mb in mbs]).tolist()))
+    return out
+
+
+def test_one_worker_accumulating_two_and_two_workers_see_the_same_task_and_rows_every_step():
+    one = _run(_schedules(1, 2, 4), 60)  # 480 rows: every task's table wraps several times
+    two = _run(_schedules(2, 1, 4), 60)
+    assert one == two
+    for step, (tasks, draws, rows) in enumerate(one, start=1):
+        assert len(tasks) == 1 and draws == [step] and len(rows) == GLOBAL_BATCH  # one task per step
+    assert {tasks[0] for tasks, _, _ in one} == set(MIX)
+    # The step's rows are the next 8 of its task's stream (epochs of seeded permutations), exactly.
+    streams = {t: np.concatenate([np.random.default_rng(9 + e).permutation(n) for e in range(60)]).tolist()
+               for t, n in MIX.items()}
+    taken = {t: 0 for t in MIX}
+    for (task,), _, rows in one:
+        assert rows == streams[task][taken[task] : taken[task] + 8]
+        taken[task] += 8
+    # The tasks follow the sampler's draws, one per optimizer step.
+    sampler = TaskSampler(task_weights(MIX, fixed=FIXED), seed=9)
+    assert [tasks[0] for tasks, _, _ in one] == [sampler.next() for _ in range(60)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS[2:], ids=lambda l: "x".join(map(str, l)))
+def test_every_split_of_the_global_batch_trains_the_same_steps(layout):
+    assert _run(_schedules(*layout), 40) == _run(_schedules(1, 2, 4), 40)
+
+
+def test_per_micro_batch_sampling_is_the_old_sequence_and_mixes_tasks_within_a_step():
+    sched = _schedules(1, 2, 4, sample_per="micro_batch")[0]
+    mbs = [sched.next() for _ in range(120)]
+    sampler = TaskSampler(task_weights(MIX, fixed=FIXED), seed=9)
+    assert [mb.task for mb in mbs] == [sampler.next() for _ in range(120)]  # a draw per micro-batch
+    assert [mb.draw for mb in mbs] == list(range(1, 121))
+    assert any(a.task != b.task for a, b in zip(mbs[::2], mbs[1::2]))  # some steps mix two tasks
+    # ... so 1 x 2 and 2 x 1 no longer train the same steps.
+    per_micro = {layout: _run(_schedules(*layout, sample_per="micro_batch"), 30) for layout in [(1, 2, 4), (2, 1, 4)]}
+    assert per_micro[(1, 2, 4)] != per_micro[(2, 1, 4)]
+
+
+@pytest.mark.parametrize("sample_per", ["step", "micro_batch"])
+def test_a_schedule_resumed_at_a_step_boundary_continues_the_exact_sequence(sample_per):
+    reference = _run(_schedules(2, 2, 2, sample_per=sample_per), 33)
+    first = _schedules(2, 2, 2, sample_per=sample_per)
+    head = _run(first, 13)
+    states = [pickle.loads(pickle.dumps(s.state_dict())) for s in first]  # DeepSpeed client state is pickled
+    assert set(states[0]) == {"sampler", "batchers"} and states[0] == states[1]  # the same on every rank
+    resumed = _schedules(2, 2, 2, sample_per=sample_per)
+    for s, state in zip(resumed, states):
+        s.load_state_dict(state)
+    assert head + _run(resumed, 20) == reference
+    assert resumed[0].sampler.steps == (33 if sample_per == "step" else 66)
+
+
+def test_a_schedule_is_checkpointed_only_between_optimizer_steps():
+    sched = _schedules(1, 2, 4)[0]
+    sched.next()
+    assert not sched.at_step_boundary
+    with pytest.raises(SamplerError, match="1 of 2 micro-batches into an optimizer step"):
+        sched.state_dict()
+    sched.next()
+    assert sched.at_step_boundary and set(sched.state_dict()) == {"sampler", "batchers"}
+
+
+def test_a_checkpoint_of_the_sampler_and_batchers_before_the_schedule_loads():
+    """The client state keeps its keys: a world-size-1 checkpoint written by the loop before the
+    schedule (sampler + batchers without the layout key) continues where it stopped."""
+    weights = task_weights(MIX, fixed=FIXED)
+    sampler = TaskSampler(weights, seed=9)
+    batchers = {t: RowBatcher(n, 4, seed=9) for t, n in MIX.items()}
+    for _ in range(10):
+        batchers[sampler.next()].next()
+    old = {"sampler": sampler.state_dict(),
+           "batchers": {t: {"epoch": b.epoch, "position": b.position} for t, b in batchers.items()}}
+    sched = _schedules(1, 1, 4)[0]
+    sched.load_state_dict(old)
+    mb = sched.next()
+    assert mb.task == sampler.next() and mb.rows.tolist() == batchers[mb.task].next().tolist() and mb.draw == 11
+
+
+@pytest.mark.parametrize("args, match", [
+    (dict(grad_accum=0), "grad_accum must be a positive integer"),
+    (dict(grad_accum=2, sample_per="epoch"), "sample_per must be one of step, micro_batch"),
+])
+def test_bad_schedule_arguments(args, match):
+    with pytest.raises(SamplerError, match=match):
+        StepSchedule(TaskSampler({"a": 1.0}, seed=0), {"a": RowBatcher(4, 2)}, **args)
+    with pytest.raises(SamplerError, match=r"no row batcher for sampled task\(s\) \['b'\]"):
+        StepSchedule(TaskSampler({"a": 0.5, "b": 0.5}, seed=0), {"a": RowBatcher(4, 2)}, grad_accum=1)
+
+
+def test_mlm_masks_of_a_step_are_the_same_on_one_worker_and_on_two(tokenizer):
+    """MLM masks are seeded by (run seed, draw, row guid); with a draw per optimizer step every
+    micro-batch of a step carries the step's number, so 1 x 2 and 2 x 1 mask each row alike."""
+    from stilts_ds.data.sources import load_examples
+    from stilts_ds.tasks.formats import format_of
+    from stilts_ds.tasks.registry import get_task
+
+    spec = get_task("mlm@en+de")
+    feats = format_of(spec).featurize(spec, load_examples(spec, "train", spec.train_language), tokenizer, 32)
+    sizes = {"mlm": len(feats), "mnli": 37}
+
+    def batches(world, accum):
+        scheds = _schedules(world, accum, 4, sizes=sizes)
+        out = []
+        for _ in range(12):
+            per_rank = [s.step() for s in scheds]
+            out += [format_of(spec).collate(feats, mb.rows, seed=9, step=mb.draw).tensors
+                    for a in range(accum) for mb in (per_rank[r][a] for r in range(world)) if mb.task == "mlm"]
+        return out
+
+    one, two = batches(1, 2), batches(2, 1)
+    assert len(one) == len(two) >= 4
+    for a, b in zip(one, two):
+        assert set(a) == set(b) == {"input_ids", "attention_mask", "labels"}
+        assert all(a[k].equal(b[k]) for k in a)
+    assert any((t["labels"] != -100).any() for t in one)  # something was masked
 
 
 def test_sampler_module_loads_neither_deepspeed_nor_ray():

@@ -137,3 +137,29 @@ def test_duplicate_ids_are_refused_however_far_apart(tmp_path):
     _write(tmp_path, "squad_v1/validation.jsonl", rows)
     with pytest.raises(DataFileError, match=r"validation.jsonl:2501: duplicate id 'q-7' \(first read at 8\)"):
         load_examples(get_task("squad_v1"), "validation", data_dir=tmp_path)
+
+
+def test_a_line_of_megabytes_is_named_not_cut_unseen(tmp_path):
+    """A 10 MB line (line breaks lost in a conversion) loads as one example, with a warning
+    naming file:line and its size; `stilts-ds prepare` prints it on stderr."""
+    import subprocess
+    import sys
+
+    from stilts_ds.errors import DataWarning
+
+    (tmp_path / "xnli").mkdir()
+    huge = {"sentence1": "word " * (2 * 1024 * 1024), "sentence2": "short", "gold_label": "neutral"}
+    path = tmp_path / "xnli" / "test.en.jsonl"
+    path.write_text(json.dumps({"sentence1": "a", "sentence2": "b", "gold_label": "neutral"}) + "\n"
+                    + json.dumps(huge) + "\n")
+    with pytest.warns(DataWarning, match=rf"{path}:2: a line of 10.0 MiB: one example only keeps its first "
+                                         r"max_length tokens.*line breaks were lost"):
+        examples = load_examples(get_task("xnli"), "test", "en", source="local", data_dir=tmp_path)
+    assert len(examples) == 2 and len(examples[1].text_a) == 10 * 2**20
+    done = subprocess.run([sys.executable, "-m", "stilts_ds.cli", "prepare", "--task", "xnli", "--split", "test",
+                           "--lang", "en", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+                           "--max-length", "16", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"WARNING: {path}:2: a line of 10.0 MiB" in done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["truncated"] == 1 and row["examples"] == 2

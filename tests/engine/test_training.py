@@ -49,10 +49,16 @@ def test_finetune_loss_falls_and_tensorboard_has_the_tags(tmp_path):
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.7 * first, losses  # the fixture's labels follow surface patterns
     tags = read_scalars(stage / "tensorboard")
-    for tag in ("train/xnli/loss", "train/lr", "train/samples_per_s", "train/tokens_per_s", "eval/xnli/en/accuracy"):
+    # xnli trains on MNLI and selects on MNLI's dev set (finetune.select_on: training_task): the
+    # dev scores are named by the dev set they are, through xnli's head.
+    for tag in ("train/xnli/loss", "train/lr", "train/samples_per_s", "train/tokens_per_s", "eval/mnli/en/accuracy"):
         assert tag in tags, sorted(tags)
+    assert not any(t.startswith("eval/xnli/") for t in tags), sorted(tags)
     summary = json.loads((stage / "train_summary.json").read_text())
     assert summary["best_dev"]["score"] is not None
+    assert summary["selected_on"] == {"xnli": "mnli"} and summary["sample_per"] == "step"
+    best = max(v for _, v in tags["eval/mnli/en/accuracy"])
+    assert summary["best_dev"]["score"] == pytest.approx(best)  # the model kept is the best on MNLI dev
     assert json.loads((stage / "ds_config.json").read_text())["train_micro_batch_size_per_gpu"] == 8
 
 
@@ -125,13 +131,19 @@ def test_staged_recipe_carries_the_siqa_model_and_head_into_xcopa(tmp_path, caps
     assert (model_dir / "heads.pt").stat().st_mtime_ns != stamp
 
 
-def test_resumed_run_trains_exactly_as_the_uninterrupted_one(tmp_path):
+# Accumulation 2 with a task drawn per optimizer step (the default) and per micro-batch: the
+# schedule's state is checkpointed between optimizer steps and continues the same sequence.
+@pytest.mark.parametrize("batch", [{}, {"intermediate.micro_batch": 4, "intermediate.grad_accum": 2},
+                                   {"intermediate.micro_batch": 4, "intermediate.grad_accum": 2,
+                                    "intermediate.sample_per": "micro_batch"}],
+                         ids=["accum1", "accum2-per-step", "accum2-per-micro-batch"])
+def test_resumed_run_trains_exactly_as_the_uninterrupted_one(tmp_path, batch):
     """Phase 1 interrupted at step 5 resumes from its step-3 checkpoint and logs, step for
     step, the losses of a run never interrupted: data order, optimizer state and the dropout
     generators (engine.rng_state) all come back."""
     from stilts_ds.engine import faults
 
-    sets = {"intermediate.max_steps": 8, "intermediate.checkpoint_every": 3, "intermediate.log_every": 1}
+    sets = {"intermediate.max_steps": 8, "intermediate.checkpoint_every": 3, "intermediate.log_every": 1, **batch}
     whole = _config(tmp_path / "whole", **sets)
     Study(whole, in_process=True, progress=False).intermediate()
     cut = _config(tmp_path / "cut", **sets)
@@ -242,6 +254,36 @@ def test_two_node_zero_training_over_all_intermediate_tasks(ray_cluster, tmp_pat
     assert json.loads((stage / "ds_config.json").read_text())["zero_optimization"]["stage"] == int(base[-1])
     logged = {t.split("/")[1] for t in read_scalars(stage / "tensorboard") if t.endswith("/loss")}
     assert logged <= set(INTERMEDIATE) and len(logged) >= 6
+
+
+def _tasks_by_step(stage: Path) -> list[list[str]]:
+    """The tasks whose loss was logged at each step (log_every 1: the tasks the step trained)."""
+    by_step: dict = {}
+    for line in (stage / "tensorboard" / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["tag"].startswith("train/") and row["tag"].endswith("/loss"):
+            by_step.setdefault(row["step"], []).append(row["tag"].split("/")[1])
+    return [sorted(by_step[s]) for s in sorted(by_step)]
+
+
+def test_one_worker_accumulating_two_trains_each_step_on_the_task_two_workers_do(ray_cluster, tmp_path):
+    """The real loop: global batch 8 as 1 in-process worker x micro 4 x accumulation 2, and as 2
+    Ray workers x micro 4 x accumulation 1. With a task drawn per optimizer step (the default)
+    both train the same task at every step, one task per step; drawn per micro-batch, the
+    one-worker run mixes tasks within steps and the sequences part."""
+    sets = {"intermediate.micro_batch": 4, "intermediate.global_batch": 8, "intermediate.log_every": 1}
+    two = _tasks_by_step(_phase1_on_ray(ray_cluster, tmp_path, "zero2", **sets))
+    one = _config(tmp_path / "one", **{**sets, "intermediate.max_steps": 12})
+    assert one.intermediate.batch(1) == (8, 4, 2)
+    Study(one, in_process=True, progress=False).intermediate()
+    assert _tasks_by_step(one.run_dir / "phase1") == two
+    assert len(two) == 12 and all(len(tasks) == 1 for tasks in two) and len({t[0] for t in two}) >= 4
+
+    mixed = _config(tmp_path / "mixed", **{**sets, "intermediate.max_steps": 12,
+                                           "intermediate.sample_per": "micro_batch"})
+    Study(mixed, in_process=True, progress=False).intermediate()
+    per_micro = _tasks_by_step(mixed.run_dir / "phase1")
+    assert any(len(tasks) == 2 for tasks in per_micro) and per_micro != two
 
 
 def test_worker_killed_mid_run_resumes_from_checkpoint(ray_cluster, tmp_path):

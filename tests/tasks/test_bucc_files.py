@@ -68,7 +68,7 @@ def test_a_hub_sourced_study_says_bucc_is_not_the_official_protocol(tmp_path, ca
     hub._langs("bucc", "validation")
     err = capsys.readouterr().err
     assert err.count("bucc: the hub's bucc18 configs hold only the gold pairs") == 1
-    assert "python -m stilts_ds.tasks.bucc_files" in err
+    assert "stilts-ds convert bucc DIR --data-dir DATA_DIR" in err
     local = Study(load_config(ROOT / "configs" / "paper.yaml", {"data.local_tasks": {"bucc": str(tmp_path)}}))
     local._langs("bucc", "test")
     assert "gold pairs" not in capsys.readouterr().err

@@ -89,6 +89,10 @@ class Format:
     # Phase 1/2 can train on it; phase 3 can score it (mlm trains only, retrieval scores only).
     trains: bool = True
     scores: bool = True
+    # Its training rows count toward a phase's epochs. False for raw text (mlm): a corpus
+    # counted in blocks says nothing about how long the tasks should train, so it is an extra
+    # sampling share on top of them (TrainConfig.epoch_rows).
+    counts_toward_epochs: bool = True
     # Reads the config's long-input length (span QA's contexts) instead of the common one.
     long_inputs: bool = False
     # One label per row of one sequence ([B, L] in, [B, K] out): the shape of the serving

@@ -134,14 +134,15 @@ def collate(features: Features, rows: Sequence[int], *, seed: int = 0, step: int
     attention = features.columns["attention_mask"][idx]
     maskable = (attention == 1) & ~np.isin(ids, special)
     inputs, labels = np.empty_like(ids), np.empty_like(ids)
-    for i, r in enumerate(idx):
-        rng = _row_rng(seed, step, features.guids[r])
+    guids = [str(g) for g in features.guids[idx]]  # one lookup for the batch (data.columns)
+    for i, guid in enumerate(guids):
+        rng = _row_rng(seed, step, guid)
         inputs[i], labels[i] = mask_row(ids[i], maskable[i], rng, mask_token_id=ex["mask_token_id"],
                                         replacement_ids=replacement)
     tensors = trim_to_longest({"input_ids": inputs, "attention_mask": attention, "labels": labels},
                               range(len(idx)), features.columns["lengths"][idx], TOKEN_KEYS)
     tensors = {k: v.long() for k, v in tensors.items()}
-    return Batch(tensors, [str(features.guids[r]) for r in idx], idx)
+    return Batch(tensors, guids, idx)
 
 
 def decode(features: Features, logits) -> dict:
@@ -164,6 +165,7 @@ class MaskedLM(Format):
     sized_by_labels = False  # the encoder's own LM head: its size is the vocabulary
     pretrained_head = True
     scores = False
+    counts_toward_epochs = False  # text is a share on top of the tasks' epochs, not an epoch of its own
 
     def num_labels(self, spec, labels):
         return 0  # the vocabulary, taken from the encoder
