@@ -239,7 +239,8 @@ def _run_targets(config_path, sets, force, in_process, arms, wait, targets_of) -
     cfg = _load(config_path, sets)
     chosen = [(a.name, a.config) for a in select_arms(cfg, arms)] or [(None, cfg)]
     graph = build_graph(cfg, [name for name, _ in chosen if name], with_study_nodes=False)
-    targets = [t for name, c in chosen for t in targets_of(f"{name}/" if name else "", c)]
+    # With seeds, `<arm>/phase1` names every seed's phase 1 (StudyGraph.resolve).
+    targets = graph.resolve(t for name, c in chosen for t in targets_of(f"{name}/" if name else "", c))
     forced = ()
     if force:  # the stages themselves, and a staged recipe's earlier stages with them (xcopa: siqa)
         nodes = graph.nodes
@@ -251,6 +252,13 @@ def _run_targets(config_path, sets, force, in_process, arms, wait, targets_of) -
 
 def _heading(name) -> str:
     return f"## arm {name}\n" if name else ""
+
+
+def _runs(cfg) -> list:
+    """[(run dir, "seed s: " or "")]: the config's one run, or with seeds each seed's."""
+    if cfg.seeds is None:
+        return [(cfg.run_dir, "")]
+    return [(cfg.seed_config(s).run_dir, f"seed {s}: ") for s in cfg.seeds]
 
 
 @main.command()
@@ -268,7 +276,8 @@ def train(config_path, sets, force, in_process, arms, wait):
 
     for name, cfg in _run_targets(config_path, sets, force, in_process, arms, wait, targets):
         if cfg.intermediate is not None:
-            click.echo(f"{name + ': ' if name else ''}encoder: {cfg.run_dir / 'phase1' / 'encoder'}")
+            for run, seed in _runs(cfg):
+                click.echo(f"{name + ': ' if name else ''}{seed}encoder: {run / 'phase1' / 'encoder'}")
 
 
 @main.command()
@@ -284,8 +293,8 @@ def finetune(config_path, sets, force, in_process, arms, wait, tasks):
         return [f"{prefix}phase2/{t}" for t in (tasks or cfg.finetune.tasks)]
 
     for name, cfg in _run_targets(config_path, sets, force, in_process, arms, wait, targets):
-        click.echo(_heading(name) + "\n".join(f"{task}: {cfg.run_dir / 'phase2' / task / 'model'}"
-                                               for task in tasks or cfg.finetune.tasks))
+        click.echo(_heading(name) + "\n".join(f"{seed}{task}: {run / 'phase2' / task / 'model'}"
+                                               for run, seed in _runs(cfg) for task in tasks or cfg.finetune.tasks))
 
 
 @main.command()
@@ -466,18 +475,21 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
 # ----------------------------------------------------------------------------- report
 @main.command()
 @click.option("--study", "study_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A study's run dir: its arms (arms.json, or results.json) and bench*/bench.jsonl.")
+              help="A study's run dir: its arms (arms.json, or results.json), bench*/bench.jsonl, utilization.json "
+                   "and timeline.png.")
 @click.option("--results", "results", multiple=True, metavar="ARM=PATH",
               help="An arm's results.json (repeatable), e.g. english=runs/quickstart/arms/english/results.json.")
 @click.option("--bench", "bench_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="bench.jsonl files of `stilts-ds bench` (repeatable).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory for tradeoff.md/.csv, pareto.png and arms.png.")
+              help="Directory for report.md, index.html, tradeoff.md/.csv, serving.csv and the PNGs.")
 def report(study_dir, results, bench_files, output):
-    """Trade-off report: accuracy per intermediate-training arm (English-only and multilingual
-    side by side) beside training and serving cost per engine, as a Markdown/CSV table and plots
-    (accuracy vs samples/s with the Pareto frontier; scores per arm)."""
-    from stilts_ds.studies.tradeoff import build_report, study_inputs
+    """The study report: the answers to RQ1 (serving cost of intermediate training) and RQ2
+    (accuracy against training and serving cost, English-only vs multilingual phase 1), each
+    computed from the numbers, with the tables and plots behind them (error bars, Pareto
+    frontier): report.md and index.html (one self-contained page)."""
+    from stilts_ds.studies.report import build_report
+    from stilts_ds.studies.tradeoff import study_inputs
 
     if not study_dir and not results:
         raise StiltsError("give --study DIR (a study's run dir) or one or more --results ARM=PATH")
@@ -487,8 +499,14 @@ def report(study_dir, results, bench_files, output):
             raise StiltsError(f"--results {item!r}: expected ARM=PATH, e.g. english-mt=runs/quickstart/results.json")
         name, path = item.split("=", 1)
         arms[name] = Path(path)
-    paths = build_report(arms, benches + list(bench_files), output, arm_info=info)
-    click.echo(paths["md"].read_text(encoding="utf-8"))
+    from stilts_ds.studies.significance import arm_comparisons
+
+    comparisons, notes = arm_comparisons(arms, info)  # needs each arm's phase3/<task>/examples files
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    paths = build_report(arms, benches + list(bench_files), output, arm_info=info, schedule_dir=study_dir,
+                         comparisons=comparisons)
+    click.echo(paths["tradeoff_md"].read_text(encoding="utf-8"))
     click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 

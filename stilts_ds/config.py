@@ -29,6 +29,7 @@ SELECT_ON = ("training_task", "target")
 # The (split, language) phase 2 selects its model on: English dev, as XTREME's zero-shot
 # protocol does; whose dev set is FinetuneConfig.selection_task's answer.
 SELECTION_SPLIT = ("validation", "en")
+MAX_SEED = 2**31  # seeds: numpy takes seeds below 2**32, and epoch e of a run is seeded seed + e
 
 
 class ConfigError(StiltsError):
@@ -427,9 +428,16 @@ class ExperimentConfig:
         "Tasks left out of every task list of this config and of its arms (a translated copy such as "
         "mnli@de goes with its base task); an arm left with no intermediate task is dropped. For example "
         "[ccg] runs a study without CCGbank: --set skip_tasks=[ccg].", ())
+    seeds: tuple[int, ...] | None = _help(
+        "Training seeds, e.g. [1, 2, 3]: every arm's phase 1 and phase-2 runs train once per seed (each seed "
+        "sets intermediate.seed and every finetune seed), side by side, under <arm run dir>/seeds/<seed>/, and "
+        "the arm's results.json is the mean over the seeds with their sample standard deviation. Leave it out "
+        "for one run at the configured seeds (the layout and node ids without seeds/).", None)
 
     def __post_init__(self):
         from stilts_ds.tasks.registry import get_task
+
+        self._check_seeds()
 
         for phase, tasks, kind in (("intermediate", self.intermediate.tasks if self.intermediate else (), None),
                                    ("finetune", self.finetune.tasks, "xtreme"),
@@ -467,6 +475,39 @@ class ExperimentConfig:
             raise ConfigError(f"bench.task {self.bench.task!r} is not in finetune.tasks: the bench serves a "
                               "fine-tuned model")
 
+    def _check_seeds(self) -> None:
+        if self.seeds is None:
+            return
+        seeds = tuple(self.seeds)
+        if not seeds:
+            raise ConfigError("seeds is an empty list: list one seed or more (e.g. [1, 2, 3]), or leave seeds out "
+                              "for one run")
+        bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < MAX_SEED]
+        if bad:
+            # numpy takes seeds below 2**32, and the row batcher seeds epoch e with seed + e.
+            raise ConfigError(f"seeds: {bad[0]!r} is not an integer in [0, {MAX_SEED})")
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ConfigError(f"seeds lists {repeated[0]} more than once: a repeated seed is the same run twice, "
+                              "and would count twice in the mean")
+        object.__setattr__(self, "seeds", seeds)
+
+    def seed_config(self, seed: int) -> "ExperimentConfig":
+        """This config's run at training seed ``seed`` (one of ``seeds``): phase 1 and every
+        phase-2 recipe train with it. It is named ``<name>-seed<seed>`` and lives in
+        ``<run_dir>/seeds/<seed>/``; the feature cache and the Ray storage stay the config's
+        own (features do not depend on the seed). Its own ``seeds`` is unset: it is one run."""
+        if self.seeds is None or seed not in self.seeds:
+            raise ConfigError(f"seed {seed} is not one of this config's seeds ({self.seeds})")
+        inter = dataclasses.replace(self.intermediate, seed=seed) if self.intermediate is not None else None
+        finetune = dataclasses.replace(self.finetune, defaults=self.finetune.defaults.override(seed=seed))
+        # arms and bench go: a seed's run is one arm's (or the config's) three phases, nothing more.
+        return dataclasses.replace(
+            self, name=f"{self.name}-seed{seed}", output_dir=str(self.run_dir / "seeds" / str(seed)), seeds=None,
+            intermediate=inter, finetune=finetune, arms={}, bench=dataclasses.replace(self.bench, arm=None, task=None),
+            data=dataclasses.replace(self.data, cache_dir=str(self.cache_dir())),
+            cluster=dataclasses.replace(self.cluster, storage_path=self.storage_path()))
+
     def _check_batches(self) -> None:
         """Every training run's batch splits exactly over cluster.num_workers, checked at load
         time: otherwise a study would stop at the first such run, after others had run."""
@@ -489,6 +530,9 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: expected a mapping of overrides, got {type(changes).__name__}")
         changes = dict(changes)
         description = changes.pop("description", "")
+        if "seeds" in changes:
+            raise ConfigError(f"{where}: seeds cannot be set per arm: every arm runs the study's seeds, so that the "
+                              "arms compare over the same seeds (set the top-level seeds)")
         fixed = sorted({"arms", "name", "output_dir"} & set(changes))
         if fixed:
             raise ConfigError(f"{where}: {fixed} cannot be set per arm (the study names and places its arms)")
@@ -501,7 +545,9 @@ class ExperimentConfig:
         base["bench"]["arm"] = None  # the study's bench names an arm of the study, not of the arm
         merged = _deep_merge(base, changes, where)
         try:
-            cfg = from_dict(merged)
+            # Not from_dict: the merged mapping carries every default seed of the base, which is
+            # not the user setting one (the arm's own overrides were checked with the base's).
+            cfg = _build(ExperimentConfig, _without_skipped(merged), "")
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
         return Arm(name=name, description=str(description), config=cfg)
@@ -645,7 +691,44 @@ class ConfigWarning(UserWarning):
 
 
 def from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
-    return _build(ExperimentConfig, _without_skipped(data), "")
+    data = _without_skipped(data)
+    _check_seed_options(data)
+    return _build(ExperimentConfig, data, "")
+
+
+def _seed_options(data: Mapping[str, Any]) -> list[str]:
+    """The per-run seed options ``data`` sets itself (dotted names), its arms' included."""
+    out: list[str] = []
+
+    def scan(section: Any, where: str) -> None:
+        if not isinstance(section, Mapping):
+            return
+        inter, finetune = section.get("intermediate"), section.get("finetune")
+        if isinstance(inter, Mapping) and "seed" in inter:
+            out.append(f"{where}intermediate.seed")
+        if isinstance(finetune, Mapping):
+            if isinstance(finetune.get("defaults"), Mapping) and "seed" in finetune["defaults"]:
+                out.append(f"{where}finetune.defaults.seed")
+            if isinstance(finetune.get("per_task"), Mapping):
+                out.extend(f"{where}finetune.per_task.{task}.seed" for task, changes in finetune["per_task"].items()
+                           if isinstance(changes, Mapping) and "seed" in changes)
+
+    scan(data, "")
+    if isinstance(data.get("arms"), Mapping):
+        for name, changes in data["arms"].items():
+            scan(changes, f"arms.{name}.")
+    return out
+
+
+def _check_seed_options(data: Mapping[str, Any]) -> None:
+    """``seeds`` sets the seed of every training run: a per-run seed beside it would be
+    silently overridden, so the two are refused together, naming both."""
+    if not isinstance(data, Mapping) or data.get("seeds") is None:
+        return
+    options = _seed_options(data)
+    if options:
+        raise ConfigError(f"seeds and {', '.join(options)} are both set: seeds gives phase 1 and every phase-2 run "
+                          f"of each seed its seed; remove {', '.join(options)}, or seeds for one run at those seeds")
 
 
 def _without_skipped(data: Mapping[str, Any]) -> Mapping[str, Any]:

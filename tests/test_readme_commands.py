@@ -213,7 +213,13 @@ def test_quickstart_paths_exist_after_the_demo(tmp_path, ray_cluster_factory):
                           env=cluster.subprocess_env(), capture_output=True, text=True, timeout=900)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-5000:]
     run = tmp_path / QUICKSTART_RUN
-    assert (run / "report" / "tradeoff.md").is_file()
+    for name in ("tradeoff.md", "report.md", "index.html"):  # what stilts-ds demo prints; the report; its page
+        assert (run / "report" / name).is_file(), name
+    # RQ2's answer carries the paired test of the two arms (studies.significance.arm_comparisons,
+    # from the per-example files phase 3 wrote), not only each arm's own interval.
+    answers = (run / "report" / "report.md").read_text(encoding="utf-8").split("## RQ1")[0]
+    assert re.search(r"\*\*multilingual\*\* .* against \*\*english\*\* .*XTREME avg vs english \(95% interval "
+                     r"\[[-+][\d.]+, [-+][\d.]+\], (not )?significant at 95%, p = [\d.]+, paired bootstrap", answers), answers
     named = sorted({p for inv in _quickstart_invocations() for p in inv.quickstart_paths})
     assert named, "the documents name no quick-start path"
     missing = [p for p in named if not (tmp_path / p).exists()]

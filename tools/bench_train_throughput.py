@@ -106,7 +106,7 @@ def main() -> None:
     mfu = tok_s * fpt / (args.peak_tflops * 1e12)
     print(f"{args.preset} {args.ds_base} {args.precision} seq {args.seq_len} micro-batch {args.micro_batch}")
     print(f"tokens/s {tok_s:,.0f}   samples/s {tok_s / args.seq_len:,.1f}   step {seconds / args.steps * 1e3:.1f} ms")
-    print(f"FLOPs/token {fpt / 1e9:.2f} G   MFU {mfu:.1%} of {args.peak_tflops:.0f} TFLOP/s   target 45%")
+    print(f"FLOPs/token {fpt / 1e9:.2f} G   MFU {mfu:.1%} of {args.peak_tflops:g} TFLOP/s   target 45%")
 
 
 if __name__ == "__main__":

@@ -1629,6 +1629,12 @@ for the `mlm` task, and translated training copies beside the English files for
 `<task>@<lang>`: `mnli/train.<lang>.jsonl` (de ru zh ar hi; row i is English row i with
 the same events and label rendered in that language) and `squad_v1/train.<lang>.jsonl`
 (de zh; SQuAD-style rows written in the language).
+
+For real data, `stilts-ds convert TASK SOURCE --data-dir DIR` turns each official
+distribution (XQuAD, MLQA, TyDiQA-GoldP, SQuAD 1.1/2.0, UD CoNLL-U, PAN-X, Tatoeba, XNLI,
+PAWS-X, XCOPA, BUCC 2018, XQuAD-R, Mewsli-X) into this same layout and these same row schemas
+under DIR, which `--data-dir DIR` and `data.local_tasks` then read; `stilts-ds convert --list`
+names the official files each converter reads.
 """
 
 

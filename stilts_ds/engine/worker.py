@@ -398,6 +398,12 @@ def eval_worker(job: EvalJob, rt: Runtime) -> None:
     # (BUCC's, millions of rows that no other file repeats, are never kept).
     encoders: dict = {}
     memo_key, memo = None, None
+    # Per-example statistics beside scores.json, one file per language (what the results
+    # node bootstraps): examples/<lang>.json, or examples/<task>/<lang>.json in a job that
+    # scores several tasks. Rank 0 alone computes and writes them.
+    examples_root = Path(job.run_dir) / "examples"
+    one_task = len({item.task for item in job.evaluations}) == 1
+    written: dict[Path, set[str]] = defaultdict(set)
     for item in job.evaluations:
         task, spec = item.task, get_task(item.task)
         fmt = format_of(spec)
@@ -430,9 +436,15 @@ def eval_worker(job: EvalJob, rt: Runtime) -> None:
                 rows[0] += len(feats)
                 yield lang, feats
 
+        def keep(lang, stats, where=examples_root if one_task else examples_root / task, task=task):
+            write_atomic(where / f"{lang}.json", json.dumps({"task": task, "lang": lang, **stats.to_json()},
+                                                            separators=(",", ":"), allow_nan=False))
+            written[where].add(f"{lang}.json")
+
         dev = cache.read(Path(item.dev)) if item.dev else None  # the runner names it where the format tunes (BUCC)
         # The format scores its task: decode, tune on dev where it does, the official metric.
-        for lang, scores in fmt.evaluate(spec, run, splits(), dev=dev).items():
+        for lang, scores in fmt.evaluate(spec, run, splits(), dev=dev,
+                                         examples=keep if rt.rank == 0 else None).items():
             results[task][lang] = scores
             for metric, value in scores.items():
                 logger.scalar(eval_tag(task, lang, metric), value, 0)
@@ -441,6 +453,10 @@ def eval_worker(job: EvalJob, rt: Runtime) -> None:
             print(f"[phase 3] {task} ({langs}): {rows[0]:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
     logger.close()
     if rt.rank == 0:
+        for where, names in written.items():  # a language an earlier run of this node scored, not this one
+            for old in where.glob("*.json"):
+                if old.name not in names:
+                    old.unlink()
         _write_json(Path(job.run_dir) / "scores.json", dict(results))
     rt.barrier()
     rt.report({"evaluated": len(results)})

@@ -12,6 +12,10 @@ Every function here reproduces the official XTREME scorer (xtreme ``evaluate.py`
 quirks included; each module's docstring lists the quirks. ``METRICS`` names the metrics
 a task spec may refer to (``stilts_ds.evaluation.score_files`` scores files by these
 names). This package imports nothing from torch, deepspeed, ray or ``stilts_ds.tasks``.
+
+Every metric also has per-example sufficient statistics (``example_stats``: rows whose column
+sums give the score back, ``ExampleStats``, ``STATS``), from which ``uncertainty`` draws
+bootstrap intervals and paired tests.
 """
 
 from stilts_ds.metrics.aggregate import (
@@ -21,24 +25,40 @@ from stilts_ds.metrics.aggregate import (
     xtreme_r_score,
     xtreme_score,
 )
-from stilts_ds.metrics.classification import accuracy
+from stilts_ds.metrics.classification import accuracy, accuracy_example_stats
+from stilts_ds.metrics.example_stats import STATS, ExampleStats, combine
 from stilts_ds.metrics.mlqa import (
     SUPPORTED_LANGUAGES as MLQA_LANGUAGES,
     mixed_segmentation,
     mlqa_em_f1,
+    mlqa_example_stats,
     mlqa_normalize_answer,
 )
 from stilts_ds.metrics.qa_common import UnansweredQuestionWarning
 from stilts_ds.metrics.retrieval import (
     bucc_best_threshold,
+    bucc_example_stats,
     bucc_f1,
     bucc_pairs_above,
+    map_at_k_example_stats,
     mean_average_precision_at_k,
     mewslix_map_at_k,
     tatoeba_accuracy,
+    tatoeba_example_stats,
 )
-from stilts_ds.metrics.squad import normalize_answer, squad_v1_em_f1, squad_v2_em_f1
-from stilts_ds.metrics.tagging import seqeval_f1, tag_accuracy
+from stilts_ds.metrics.squad import (
+    normalize_answer,
+    squad_v1_em_f1,
+    squad_v1_example_stats,
+    squad_v2_em_f1,
+    squad_v2_example_stats,
+)
+from stilts_ds.metrics.tagging import (
+    seqeval_example_stats,
+    seqeval_f1,
+    tag_accuracy,
+    tag_accuracy_example_stats,
+)
 
 METRICS: dict[str, str] = {
     "accuracy": "classification accuracy, x100 (XNLI, PAWS-X, XCOPA)",
@@ -55,26 +75,38 @@ METRICS: dict[str, str] = {
 
 __all__ = [
     "METRICS",
+    "STATS",
+    "ExampleStats",
     "MLQA_LANGUAGES",
     "UnansweredQuestionWarning",
     "accuracy",
+    "accuracy_example_stats",
     "bucc_best_threshold",
+    "bucc_example_stats",
     "bucc_f1",
     "bucc_pairs_above",
     "XTREME_R_GROUPS",
     "XTREME_R_LANGUAGES",
+    "combine",
+    "map_at_k_example_stats",
     "mean_average_precision_at_k",
     "mewslix_map_at_k",
     "mixed_segmentation",
     "mlqa_em_f1",
+    "mlqa_example_stats",
     "mlqa_normalize_answer",
     "normalize_answer",
+    "seqeval_example_stats",
     "seqeval_f1",
     "squad_v1_em_f1",
+    "squad_v1_example_stats",
     "squad_v2_em_f1",
+    "squad_v2_example_stats",
     "tag_accuracy",
+    "tag_accuracy_example_stats",
     "task_score",
     "tatoeba_accuracy",
+    "tatoeba_example_stats",
     "xtreme_r_score",
     "xtreme_score",
 ]

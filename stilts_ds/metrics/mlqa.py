@@ -30,6 +30,8 @@ Article quirks reproduced on purpose:
 
 The punctuation set is built from the running Python's ``unicodedata`` tables, as the
 official script does; a different Unicode version could move rare characters in or out.
+
+``mlqa_example_stats`` gives the same scores per question (``stilts_ds.metrics.example_stats``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ import unicodedata
 from functools import lru_cache
 from typing import Mapping, Sequence
 
-from stilts_ds.metrics.qa_common import mean_best_em_f1
+import numpy as np
+
+from stilts_ds.metrics.qa_common import best_em_f1_rows, mean_best_em_f1
 
 SUPPORTED_LANGUAGES = ("en", "es", "hi", "vi", "de", "ar", "zh")
 _MIXED_SEGMENTATION_LANGUAGES = frozenset({"zh"})
@@ -131,3 +135,11 @@ def mlqa_em_f1(
     return mean_best_em_f1(
         references, predictions, lambda text: mlqa_normalize_answer(text, lang)
     )
+
+
+def mlqa_example_stats(
+    references: Mapping[str, Sequence[str]], predictions: Mapping[str, str], lang: str
+) -> np.ndarray:
+    """[questions, 3] (exact_match, f1, total) in reference order; sums give mlqa_em_f1."""
+    check_language(lang)
+    return best_em_f1_rows(references, predictions, lambda text: mlqa_normalize_answer(text, lang))

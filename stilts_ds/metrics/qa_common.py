@@ -11,6 +11,10 @@ official scripts (xtreme ``third_party/evaluate_squad.py`` and ``evaluate_mlqa.p
 - token F1 is 0 as soon as prediction and gold share no token, so two answers that both
   normalise to nothing get EM 1 but F1 0 (the v1.1 quirk; SQuAD v2.0 differs, see squad.py);
 - predictions for ids that are not in the references are ignored.
+
+``best_em_f1_rows`` is the same loop kept per question (exact match, F1, 1) for
+``stilts_ds.metrics.example_stats``; it does not warn (scoring the same predictions already
+did).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from typing import Callable, Mapping, Sequence
+
+import numpy as np
 
 
 class UnansweredQuestionWarning(UserWarning):
@@ -90,14 +96,32 @@ def mean_best_em_f1(
     characters). Raises ValueError when there are no questions, or when a question has
     no gold answer at all (the official scripts crash on ``max([])`` there).
     """
-    if len(references) == 0:
-        raise ValueError("no reference questions to score")
-    exact_match = 0
-    f1 = 0
-    for qid, answers in references.items():
-        golds = gold_answer_list(qid, answers)
+    rows = best_em_f1_rows(references, predictions, normalize)
+    for qid in references:
         if qid not in predictions:
             warn_unanswered(qid)
+    # Summed left to right from 0, as the official loop accumulates: the float sum (and so the
+    # score) is bit-identical to it.
+    exact_match, f1 = sum(rows[:, 0].tolist()), sum(rows[:, 1].tolist())
+    total = len(references)
+    return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1 / total}
+
+
+def best_em_f1_rows(
+    references: Mapping[str, Sequence[str]],
+    predictions: Mapping[str, str],
+    normalize: Callable[[str], str],
+) -> np.ndarray:
+    """[questions, 3] rows (exact match 0/1, best F1, total 1) in reference order: the
+    per-question terms of ``mean_best_em_f1`` (an unanswered question is (0, 0, 1)), whose
+    column sums give its EM and F1. Raises as it does."""
+    if len(references) == 0:
+        raise ValueError("no reference questions to score")
+    rows = np.zeros((len(references), 3))
+    rows[:, 2] = 1.0
+    for i, (qid, answers) in enumerate(references.items()):
+        golds = gold_answer_list(qid, answers)
+        if qid not in predictions:
             continue
         if not golds:
             raise ValueError(
@@ -107,9 +131,6 @@ def mean_best_em_f1(
         predicted = normalize(prediction_text(qid, predictions))
         predicted_tokens = predicted.split()
         normalized_golds = [normalize(g) for g in golds]
-        # Accumulate in reference order exactly as the official loop does, so the float
-        # sum (and so the score) is bit-identical.
-        exact_match += max(predicted == g for g in normalized_golds)
-        f1 += max(overlap_f1(predicted_tokens, g.split()) for g in normalized_golds)
-    total = len(references)
-    return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1 / total}
+        rows[i, 0] = max(predicted == g for g in normalized_golds)
+        rows[i, 1] = max(overlap_f1(predicted_tokens, g.split()) for g in normalized_golds)
+    return rows

@@ -34,13 +34,20 @@ the first, stripped, counts; predictions are cut to the top k; a mention without
 prediction scores 0; predicted ids that are not gold mentions are ignored (the official
 script only counts them). With one relevant entity, its reciprocal rank equals AP@k, so it
 is mAP@k of the same function.
+
+Per example (``stilts_ds.metrics.example_stats``): ``bucc_example_stats`` counts each source
+sentence's correct, wrongly extracted and missed pairs (their sums are bucc_f1's counts),
+``tatoeba_example_stats`` is a (correct, total) row per source sentence and
+``map_at_k_example_stats`` a query's (AP, 1).
 """
 
 from __future__ import annotations
 
 from typing import Hashable, Iterable, Mapping, Sequence
 
-from stilts_ds.metrics.classification import accuracy
+import numpy as np
+
+from stilts_ds.metrics.classification import accuracy, accuracy_example_stats
 
 
 def _pair_set(pairs: Iterable[Sequence[str]], what: str) -> set[tuple[str, ...]]:
@@ -136,6 +143,82 @@ def tatoeba_accuracy(
     return accuracy([str(g) for g in gold], [str(p) for p in predicted])
 
 
+def tatoeba_example_stats(gold: Sequence[str | int], predicted: Sequence[str | int]) -> np.ndarray:
+    """[sources, 2] (correct, total=1) rows in gold order; sums give ``tatoeba_accuracy``."""
+    return accuracy_example_stats([str(g) for g in gold], [str(p) for p in predicted])
+
+
+def bucc_example_stats(
+    gold_pairs: Iterable[tuple[str, str]],
+    predicted_pairs: Iterable[tuple[str, str]],
+    sources: Sequence[str] = (),
+) -> tuple[list[str], np.ndarray]:
+    """(source ids, [sources, 3] rows (true_positives, false_positives, false_negatives)):
+    per source sentence, its pairs that are gold and extracted, extracted only, gold only.
+    Summed, they are bucc_f1's counts (|gold & predicted|, the rest of each set).
+
+    The rows are ``sources`` in order (every source sentence of the split, so that two systems
+    have the same examples, distractors included), then any other source id of a gold or
+    predicted pair, gold first, in first-seen order."""
+    gold_pairs, predicted_pairs = list(gold_pairs), list(predicted_pairs)  # iterated twice
+    gold = _pair_set(gold_pairs, "gold_pairs")
+    predicted = _pair_set(predicted_pairs, "predicted_pairs")
+    order: dict[str, int] = {}
+    for src in sources:
+        order.setdefault(str(src), len(order))
+    for pairs in (gold_pairs, predicted_pairs):
+        for pair in pairs:
+            order.setdefault(str(pair[0]), len(order))
+    rows = np.zeros((len(order), 3))
+    for pair in gold & predicted:
+        rows[order[str(pair[0])], 0] += 1
+    for pair in predicted - gold:
+        rows[order[str(pair[0])], 1] += 1
+    for pair in gold - predicted:
+        rows[order[str(pair[0])], 2] += 1
+    return list(order), rows
+
+
+def _check_map_inputs(ranked, gold, k) -> None:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if len(gold) == 0:
+        raise ValueError("no gold queries to score")
+    unknown = [q for q in ranked if q not in gold]
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} ranked queries have no gold entry, e.g. {unknown[:3]!r}"
+        )
+
+
+def _average_precision(query, relevant, ranked, k: int) -> float:
+    relevant = set(relevant)
+    if not relevant:
+        raise ValueError(f"query {query!r} has no relevant documents; AP is undefined")
+    top = list(ranked.get(query, ()))[:k]
+    seen: set = set()
+    hits = 0
+    precision_sum = 0.0
+    for rank, doc in enumerate(top, start=1):
+        # A document listed twice is only credited the first time.
+        if doc in relevant and doc not in seen:
+            hits += 1
+            precision_sum += hits / rank
+        seen.add(doc)
+    return precision_sum / min(len(relevant), k)
+
+
+def map_at_k_example_stats(
+    ranked: Mapping[Hashable, Sequence[Hashable]],
+    gold: Mapping[Hashable, set],
+    k: int = 20,
+) -> np.ndarray:
+    """[queries, 2] (average precision, total=1) in gold order; sums give
+    ``mean_average_precision_at_k`` (same errors)."""
+    _check_map_inputs(ranked, gold, k)
+    return np.array([[_average_precision(q, r, ranked, k), 1.0] for q, r in gold.items()])
+
+
 def mean_average_precision_at_k(
     ranked: Mapping[Hashable, Sequence[Hashable]],
     gold: Mapping[Hashable, set],
@@ -147,31 +230,10 @@ def mean_average_precision_at_k(
     query with no relevant documents (AP undefined), for ranked queries that are not in
     ``gold``, for k < 1 and when ``gold`` is empty.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if len(gold) == 0:
-        raise ValueError("no gold queries to score")
-    unknown = [q for q in ranked if q not in gold]
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} ranked queries have no gold entry, e.g. {unknown[:3]!r}"
-        )
+    _check_map_inputs(ranked, gold, k)
     total = 0.0
     for query, relevant in gold.items():
-        relevant = set(relevant)
-        if not relevant:
-            raise ValueError(f"query {query!r} has no relevant documents; AP is undefined")
-        top = list(ranked.get(query, ()))[:k]
-        seen: set = set()
-        hits = 0
-        precision_sum = 0.0
-        for rank, doc in enumerate(top, start=1):
-            # A document listed twice is only credited the first time.
-            if doc in relevant and doc not in seen:
-                hits += 1
-                precision_sum += hits / rank
-            seen.add(doc)
-        total += precision_sum / min(len(relevant), k)
+        total += _average_precision(query, relevant, ranked, k)
     return {f"map@{k}": total / len(gold) * 100}
 
 

@@ -32,6 +32,9 @@ v2.0 (official ``evaluate-v2.0.py`` with no no-answer-probability file):
   the v1.1 convention.)
 - a breakdown with no questions gets NaN EM/F1 and total 0 (the official script omits
   those keys; NaN keeps one schema).
+
+``squad_v1_example_stats`` / ``squad_v2_example_stats`` give the same scores per question
+(``stilts_ds.metrics.example_stats``): rows in reference order whose column sums make them.
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ import string
 from collections import Counter
 from typing import Mapping, Sequence
 
+import numpy as np
+
 from stilts_ds.metrics.qa_common import (
+    best_em_f1_rows,
     gold_answer_list,
     mean_best_em_f1,
     prediction_text,
@@ -107,14 +113,10 @@ def _summary(
     )
 
 
-def squad_v2_em_f1(
-    references: Mapping[str, Sequence[str]], predictions: Mapping[str, str]
-) -> dict[str, float]:
-    """SQuAD v2.0 EM/F1 (x100) overall and split into has-answer / no-answer questions.
-
-    Returns exact_match, f1, total and the same three for the has_ans_ and no_ans_
-    subsets. A prediction of '' means "no answer".
-    """
+def _v2_per_question(
+    references: Mapping[str, Sequence[str]], predictions: Mapping[str, str], warn: bool
+) -> tuple[dict[str, int], dict[str, float], dict[str, bool]]:
+    """Each question's exact match, F1 and whether it has an answer (reference order)."""
     if len(references) == 0:
         raise ValueError("no reference questions to score")
     exact: dict[str, int] = {}
@@ -125,7 +127,8 @@ def squad_v2_em_f1(
         has_answer[qid] = bool(answers)
         golds = [a for a in answers if normalize_answer(a)] or [""]
         if qid not in predictions:
-            warn_unanswered(qid)
+            if warn:
+                warn_unanswered(qid)
             exact[qid] = 0
             f1[qid] = 0
             continue
@@ -133,7 +136,18 @@ def squad_v2_em_f1(
         normalized_prediction = normalize_answer(predicted)
         exact[qid] = max(int(normalize_answer(g) == normalized_prediction) for g in golds)
         f1[qid] = max(_v2_f1(g, predicted) for g in golds)
+    return exact, f1, has_answer
 
+
+def squad_v2_em_f1(
+    references: Mapping[str, Sequence[str]], predictions: Mapping[str, str]
+) -> dict[str, float]:
+    """SQuAD v2.0 EM/F1 (x100) overall and split into has-answer / no-answer questions.
+
+    Returns exact_match, f1, total and the same three for the has_ans_ and no_ans_
+    subsets. A prediction of '' means "no answer".
+    """
+    exact, f1, has_answer = _v2_per_question(references, predictions, warn=True)
     all_qids = list(references)
     em_all, f1_all, total = _summary(all_qids, exact, f1)
     em_has, f1_has, total_has = _summary([q for q in all_qids if has_answer[q]], exact, f1)
@@ -149,3 +163,26 @@ def squad_v2_em_f1(
         "no_ans_f1": f1_no,
         "no_ans_total": total_no,
     }
+
+
+def squad_v1_example_stats(
+    references: Mapping[str, Sequence[str]], predictions: Mapping[str, str]
+) -> np.ndarray:
+    """[questions, 3] (exact_match, f1, total) in reference order; sums give squad_v1_em_f1."""
+    return best_em_f1_rows(references, predictions, normalize_answer)
+
+
+def squad_v2_example_stats(
+    references: Mapping[str, Sequence[str]], predictions: Mapping[str, str]
+) -> np.ndarray:
+    """[questions, 9] in reference order: (exact_match, f1, total) overall, then the same for
+    has-answer and for no-answer questions (zeros outside the question's own subset); sums
+    give squad_v2_em_f1."""
+    exact, f1, has_answer = _v2_per_question(references, predictions, warn=False)
+    rows = np.zeros((len(references), 9))
+    for i, qid in enumerate(references):
+        own = 3 if has_answer[qid] else 6
+        rows[i, [0, own]] = exact[qid]
+        rows[i, [1, own + 1]] = f1[qid]
+        rows[i, [2, own + 2]] = 1.0
+    return rows

@@ -22,12 +22,21 @@ predicted NOUN VERB VERB shares no chunk (F1 0) although 2 of 3 tokens are right
 boundaries do end chunks (seqeval appends an 'O' after each sentence).
 
 ``tag_accuracy`` is plain token accuracy, the CCG supertagging metric.
+
+``seqeval_example_stats`` and ``tag_accuracy_example_stats`` give the same scores per
+sentence (``stilts_ds.metrics.example_stats``): chunk TP/FP/FN, and correct/total words.
+The chunks are seqeval's own, taken from the whole corpus as it takes them: with the tag "X"
+(type '_', the type of the 'O' seqeval puts between sentences) a chunk runs on into the next
+sentence, and an "X" run that reaches the corpus's end is never closed (not a chunk). Each
+chunk counts in the sentence where it starts, so the sentences' sums are seqeval's counts.
 """
 
 from __future__ import annotations
 
 import warnings
 from typing import Sequence
+
+import numpy as np
 
 
 def _check_aligned(labels: Sequence[Sequence[str]], predictions: Sequence[Sequence[str]]) -> None:
@@ -85,3 +94,43 @@ def tag_accuracy(labels: list[list[str]], predictions: list[list[str]]) -> dict[
     if total == 0:
         raise ValueError("nothing to score: every sentence is empty")
     return {"accuracy": correct / total * 100}
+
+
+def _corpus_chunks(sentences: list[list[str]]) -> set[tuple[str, int, int]]:
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".* seems not to be NE tag\.")
+        # The nested list as seqeval's f1_score reads it: sentences joined by an 'O'.
+        return set(get_entities(sentences))
+
+
+def seqeval_example_stats(labels: list[list[str]], predictions: list[list[str]]) -> np.ndarray:
+    """[sentences, 3] chunk counts (true_positives, false_positives, false_negatives) in
+    sentence order, each chunk in the sentence it starts in; sums give ``seqeval_f1``."""
+    _check_aligned(labels, predictions)
+    gold = [list(sentence) for sentence in labels]
+    predicted = [list(sentence) for sentence in predictions]
+    gold_chunks, predicted_chunks = _corpus_chunks(gold), _corpus_chunks(predicted)
+    # Sentence i's tokens start at offset starts[i] of the joined corpus (one 'O' after each).
+    starts = np.cumsum([0] + [len(s) + 1 for s in gold[:-1]])
+    rows = np.zeros((len(gold), 3))
+
+    def sentence_of(chunks):
+        return np.searchsorted(starts, np.array([begin for _, begin, _ in chunks], dtype=np.int64),
+                               side="right") - 1
+
+    if gold_chunks & predicted_chunks:
+        np.add.at(rows[:, 0], sentence_of(gold_chunks & predicted_chunks), 1.0)
+    if predicted_chunks - gold_chunks:
+        np.add.at(rows[:, 1], sentence_of(predicted_chunks - gold_chunks), 1.0)
+    if gold_chunks - predicted_chunks:
+        np.add.at(rows[:, 2], sentence_of(gold_chunks - predicted_chunks), 1.0)
+    return rows
+
+
+def tag_accuracy_example_stats(labels: list[list[str]], predictions: list[list[str]]) -> np.ndarray:
+    """[sentences, 2] (correct words, words); sums give ``tag_accuracy``."""
+    _check_aligned(labels, predictions)
+    return np.array([[float(sum(int(p == g) for p, g in zip(predicted, gold))), float(len(gold))]
+                     for gold, predicted in zip(labels, predictions)]).reshape(len(labels), 2)

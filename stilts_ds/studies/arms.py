@@ -15,6 +15,14 @@ the accuracy per target task and the benchmark averages, and what training cost 
 loop rows/s, wall seconds of phase 1 and of phase 2 summed over target tasks) into one
 table, with a grouped bar chart of the scores. ``stilts-ds report --study DIR`` joins it
 with serving cost.
+
+With ``seeds`` in the config, each arm's results.json is the combination of its seeds
+(``studies.seeds``): every score in the comparison is the mean over the seeds, shown as
+"71.3 ± 0.4 (3 seeds)" (± the sample standard deviation; error bars in arms.png). The cost
+columns are per seed's run, averaged over the seeds (phase-1 rows/s, phase-1 and phase-2 wall
+seconds: what one run of the arm takes), plus the training wall seconds of phases 1 and 2
+summed over every seed (what the arm's mean cost); arms.md says so under its tables. A
+results.json combining other seeds than the config lists is refused (it would be stale).
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from stilts_ds.config import Arm, ExperimentConfig
 from stilts_ds.errors import StiltsError
 from stilts_ds.figures import figure, png
 from stilts_ds.studies.results import load_results
+from stilts_ds.studies.seeds import score_with_spread
 from stilts_ds.tables import MISSING, fmt_number, markdown_table
 
 COMPARISON = "arms.json"
@@ -73,6 +82,17 @@ def _done(stage: Path) -> dict:
     return json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
 
 
+def _phase2_wall(run: Path, tasks) -> float | None:
+    """Wall seconds of a run's phase 2, summed over target tasks (a staged recipe whole)."""
+    done = [_done(run / "phase2" / t) for t in tasks]
+    return sum(d.get("recipe_wall_seconds", d.get("wall_seconds", 0.0)) for d in done) if any(done) else None
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
 def arm_summary(arm: Arm) -> dict | None:
     """What one arm trained on, scored and cost; None while it has no results.json."""
     cfg = arm.config
@@ -83,19 +103,38 @@ def arm_summary(arm: Arm) -> dict | None:
     inter = cfg.intermediate
     tasks = list(inter.tasks) if inter else []
     extras = [f"+{data}" for data in arm.multilingual_data]
-    phase1 = _done(cfg.run_dir / "phase1")
-    phase2 = [_done(cfg.run_dir / "phase2" / t) for t in cfg.finetune.tasks]
-    return {
+    averages = {k: v for k, v in res.items() if k.endswith("_average") and isinstance(v, (int, float))}
+    row = {
         "arm": arm.name, "description": arm.description, "intermediate_tasks": tasks,
         "data": ("multilingual " + " ".join(extras)) if extras else ("English-only" if tasks else "none"),
         "results": str(results_path),
         "task_scores": res.get("task_scores", {}),
-        "averages": {k: v for k, v in res.items() if k.endswith("_average") and isinstance(v, (int, float))},
-        "phase1_samples_per_s": phase1.get("train_samples_per_s"),
-        "phase1_wall_s": phase1.get("wall_seconds"),
-        "phase2_wall_s": (sum(d.get("recipe_wall_seconds", d.get("wall_seconds", 0.0)) for d in phase2)
-                          if any(phase2) else None),
+        "averages": averages,
     }
+    if cfg.seeds is None:
+        phase1 = _done(cfg.run_dir / "phase1")
+        return {**row, "phase1_samples_per_s": phase1.get("train_samples_per_s"),
+                "phase1_wall_s": phase1.get("wall_seconds"),
+                "phase2_wall_s": _phase2_wall(cfg.run_dir, cfg.finetune.tasks)}
+    record = res.get("seeds") or {}
+    if record.get("values") != list(cfg.seeds):
+        raise StiltsError(f"{results_path} combines seeds {record.get('values')}, but the config lists "
+                          f"{list(cfg.seeds)}: it is stale; run `stilts-ds pipeline` to combine the config's seeds")
+    runs = [cfg.seed_config(s).run_dir for s in cfg.seeds]
+    phase1 = [_done(run / "phase1") for run in runs]
+    phase2 = [_phase2_wall(run, cfg.finetune.tasks) for run in runs]
+    walls = [(p1.get("wall_seconds") or 0.0) + (p2 or 0.0) for p1, p2 in zip(phase1, phase2)]
+    std = record.get("std", {})
+    return {**row,
+            # Per seed's run, averaged over the seeds: what one run of the arm takes.
+            "phase1_samples_per_s": _mean(p.get("train_samples_per_s") for p in phase1),
+            "phase1_wall_s": _mean(p.get("wall_seconds") for p in phase1),
+            "phase2_wall_s": _mean(phase2),
+            # Summed over the seeds: what the arm's mean over its seeds cost in training.
+            "train_wall_s_all_seeds": sum(walls) if any(walls) else None,
+            "seeds": list(cfg.seeds), "runs": [str(r) for r in runs],
+            "std": {"task_scores": dict(std.get("task_scores", {})),
+                    "averages": {k: std.get(k) for k in averages}}}
 
 
 def write_comparison(cfg: ExperimentConfig) -> dict[str, Path]:
@@ -125,22 +164,43 @@ def _average_names(rows) -> list[str]:
     return list(dict.fromkeys(k for r in rows for k in r["averages"]))
 
 
+def _score(row: dict, value, std) -> str:
+    """A score cell: the number, or with seeds "mean ± std (n seeds)"."""
+    seeds = row.get("seeds")
+    return score_with_spread(value, std, len(seeds)) if seeds else fmt_number(value)
+
+
 def comparison_markdown(rows: list[dict], *, title: str) -> str:
-    """Scores with one column per arm (rows: benchmark averages, then tasks), then costs."""
+    """Scores with one column per arm (rows: benchmark averages, then tasks), then costs.
+    With seeds, each score is the mean ± the sample std over them, and the costs say how they
+    combine the seeds."""
     arms = [r["arm"] for r in rows]
     tasks = list(dict.fromkeys(t for r in rows for t in r["task_scores"]))
+    seeded = any(r.get("seeds") for r in rows)
     scores = [["phase-1 data", *(r["data"] for r in rows)]]
     for name in _average_names(rows):
         label = name.removesuffix("_average").replace("_r", "-R").upper() + " average"
-        scores.append([f"**{label}**", *(f"**{fmt_number(r['averages'].get(name))}**" for r in rows)])
-    scores += [[t, *(fmt_number(r["task_scores"].get(t)) for r in rows)] for t in tasks]
+        scores.append([f"**{label}**", *(f"**{_score(r, r['averages'].get(name), _std(r, 'averages', name))}**"
+                                         for r in rows)])
+    scores += [[t, *(_score(r, r["task_scores"].get(t), _std(r, "task_scores", t)) for r in rows)] for t in tasks]
     costs = [[r["arm"], r["description"] or MISSING, ", ".join(r["intermediate_tasks"]) or MISSING,
               fmt_number(r["phase1_samples_per_s"]), fmt_number(r["phase1_wall_s"]), fmt_number(r["phase2_wall_s"])]
              for r in rows]
-    lines = [f"# {title}", "", *markdown_table(["", *arms], scores), "",
-             *markdown_table(["arm", "description", "phase-1 tasks", "phase-1 rows/s", "phase-1 wall s",
-                              "phase-2 wall s"], costs)]
+    header = ["arm", "description", "phase-1 tasks", "phase-1 rows/s", "phase-1 wall s", "phase-2 wall s"]
+    if seeded:
+        header = [*header[:3], "phase-1 rows/s (mean of seeds)", "phase-1 wall s (mean of seeds)",
+                  "phase-2 wall s (mean of seeds)", "phase 1 + 2 wall s (sum of seeds)"]
+        costs = [[*c, fmt_number(r.get("train_wall_s_all_seeds"))] for c, r in zip(costs, rows)]
+    lines = [f"# {title}", "", *markdown_table(["", *arms], scores), "", *markdown_table(header, costs)]
+    if seeded:
+        lines += ["", ("Scores: the mean over each arm's seeds ± their sample standard deviation (ddof=1). Costs: "
+                       "phase-1 rows/s and the wall seconds of phases 1 and 2 (summed over target tasks) are one "
+                       "seed's run, averaged over the seeds; the last column sums phases 1 and 2 over every seed.")]
     return "\n".join(lines) + "\n"
+
+
+def _std(row: dict, table: str, name: str) -> float | None:
+    return (row.get("std") or {}).get(table, {}).get(name)
 
 
 def comparison_png(rows: list[dict], *, title: str) -> bytes:
@@ -155,7 +215,11 @@ def comparison_png(rows: list[dict], *, title: str) -> bytes:
         values = [r["averages"].get(g) if g in averages else r["task_scores"].get(g) for g in groups]
         xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(groups))]
         hatch = "//" if r["data"].startswith("multilingual") else None
-        ax.bar(xs, [v or 0.0 for v in values], width=width, label=f"{r['arm']} ({r['data']})", hatch=hatch)
+        # With seeds: error bars of ± the sample std over them (none where it is undefined).
+        errs = ([_std(r, "averages" if g in averages else "task_scores", g) or 0.0 for g in groups]
+                if r.get("seeds") else None)
+        ax.bar(xs, [v or 0.0 for v in values], width=width, label=f"{r['arm']} ({r['data']})", hatch=hatch,
+               yerr=errs, capsize=2 if errs else 0)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([g.removesuffix("_average") + " avg" if g in averages else g for g in groups],
                        rotation=30, ha="right", fontsize=8)

@@ -18,6 +18,19 @@ Nodes (``<arm>/`` is left out for a config without arms):
 - ``arms``: the arms side by side; ``bench``: serving one fine-tuned model through every
   inference engine; ``report``: accuracy vs cost.
 
+With ``seeds: [s, ...]`` in the config, each arm's phases run once per seed, in
+``<arm run dir>/seeds/<s>/`` (``ExperimentConfig.seed_config``): ``<arm>/seed<s>/phase1``,
+``<arm>/seed<s>/phase2/<task>`` (``.../stages/<task>``), ``<arm>/seed<s>/phase3/<task>`` (the
+tasks without training data from that seed's phase 1) and ``<arm>/seed<s>/results``; then
+``<arm>/results`` (kind ``combine``, ``studies.seeds``) writes the arm's results.json as the mean
+over the seeds with their standard deviation. Prepare nodes are shared (features do not depend
+on the seed). A seed's nodes carry ``seed`` in their config slice: their keys do not depend on
+the other seeds, so adding a seed runs that seed's nodes and the combination only. Without
+``seeds`` nothing of this exists: the ids, directories and keys are those above.
+
+    graph.nodes["english/seed2/phase2/xnli"].deps   # ('english/seed2/phase1', 'prepare/xnli', ...)
+    graph.resolve(["english/phase1"])               # every seed's: ['english/seed1/phase1', ...]
+
 A node's key is a hash of its own config slice (flattened to dotted keys, so a changed key
 can be named), the fingerprints of the data files it reads, the feature-cache entries it reads
 (their names carry the tokenizer and data fingerprints) and the keys of the nodes it consumes.
@@ -39,7 +52,7 @@ from stilts_ds.tasks.formats import format_of
 from stilts_ds.tasks.registry import get_task
 
 FIT_KINDS = ("phase1", "phase2", "phase3")  # run by a worker group (TorchTrainer)
-DRIVER_KINDS = ("prepare", "results", "arms", "bench", "report")  # run on the driver
+DRIVER_KINDS = ("prepare", "results", "combine", "arms", "bench", "report")  # run on the driver
 # Values of a TrainConfig that do not change the model (how often to log or checkpoint).
 OPERATIONAL = ("log_every", "checkpoint_every")
 
@@ -55,6 +68,7 @@ class Node:
     workers: int = 0  # worker slots a fit holds; 0 for driver work
     task: str | None = None  # phase2 (the stage's task), phase3, prepare
     target: str | None = None  # phase2: the target task whose recipe this stage belongs to
+    seed: int | None = None  # the training seed of the run it belongs to (config ``seeds``); None without
     config: Mapping[str, Any] = field(default_factory=dict, compare=False)
     data: Mapping[str, str] = field(default_factory=dict, compare=False)  # file -> fingerprint
     features: tuple[str, ...] = ()  # feature-cache entries read (paths)
@@ -95,10 +109,12 @@ def _train_slice(train: TrainConfig) -> dict:
 class StudyGraph:
     """The nodes of a study (every arm, or the chosen ones) with their keys, upstream first."""
 
-    def __init__(self, root: ExperimentConfig, arms: Mapping[str | None, ExperimentConfig], nodes: dict[str, Node]):
+    def __init__(self, root: ExperimentConfig, arms: Mapping[str | None, ExperimentConfig], nodes: dict[str, Node],
+                 seed_cfgs: Mapping[tuple[str | None, int], ExperimentConfig] | None = None):
         self.root = root
         self.arms = dict(arms)
         self.nodes = nodes
+        self.seed_cfgs = dict(seed_cfgs or {})  # (arm, seed) -> that seed's run of the arm
 
     def order(self) -> list[str]:
         return list(self.nodes)  # built upstream first
@@ -129,25 +145,44 @@ class StudyGraph:
         return seen
 
     def config_of(self, node: Node) -> ExperimentConfig:
+        if node.seed is not None:
+            return self.seed_cfgs[(node.arm, node.seed)]
         return self.arms[node.arm] if node.arm in self.arms else self.root
 
     def resolve(self, names: Iterable[str]) -> list[str]:
-        """Node ids from ids, or a clear error listing what exists."""
+        """Node ids from ids, or a clear error listing what exists. With seeds, an id without
+        its seed (``english/phase1``, what `stilts-ds train` asks for) names every seed's."""
         out = []
         for name in names:
             if name not in self.nodes:
+                seeded = self._every_seed(name)
+                if seeded:
+                    out += seeded
+                    continue
                 close = [n for n in self.nodes if name in n][:8]
                 hint = f"; did you mean {', '.join(close)}" if close else ""
                 raise StiltsError(f"no node {name!r} in this study{hint}")
             out.append(name)
         return out
 
+    def _every_seed(self, name: str) -> list[str]:
+        """``<arm>/seed<s>/<rest>`` for every seed of the arm, from ``<arm>/<rest>``."""
+        for arm, cfg in self.arms.items():
+            prefix = f"{arm}/" if arm else ""
+            if cfg.seeds and name.startswith(prefix):
+                rest = name[len(prefix):]
+                found = [f"{prefix}seed{s}/{rest}" for s in cfg.seeds if f"{prefix}seed{s}/{rest}" in self.nodes]
+                if found:
+                    return found
+        return []
+
 
 class _Builder:
     def __init__(self, root: ExperimentConfig, arms: Mapping[str | None, ExperimentConfig], studies: Mapping,
-                 offline: bool = False):
+                 offline: bool = False, seed_cfgs: Mapping | None = None):
         self.root = root
         self.arms = arms
+        self.seed_cfgs = seed_cfgs or {}
         self.studies = studies  # arm -> studies.pipeline.Study (tokenizer, features, heads)
         # offline: the graph's shape only (`stilts-ds plan` on a machine without the data or the
         # tokenizer): no file is read, and keys are not meaningful.
@@ -244,12 +279,28 @@ class _Builder:
 
     def build_arms(self) -> None:
         for arm, cfg in self.arms.items():
-            self._arm(arm, cfg)
+            if cfg.seeds is None:
+                self._arm(arm, cfg)
+                continue
+            # One run per seed, each its own chain of nodes (side by side: they share nothing
+            # but the features), then the arm's results combined over the seeds.
+            runs = [self._arm(arm, self.seed_cfgs[(arm, s)], seed=s) for s in cfg.seeds]
+            self.add(Node(id=f"{arm}/results" if arm else "results", kind="combine", arm=arm,
+                          deps=tuple(r["results"].id for r in runs), dir=cfg.run_dir,
+                          label=f"results{f' of arm {arm}' if arm else ''} over seeds "
+                                f"{', '.join(map(str, cfg.seeds))}",
+                          config=flatten({"name": cfg.name, "seeds": list(cfg.seeds),
+                                          "evaluate": {"tasks": list(cfg.evaluate.tasks)}})))
 
-    def _arm(self, arm: str | None, cfg: ExperimentConfig) -> dict:
+    def _arm(self, arm: str | None, cfg: ExperimentConfig, seed: int | None = None) -> dict:
+        """The nodes of one run of an arm: ``cfg`` is the arm's config, or with seeds its
+        ``seed_config(seed)`` (the arm's own Study still names the features: they are shared)."""
         study = self.studies[arm]
-        prefix = f"{arm}/" if arm else ""
-        of_arm = f" of arm {arm}" if arm else ""
+        prefix = (f"{arm}/" if arm else "") + (f"seed{seed}/" if seed is not None else "")
+        of_arm = (f" of arm {arm}" if arm else "") + (f", seed {seed}" if seed is not None else "")
+        # A seed's nodes say so in their slice, so that their keys always carry it (the baseline's
+        # retrieval tasks, scored from the pretrained encoder, would otherwise share one key).
+        seeded = {"seed": seed} if seed is not None else {}
         run = cfg.run_dir
         common = {"deepspeed": {**asdict(cfg.deepspeed), "base_json": _ds_base(cfg.deepspeed.base)},
                   "cluster": {"num_workers": cfg.cluster.num_workers},
@@ -260,11 +311,11 @@ class _Builder:
             deps, feats, data = self.inputs(study, [(t, "train", get_task(t).train_language) for t in tasks])
             config = flatten({**common, "model": {**common["model"], "encoder": cfg.model.encoder},
                               "intermediate": _train_slice(cfg.intermediate),
-                              "heads": {t: self.head(study, t) for t in tasks}})
+                              "heads": {t: self.head(study, t) for t in tasks}, **seeded})
             data.update(self.encoder_files(cfg.model.encoder))
             phase1 = self.add(Node(id=f"{prefix}phase1", kind="phase1", arm=arm, deps=tuple(deps), dir=run / "phase1",
                                    label=f"phase 1{of_arm}", workers=cfg.cluster.num_workers, config=config,
-                                   data=data, features=tuple(feats)))
+                                   data=data, features=tuple(feats), seed=seed))
         final: dict[str, Node] = {}
         for target in cfg.finetune.tasks:
             before = None
@@ -280,7 +331,7 @@ class _Builder:
                 deps, feats, data = self.inputs(study, reads)
                 slice_ = {**common, f"finetune[{stage_task}]": _train_slice(cfg.finetune.recipe(stage_task)),
                           "heads": {stage_task: self.head(study, stage_task)},
-                          "selection": dict(zip(("task", "split", "lang"), (dev_task, *SELECTION_SPLIT)))}
+                          "selection": dict(zip(("task", "split", "lang"), (dev_task, *SELECTION_SPLIT))), **seeded}
                 upstream = []
                 if before is not None:
                     upstream.append(before.id)
@@ -294,7 +345,8 @@ class _Builder:
                 before = self.add(Node(
                     id=nid, kind="phase2", arm=arm, deps=tuple(upstream + deps), dir=root if is_target else
                     root / "stages" / stage_task, label=f"phase 2 {what}{of_arm}", workers=cfg.cluster.num_workers,
-                    task=stage_task, target=target, config=flatten(slice_), data=data, features=tuple(feats)))
+                    task=stage_task, target=target, config=flatten(slice_), data=data, features=tuple(feats),
+                    seed=seed))
             final[target] = before
         evals = []
         for task in cfg.evaluate.tasks:
@@ -302,7 +354,8 @@ class _Builder:
             split = cfg.evaluate.split if cfg.evaluate.split in spec.splits else "test"
             langs = self.langs(study, task, split)
             reads = [(task, split, lang) for lang in langs]
-            slice_: dict = {"evaluate": {"split": split, "batch_size": cfg.evaluate.batch_size}, "languages": langs}
+            slice_: dict = {"evaluate": {"split": split, "batch_size": cfg.evaluate.batch_size}, "languages": langs,
+                            **seeded}
             upstream = []
             if "train" not in spec.splits:  # scored from the phase-1 encoder's embeddings
                 slice_["evaluate"]["retrieval_layer"] = cfg.evaluate.retrieval_layer
@@ -323,10 +376,11 @@ class _Builder:
             evals.append(self.add(Node(
                 id=f"{prefix}phase3/{task}", kind="phase3", arm=arm, deps=tuple(upstream + deps),
                 dir=run / "phase3" / task, label=f"phase 3 {task}{of_arm}", workers=cfg.cluster.num_workers,
-                task=task, config=flatten(slice_), data=data, features=tuple(feats))))
+                task=task, config=flatten(slice_), data=data, features=tuple(feats), seed=seed)))
         results = self.add(Node(id=f"{prefix}results", kind="results", arm=arm, deps=tuple(n.id for n in evals),
-                                dir=run / "phase3", label=f"results{of_arm}",
-                                config=flatten({"name": cfg.name, "evaluate": {"tasks": list(cfg.evaluate.tasks)}})))
+                                dir=run / "phase3", label=f"results{of_arm}", seed=seed,
+                                config=flatten({"name": cfg.name, "evaluate": {"tasks": list(cfg.evaluate.tasks)},
+                                                **seeded})))
         return {"phase1": phase1, "final": final, "results": results}
 
 
@@ -368,6 +422,7 @@ def build_graph(cfg: ExperimentConfig, arms: Iterable[str] = (), *, with_study_n
 
     chosen = select_arms(cfg, arms) if use_arms else []
     arm_cfgs: dict[str | None, ExperimentConfig] = {a.name: a.config for a in chosen} or {None: cfg}
+    seed_cfgs = {(arm, s): c.seed_config(s) for arm, c in arm_cfgs.items() for s in (c.seeds or ())}
     first: dict[str, Study] = {}  # arms usually share one tokenizer: load and fingerprint each once
     studies = {}
     for arm, c in arm_cfgs.items():
@@ -380,12 +435,12 @@ def build_graph(cfg: ExperimentConfig, arms: Iterable[str] = (), *, with_study_n
             studies[arm]._tokenizer_fp = first[name].tokenizer_fp
         else:
             first[name] = studies[arm]
-    builder = _Builder(cfg, arm_cfgs, studies, offline=offline)
+    builder = _Builder(cfg, arm_cfgs, studies, offline=offline, seed_cfgs=seed_cfgs)
     builder.build_arms()  # the arms' nodes first: then the prepare nodes know every split read
     nodes = dict(builder.nodes)
     if with_study_nodes:
         nodes.update(_study_nodes(cfg, arm_cfgs, nodes))
-    return StudyGraph(cfg, arm_cfgs, _finish(builder, nodes))
+    return StudyGraph(cfg, arm_cfgs, _finish(builder, nodes), seed_cfgs)
 
 
 def _finish(builder: _Builder, nodes: dict[str, Node]) -> dict[str, Node]:
@@ -412,7 +467,8 @@ def _study_nodes(cfg: ExperimentConfig, arm_cfgs: Mapping[str | None, Experiment
                  nodes: Mapping[str, Node]) -> dict[str, Node]:
     """The comparison of the arms, the serving benchmark and the report."""
     out: dict[str, Node] = {}
-    results = [n.id for n in nodes.values() if n.kind == "results"]
+    # Each arm's results: its one run's, or with seeds their combination (not each seed's).
+    results = [n.id for n in nodes.values() if n.kind == "combine" or (n.kind == "results" and n.seed is None)]
     costs = [n.id for n in nodes.values() if n.kind in ("phase1", "phase2") and n.target in (None, n.task)]
     study_deps = list(results)
     if None not in arm_cfgs:
@@ -444,7 +500,10 @@ def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node]) -> Node 
     task = bench.task or next((t for t in acfg.finetune.tasks if format_of(get_task(t)).row_label), None)
     if task is None:
         return None
-    nid = (f"{arm}/" if arm else "") + f"phase2/{task}"
+    # With seeds, the first seed's model: the bench times engines, and one model serves as well
+    # as another (its score through each engine is that seed's).
+    seed = f"seed{acfg.seeds[0]}/" if acfg.seeds else ""
+    nid = (f"{arm}/" if arm else "") + f"{seed}phase2/{task}"
     if nid not in nodes:
         raise StiltsError(f"bench.task {task!r} is not fine-tuned in arm {arm!r}: add it to finetune.tasks")
     return nodes[nid]

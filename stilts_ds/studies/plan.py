@@ -21,6 +21,10 @@ gets a predicted duration on its ``cluster.num_workers`` GPUs:
 - driver work: featurizing at a measured ~1,500 rows/s, a minute for the bench, seconds for
   tables.
 
+With ``seeds`` in the config the graph holds every seed's run of every arm (phases 1 to 3 and
+results per seed, then each arm's combination): each is predicted and scheduled like any
+other job, so GPU-hours grow with the number of seeds, and the seeds' chains run side by side.
+
 Rows come from the feature cache when the study was prepared, else from the local data
 files, else from the published split sizes (``tasks.sizes``). ``schedule_model.simulate`` then
 places the jobs on ``--nodes`` x ``--gpus-per-node`` GPUs as the scheduler would (critical path
@@ -44,7 +48,7 @@ from stilts_ds.tasks.registry import get_task
 from stilts_ds.tasks.sizes import approx_rows, shared_pool_rows
 
 FEATURIZE_ROWS_PER_S = 1_500.0  # docs/benchmarks.md: span-QA featurize ~1,580 examples/s on one core
-DRIVER_SECONDS = {"results": 5.0, "arms": 10.0, "report": 15.0}
+DRIVER_SECONDS = {"results": 5.0, "combine": 5.0, "arms": 10.0, "report": 15.0}
 BENCH_SECONDS_PER_POINT = 15.0  # warm-up, parity gate and timing of one (engine, precision, batch)
 
 
@@ -165,7 +169,8 @@ def estimate_graph(graph: StudyGraph, *, fused: bool = False) -> dict[str, Estim
             share[node.id] = 1 if node.id == first else 0
         elif node.kind == "phase3":
             upstream = tuple(d for d in node.deps if graph.nodes[d].is_fit)
-            peers = [n for n in fits if n.kind == "phase3" and n.arm == node.arm
+            # As the scheduler groups them: one arm's and one seed's (seeds run side by side).
+            peers = [n for n in fits if n.kind == "phase3" and n.arm == node.arm and n.seed == node.seed
                      and tuple(d for d in n.deps if graph.nodes[d].is_fit) == upstream]
             share[node.id] = len(peers)
     for nid, k in share.items():

@@ -33,6 +33,23 @@ one column per language (``en`` first, then alphabetical), and ``avg`` (the lang
 average of the shown metric; for QA "EM / F1", whose mean is the task's score). Missing
 cells are "–". A last line gives the XTREME average.
 
+Error bars: given every (task, language)'s per-example statistics (phase 3 writes them to
+``phase3/<task>/examples/<lang>.json``; ``example_stats_of`` reads a phase-3 directory's),
+``write_results(..., example_stats=...)`` adds::
+
+    "uncertainty": {"method": "percentile bootstrap over test examples", "resamples": 1000,
+                    "seed": 0, "level": 0.95,
+                    "tasks": {task: {lang: {metric: {"low": x, "high": y}}}},
+                    "task_scores": {task: {"low": x, "high": y}},
+                    "xtreme_average": {"low": x, "high": y},      # where the average exists
+                    "xtreme_r_average": {"low": x, "high": y}}    # likewise
+
+(``stilts_ds.metrics.uncertainty``: each (task, language)'s examples resampled on their own,
+every score recomputed from the resampled sums by the same rules as above; counts such as
+SQuAD v2's totals get no interval). The Markdown then shows "score [low, high]" for the task
+scores and the averages. Without per-example files (runs from before they existed) there is
+no "uncertainty" key and nothing else changes.
+
 Both files are written atomically (temporary file in the same directory, fsync,
 ``os.replace``): a crash leaves the previous file or none, never half of one.
 ``load_results`` raises ``stilts_ds.errors.DataFileError`` (a ``StiltsError``) naming the
@@ -51,10 +68,18 @@ from typing import Mapping
 
 from stilts_ds.atomic import write_atomic
 from stilts_ds.errors import DataFileError, StiltsError
-from stilts_ds.metrics.aggregate import XTREME_R_LANGUAGES, task_score, xtreme_r_score, xtreme_score
+from stilts_ds.metrics import uncertainty as bootstrap
+from stilts_ds.metrics.aggregate import (
+    XTREME_R_LANGUAGES,
+    task_score,
+    xtreme_r_score,
+    xtreme_score,
+)
+from stilts_ds.metrics.example_stats import ExampleStats, kind_of, score_mismatch
 
 RESERVED_KEYS = ("tasks", "task_scores", "xtreme_average")
 COMPUTED_KEYS = RESERVED_KEYS + ("xtreme_r_average", "xtreme_r")
+EXAMPLES_DIR = "examples"  # beside a phase-3 node's scores.json: <lang>.json per language
 MISSING = "–"  # en dash, for a language a task does not report
 
 # The headline rule of stilts_ds.metrics.aggregate.task_score, spelled out here because the
@@ -101,8 +126,15 @@ def write_results(
     path_json: str | os.PathLike,
     results: Mapping[str, Mapping[str, Mapping[str, float]]],
     extra: dict | None = None,
+    *,
+    example_stats: Mapping[str, Mapping[str, ExampleStats]] | None = None,
+    resamples: int = bootstrap.RESAMPLES,
+    seed: int = bootstrap.SEED,
+    level: float = bootstrap.LEVEL,
 ) -> dict:
-    """Compute task scores and the XTREME average, write them atomically, return the dict."""
+    """Compute task scores and the XTREME average, write them atomically, return the dict.
+    With ``example_stats`` ({task: {lang: ExampleStats}} for every scored language) it
+    carries bootstrap intervals too (``"uncertainty"``)."""
     tasks = _clean(results)
     for task, per_lang in tasks.items():
         try:
@@ -111,8 +143,10 @@ def write_results(
             raise ResultsError(f"task {task!r}: {err}") from None
     out: dict = {"tasks": tasks, "task_scores": {t: task_score(p)["avg_metric"] for t, p in tasks.items()},
                  **benchmark_averages(tasks)}
+    if example_stats is not None:
+        out["uncertainty"] = uncertainty(out, example_stats, resamples=resamples, seed=seed, level=level)
     for key, value in (extra or {}).items():
-        if key in COMPUTED_KEYS:
+        if key in COMPUTED_KEYS or key in out:  # "uncertainty" too, when computed here
             raise ResultsError(f"extra field {key!r} would overwrite a computed field ({', '.join(COMPUTED_KEYS)})")
         out[key] = value
     try:
@@ -146,6 +180,89 @@ def benchmark_averages(tasks: Mapping[str, Mapping[str, Mapping[str, float]]]) -
         out["xtreme_r_average"] = summary["xtreme_r_average"]
         out["xtreme_r"] = {k: v for k, v in summary.items() if k != "xtreme_r_average"}
     return out
+
+
+# -- error bars ------------------------------------------------------------------------
+
+
+def _bounds(values, level: float) -> dict | None:
+    low, high = bootstrap.percentile_interval(values, level)
+    return None if math.isnan(low) else {"low": low, "high": high}
+
+
+def uncertainty(computed: Mapping, example_stats: Mapping[str, Mapping[str, ExampleStats]], *,
+                resamples: int = bootstrap.RESAMPLES, seed: int = bootstrap.SEED,
+                level: float = bootstrap.LEVEL) -> dict:
+    """results.json's ``"uncertainty"`` for ``computed`` (the tasks, task scores and averages
+    ``write_results`` computed): percentile bootstrap intervals over test examples, each
+    (task, language) resampled on its own stream, the averages recomputed from the resampled
+    languages by the very functions that computed them."""
+    tasks = computed["tasks"]
+    missing = [f"{t}/{lang}" for t, per_lang in tasks.items() for lang in per_lang
+               if lang not in example_stats.get(t, {})]
+    if missing:
+        raise ResultsError(f"no per-example statistics for {', '.join(missing[:5])}"
+                           f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}: every scored "
+                           "language needs them for the intervals")
+    reps = bootstrap.replicates_of({t: {lang: example_stats[t][lang] for lang in per_lang}
+                                    for t, per_lang in tasks.items()}, resamples=resamples, seed=seed)
+    out: dict = {"method": bootstrap.METHOD, "resamples": resamples, "seed": seed, "level": level, "tasks": {}}
+    for task, per_lang in tasks.items():
+        out["tasks"][task] = {}
+        for lang, scores in per_lang.items():
+            counts = kind_of(example_stats[task][lang].metric).counts
+            bounds = {m: _bounds(reps[task][lang][m], level) for m in scores if m in reps[task][lang] and m not in counts}
+            out["tasks"][task][lang] = {m: b for m, b in bounds.items() if b is not None}
+    out["task_scores"] = {task: _bounds(task_score(reps[task])["avg_metric"], level) for task in tasks}
+    averages = benchmark_averages(reps)
+    for key in ("xtreme_average", "xtreme_r_average"):
+        if computed.get(key) is not None and averages.get(key) is not None:
+            out[key] = _bounds(averages[key], level)
+    return out
+
+
+def read_example_file(path: str | os.PathLike) -> ExampleStats:
+    """One ``examples/<lang>.json``; DataFileError naming the file when it is not one."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+        return ExampleStats.from_json(obj)
+    except FileNotFoundError:
+        raise DataFileError(path, "per-example statistics not found") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise DataFileError(path, f"not a per-example statistics file: {err}") from None
+
+
+def example_files(phase3_dir: str | os.PathLike, task: str, several_tasks: bool = False) -> dict[str, Path]:
+    """``{lang: path}`` of the per-example files a phase-3 directory holds for ``task``
+    (``examples/<lang>.json``; ``examples/<task>/<lang>.json`` when its job scored several)."""
+    where = Path(phase3_dir) / EXAMPLES_DIR
+    if several_tasks:
+        where = where / task
+    return {p.stem: p for p in sorted(where.glob("*.json"))} if where.is_dir() else {}
+
+
+def example_stats_of(phase3_dir: str | os.PathLike, scores: Mapping[str, Mapping[str, Mapping[str, float]]]
+                     ) -> tuple[dict[str, dict[str, ExampleStats]] | None, str | None]:
+    """The per-example statistics of every (task, language) of ``scores`` (a phase-3
+    node's scores.json, in ``phase3_dir``): ``(stats, None)``, or ``(None, why not)`` when a
+    file is missing (a run from before they were written), unreadable, or does not give
+    back the scores beside it (left over from another evaluation)."""
+    stats: dict[str, dict[str, ExampleStats]] = {}
+    for task, per_lang in scores.items():
+        files = example_files(phase3_dir, task, several_tasks=len(scores) > 1)
+        for lang, scored in per_lang.items():
+            if lang not in files:
+                return None, f"{Path(phase3_dir) / EXAMPLES_DIR} has no per-example statistics for {task} {lang}"
+            try:
+                one = read_example_file(files[lang])
+            except DataFileError as err:
+                return None, str(err)
+            off = score_mismatch(one, scored)
+            if off:
+                return None, f"{files[lang]} does not give back the scores of {task} {lang} ({', '.join(off)})"
+            stats.setdefault(task, {})[lang] = one
+    return stats, None
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -225,8 +342,19 @@ def results_markdown(results_dict: Mapping, decimals: int = 1) -> str:
     def fmt(value) -> str:
         return MISSING if value is None else f"{value:.{decimals}f}"
 
+    bars = results_dict.get("uncertainty")
+
+    def with_bars(value, bounds) -> str:
+        # "score [low, high]": the bootstrap interval beside the score it belongs to.
+        if not bars or not bounds or value is None:
+            return fmt(value)
+        return f"{fmt(value)} [{fmt(bounds['low'])}, {fmt(bounds['high'])}]"
+
     header = ["task", "metric", *langs, "avg"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---"] + ["---:"] * (len(langs) + 1)) + "|"]
+    if bars:
+        header.append(f"score [{bars['level']:.0%} CI]")
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|"]
     for task, per_lang in tasks.items():
         shown = _shown_metrics(task, per_lang)
         cells = []
@@ -239,14 +367,17 @@ def results_markdown(results_dict: Mapping, decimals: int = 1) -> str:
         averages = task_score(per_lang)
         avg = " / ".join(fmt(averages.get(f"avg_{m}")) for m in shown)
         label = " / ".join(_LABELS.get(m, m) for m in shown)
-        lines.append("| " + " | ".join([task, label, *cells, avg]) + " |")
+        row = [task, label, *cells, avg]
+        if bars:
+            row.append(with_bars(results_dict["task_scores"].get(task), bars["task_scores"].get(task)))
+        lines.append("| " + " | ".join(row) + " |")
     has_qa = any(_shown_metrics(task, per_lang) == _QA_METRICS for task, per_lang in tasks.items())
     from stilts_ds.tasks.xtreme import XTREME_TASKS
 
     n = sum(1 for spec in XTREME_TASKS if spec.name in tasks)
     lines.append("")
     lines.append(
-        f"**XTREME average: {fmt(results_dict['xtreme_average'])}** "
+        f"**XTREME average: {with_bars(results_dict['xtreme_average'], (bars or {}).get('xtreme_average'))}** "
         f"(mean over {n} XTREME task{'s' if n != 1 else ''}{'; QA tasks count (EM + F1) / 2' if has_qa else ''})"
     )
     if "xtreme_r" in results_dict:
@@ -254,7 +385,12 @@ def results_markdown(results_dict: Mapping, decimals: int = 1) -> str:
         missing = report.get("missing_tasks") or []
         why = f" (missing: {', '.join(missing)})" if missing else " (mean over its ten tasks)"
         lines.append("")
-        lines.append(f"**XTREME-R average: {fmt(results_dict.get('xtreme_r_average'))}**{why}")
+        lines.append(f"**XTREME-R average: "
+                     f"{with_bars(results_dict.get('xtreme_r_average'), (bars or {}).get('xtreme_r_average'))}**{why}")
+    if bars:
+        lines.append("")
+        lines.append(f"[low, high]: {bars['level']:.0%} {bars['method']} ({bars['resamples']:,} resamples, "
+                     f"seed {bars['seed']})")
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,7 @@ does, and what its DONE.json records about its cost.
 
     runners = Runners(graph, say=print, in_process=False)
     job = runners.job(node)                  # phase1/phase2/phase3: a TrainJob or EvalJob, validated
-    extra = runners.run_driver(node)         # prepare, results, arms, bench, report: done here
+    extra = runners.run_driver(node)         # prepare, results, combine, arms, bench, report: done here
     extra = runners.cost(node, started, finished)   # training cost from the worker's summary
 
 Every job is built and checked on the driver before any worker starts (features prepared,
@@ -29,10 +29,11 @@ def identity(node: Node) -> Identity:
 
 
 def run_name(graph: StudyGraph, node: Node) -> str:
-    """The Ray Train run name of a node run alone: stable across attempts, so a rerun resumes."""
+    """The Ray Train run name of a node run alone: stable across attempts, so a rerun resumes.
+    A seed's config is named for its seed (``<name>-seed<s>``): the id's seed part goes."""
     cfg = graph.config_of(node)
-    rel = node.id.split("/", 1)[1] if node.arm else node.id
-    return f"{cfg.name}-" + rel.replace("/stages/", "-").replace("/", "-")
+    parts = node.id.split("/")[(1 if node.arm else 0) + (1 if node.seed is not None else 0):]
+    return f"{cfg.name}-" + "/".join(parts).replace("/stages/", "-").replace("/", "-")
 
 
 class Runners:
@@ -48,9 +49,9 @@ class Runners:
 
         cfg = self.graph.config_of(node)
         cache = self.__dict__.setdefault("_studies", {})
-        if node.arm not in cache:
-            cache[node.arm] = Study(cfg, progress=False)
-        return cache[node.arm]
+        if (node.arm, node.seed) not in cache:  # a seed's run trains with its own seed, in its own dir
+            cache[(node.arm, node.seed)] = Study(cfg, progress=False)
+        return cache[(node.arm, node.seed)]
 
     # ------------------------------------------------------------------ fits
     def _dep(self, node: Node, kind: str) -> Node | None:
@@ -159,13 +160,36 @@ class Runners:
 
         cfg = self.graph.config_of(node)
         scores: dict = {}
+        # Each phase-3 node's per-example statistics (examples/<lang>.json beside its
+        # scores.json) give results.json its bootstrap intervals; one node without them (a
+        # run from before they were written) means no intervals, and nothing else changes.
+        stats: dict | None = {}
         for dep in node.deps:
             d = self.graph.nodes[dep]
-            scores.update(json.loads((d.dir / "scores.json").read_text()))
+            scored = json.loads((d.dir / "scores.json").read_text())
+            scores.update(scored)
+            if stats is not None:
+                found, why = results_io.example_stats_of(d.dir, scored)
+                if found is None:
+                    self.say(f"{node.id}: no error bars: {why}")
+                stats = None if found is None else {**stats, **found}
         out = results_io.write_results(cfg.run_dir / "results.json", scores,
-                                       extra={"name": cfg.name, "split": cfg.evaluate.split})
+                                       extra={"name": cfg.name, "split": cfg.evaluate.split}, example_stats=stats)
         results_io.write_markdown(cfg.run_dir / "results.md", out)
         return {"xtreme_average": out.get("xtreme_average")}
+
+    def _combine(self, node: Node) -> dict:
+        """An arm's results over its seeds (``studies.seeds``): each seed's results.json, as its
+        own results node wrote it, into the arm's results.json and results.md."""
+        from stilts_ds.studies.seeds import combine_seeds
+
+        cfg = self.graph.config_of(node)
+        runs = {}
+        for dep in node.deps:
+            d = self.graph.nodes[dep]
+            runs[d.seed] = self.graph.config_of(d).run_dir
+        out = combine_seeds(runs, cfg.run_dir, extra={"name": cfg.name, "split": cfg.evaluate.split})
+        return {"xtreme_average": out.get("xtreme_average"), "seeds": list(runs)}
 
     def _arms(self, node: Node) -> dict:
         from stilts_ds.studies.arms import write_comparison
@@ -189,11 +213,19 @@ class Runners:
         return {"rows": len(rows)}
 
     def _report(self, node: Node) -> dict:
-        from stilts_ds.studies.tradeoff import build_report, study_inputs
+        from stilts_ds.studies.report import build_report
+        from stilts_ds.studies.tradeoff import study_inputs
+
+        from stilts_ds.studies.significance import arm_comparisons
 
         root = self.graph.root
         results, benches, info = study_inputs(root.run_dir)
+        # Paired bootstrap of every arm against the no-intermediate and English-only arms, on
+        # the test examples both scored (pooled over seeds): the answers' significance.
+        comparisons, notes = arm_comparisons(results, info)
+        for note in notes:
+            self.say(f"report: {note}")
         paths = build_report(results, benches, node.dir, arm_info=info,
-                             title=f"{root.name}: accuracy vs training and serving cost",
-                             schedule_dir=root.run_dir)
+                             title=f"{root.name}: intermediate-task training, accuracy against cost",
+                             schedule_dir=root.run_dir, comparisons=comparisons)
         return {"files": [str(p) for p in paths.values()]}

@@ -13,10 +13,10 @@ Fit nodes are launched as Ray Train fits, each driven by its own Ray task
 ``cluster.num_workers`` free worker slots (with ``cluster.max_concurrent_jobs`` set, up to that
 many even before the slots exist: an autoscaling cluster then sees the demand and grows).
 Nodes on the longest remaining path go first. Every fit is a ``StagedJob``: phase-3 nodes of an
-arm that are ready together share one fit, and when the cluster cannot run two fits side by
-side (``cluster.fuse_stages: auto``) an arm's remaining fits share one, paying Ray Train's
-fixed start-up cost once. The bench runs alone, after every fit (nothing else runs while it
-times engines).
+arm (and of one seed, config ``seeds``: seeds run side by side) that are ready together share
+one fit, and when the cluster cannot run two fits side by side (``cluster.fuse_stages: auto``)
+an arm's remaining fits share one, paying Ray Train's fixed start-up cost once. The bench
+runs alone, after every fit (nothing else runs while it times engines).
 
 A node that fails fails only the nodes downstream of it; the others finish, and a rerun
 resumes from what is done. One driver at a time: the study holds a lease on
@@ -249,8 +249,9 @@ class Scheduler:
             if fuse:
                 members = self._chain(node, pending, finished)
             elif node.kind == "phase3":
+                # One seed's: different seeds' evaluations are independent and run side by side.
                 members = [self.graph.nodes[n] for n in fits if n not in taken and self.graph.nodes[n].kind == "phase3"
-                           and self.graph.nodes[n].arm == node.arm]
+                           and self.graph.nodes[n].arm == node.arm and self.graph.nodes[n].seed == node.seed]
             else:
                 members = [node]
             taken.update(m.id for m in members)

@@ -5,7 +5,11 @@ Decoding and scoring belong to the task's format (``stilts_ds.tasks.formats``)::
     fmt = format_of(spec)
     preds = fmt.decode(spec, feats, outputs)          # {guid: prediction}
     scores = fmt.score(spec, feats, preds, lang)      # {metric: value}
+    stats = fmt.example_stats(spec, feats, preds, lang)   # per example; stats.score() == scores
     best = primary_score(scores)                      # what model selection maximises
+
+``stats`` (``stilts_ds.metrics.example_stats.ExampleStats``) is what phase 3 keeps per
+language for the error bars (``stilts_ds.metrics.uncertainty``).
 """
 from __future__ import annotations
 

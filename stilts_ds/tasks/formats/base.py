@@ -13,7 +13,9 @@ format object what to do::
     inputs = fmt.model_inputs(batch.tensors)           # [B, C, L] -> [B*C, L] for multiple choice
     preds = fmt.decode(spec, feats, outputs)           # outputs: fmt.output_keys, gathered
     scores = fmt.score(spec, feats, preds, lang)       # the task's official metric
-    fmt.evaluate(spec, predict, splits, dev=...)       # phase 3: {lang: scores}
+    stats = fmt.example_stats(spec, feats, preds, lang)   # per example; stats.score() == scores
+    fmt.evaluate(spec, predict, splits, dev=..., examples=keep)   # phase 3: {lang: scores};
+                                                       # keep(lang, stats) per language if given
 
 Each format module (``pair_classification``, ``multiple_choice``, ``span_qa``, ``tagging``,
 ``retrieval``, ``mlm``) keeps its plain functions (featurize, collate, decode, references,
@@ -25,12 +27,14 @@ Per-format options of a task are typed (``ChoiceOptions``, ``SpanOptions``) and 
 """
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from stilts_ds.metrics.example_stats import ExampleStats, score_mismatch
 from stilts_ds.tasks.features import Batch, Features
 
 if TYPE_CHECKING:  # the spec names its options' types; formats only read specs
@@ -62,6 +66,10 @@ class SpanOptions(FormatOptions):
 
 # predict(features) -> {output key: array gathered in row order}; the engine supplies it.
 Predict = Callable[[Features], Mapping[str, np.ndarray]]
+# keep(lang, stats): what evaluate hands over per language besides the scores.
+KeepExamples = Callable[[str, ExampleStats], None]
+
+log = logging.getLogger(__name__)
 
 
 class Format:
@@ -196,6 +204,16 @@ class Format:
         """The task's official metric over ``predictions`` against the references in ``feats``."""
         return self.module.score(spec.metric, feats.extras["references"], predictions, lang)
 
+    def example_stats(self, spec: "TaskSpec", feats: Features, predictions: Mapping[str, Any],
+                      lang: str | None) -> ExampleStats:
+        """``score``'s per-example sufficient statistics (``stilts_ds.metrics.example_stats``):
+        one row per example, guid order kept, whose column sums give ``score`` back
+        (``stats.score()``); what the bootstrap resamples."""
+        stats = getattr(self.module, "example_stats", None)
+        if stats is None:
+            raise NotImplementedError(f"format {self.name} is not scored")
+        return stats(spec.metric, feats.extras["references"], predictions, lang)
+
     def needs_dev(self, spec: "TaskSpec") -> bool:
         """Whether evaluation first tunes on the task's dev split in the same language."""
         return False
@@ -205,15 +223,23 @@ class Format:
         return None
 
     def evaluate(self, spec: "TaskSpec", predict: Predict, splits: Iterable[tuple[str, Features]], *,
-                 dev: Features | None = None) -> dict[str, dict[str, float]]:
+                 dev: Features | None = None, examples: KeepExamples | None = None) -> dict[str, dict[str, float]]:
         """Phase 3 of one task: ``{lang: scores}`` for each (lang, features) of ``splits``
         (an iterable: a caller may read one language's table at a time), tuning on ``dev``
-        first where the format does."""
+        first where the format does. With ``examples``, each language's per-example
+        statistics go to ``examples(lang, stats)`` as soon as it is scored."""
         tuned = self.tune(spec, dev, predict(dev)) if self.needs_dev(spec) and dev is not None else None
         out = {}
         for lang, feats in splits:
             preds = self.decode(spec, feats, predict(feats), tuned=tuned)
             out[lang] = self.score(spec, feats, preds, lang)
+            if examples is not None:
+                stats = self.example_stats(spec, feats, preds, lang)
+                off = score_mismatch(stats, out[lang])
+                if off:  # a bug in the statistics: the intervals would not be about this score
+                    log.warning("%s %s: per-example statistics do not reproduce %s (%s vs %s)", spec.name, lang,
+                                ", ".join(off), stats.score(), out[lang])
+                examples(lang, stats)
         return out
 
     def __repr__(self) -> str:

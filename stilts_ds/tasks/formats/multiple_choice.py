@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from stilts_ds.metrics import accuracy
+from stilts_ds.metrics import ExampleStats, accuracy, accuracy_example_stats
 from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features, collate_rows
 from stilts_ds.tasks.formats.base import ChoiceOptions, Format
@@ -82,6 +82,13 @@ def score(metric: str, refs: Mapping[str, int], predictions: Mapping[str, int], 
     if metric != "accuracy":
         raise ValueError(f"multiple choice is scored by accuracy, not {metric!r}")
     return accuracy(*aligned(refs, predictions))
+
+
+def example_stats(metric: str, refs: Mapping, predictions: Mapping, lang: str | None = None) -> ExampleStats:
+    """``score`` per example: (correct, total) rows in reference order."""
+    if metric != "accuracy":
+        raise ValueError(f"multiple choice is scored by accuracy, not {metric!r}")
+    return ExampleStats(metric, list(refs), accuracy_example_stats(*aligned(refs, predictions)))
 
 
 class MultipleChoice(Format):

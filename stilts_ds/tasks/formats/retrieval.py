@@ -35,11 +35,15 @@ import numpy as np
 import torch
 
 from stilts_ds.metrics import (
+    ExampleStats,
     bucc_best_threshold,
+    bucc_example_stats,
     bucc_f1,
     bucc_pairs_above,
+    map_at_k_example_stats,
     mean_average_precision_at_k,
     tatoeba_accuracy,
+    tatoeba_example_stats,
 )
 from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features, collate_rows
@@ -239,6 +243,22 @@ def score(metric: str, refs: Mapping[str, str], predictions, lang: str | None = 
                      f"not {metric!r}")
 
 
+def example_stats(metric: str, refs: Mapping, predictions, lang: str | None = None, *,
+                  sources: Sequence[str] = ()) -> ExampleStats:
+    """``score`` per source sentence / query. BUCC: a row per source sentence, ``sources``
+    (every source of the split, distractors too) first; the others in reference order."""
+    if metric == "tatoeba_accuracy":
+        return ExampleStats(metric, list(refs), tatoeba_example_stats(*aligned(refs, predictions)))
+    if metric == "bucc_f1":
+        guids, rows = bucc_example_stats(list(refs.items()), list(predictions), sources)
+        return ExampleStats(metric, guids, rows)
+    if metric in MAP_METRICS:
+        return ExampleStats(metric, list(refs), map_at_k_example_stats(
+            predictions, {q: set(r) for q, r in refs.items()}, k=RANK_K))
+    raise ValueError(f"retrieval is scored by tatoeba_accuracy, bucc_f1 or {' / '.join(MAP_METRICS)}, "
+                     f"not {metric!r}")
+
+
 class Retrieval(Format):
     """Sentence embeddings from the bare encoder (no head, no training): Tatoeba accuracy,
     BUCC F1 with a threshold tuned on dev, LAReQA / Mewsli-X mAP@20."""
@@ -253,6 +273,12 @@ class Retrieval(Format):
 
     def _featurize(self, spec, examples, tokenizer, max_length, labels):
         return featurize(examples, tokenizer, max_length)
+
+    def example_stats(self, spec, feats, predictions, lang):
+        # Every source sentence is an example (a BUCC distractor can only add false positives),
+        # so two systems scored on the same split have the same rows.
+        sources = feats.guids[feats.extras["sides"] == SOURCE] if "sides" in feats.extras else ()
+        return example_stats(spec.metric, feats.extras["references"], predictions, lang, sources=sources)
 
     def needs_dev(self, spec):
         # BUCC's margin threshold is tuned on each language's dev split, as XTREME does.

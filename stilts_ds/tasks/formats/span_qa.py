@@ -69,7 +69,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from stilts_ds.metrics import mlqa_em_f1, squad_v1_em_f1, squad_v2_em_f1
+from stilts_ds.metrics import (
+    ExampleStats,
+    mlqa_em_f1,
+    mlqa_example_stats,
+    squad_v1_em_f1,
+    squad_v1_example_stats,
+    squad_v2_em_f1,
+    squad_v2_example_stats,
+)
 from stilts_ds.tasks.features import Batch, Features, collate_rows
 from stilts_ds.tasks.formats.base import Format, SpanOptions
 
@@ -482,6 +490,12 @@ SCORERS = {
     "squad_v2": lambda refs, preds, lang: squad_v2_em_f1(refs, preds),
     "mlqa": mlqa_em_f1,
 }
+# Their per-question statistics (rows in reference order), by the same names.
+EXAMPLE_STATS = {
+    "squad_v1": lambda refs, preds, lang: squad_v1_example_stats(refs, preds),
+    "squad_v2": lambda refs, preds, lang: squad_v2_example_stats(refs, preds),
+    "mlqa": mlqa_example_stats,
+}
 
 # Padding positions must never win a decode: a very negative logit.
 PAD_LOGIT = -1e4
@@ -534,6 +548,12 @@ class SpanQA(Format):
         if spec.metric not in SCORERS:
             raise ValueError(f"span QA is scored by {', '.join(SCORERS)}, not {spec.metric!r}")
         return SCORERS[spec.metric](feats.extras["references"], predictions, lang)
+
+    def example_stats(self, spec, feats, predictions, lang):
+        if spec.metric not in EXAMPLE_STATS:
+            raise ValueError(f"span QA is scored by {', '.join(EXAMPLE_STATS)}, not {spec.metric!r}")
+        refs = feats.extras["references"]
+        return ExampleStats(spec.metric, list(refs), EXAMPLE_STATS[spec.metric](refs, predictions, lang))
 
 
 FORMAT = SpanQA()

@@ -19,7 +19,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from stilts_ds.metrics import seqeval_f1, tag_accuracy
+from stilts_ds.metrics import (
+    ExampleStats,
+    seqeval_example_stats,
+    seqeval_f1,
+    tag_accuracy,
+    tag_accuracy_example_stats,
+)
 from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features, collate_rows, pad_rows
 from stilts_ds.tasks.formats.base import Format
@@ -148,6 +154,17 @@ def score(metric: str, refs: Mapping[str, list[str]], predictions: Mapping[str, 
         return seqeval_f1(golds, preds)
     if metric == "tag_accuracy":
         return tag_accuracy(golds, preds)
+    raise ValueError(f"tagging is scored by seqeval_f1 or tag_accuracy, not {metric!r}")
+
+
+def example_stats(metric: str, refs: Mapping[str, list[str]], predictions: Mapping[str, list[str]],
+                  lang: str | None = None) -> ExampleStats:
+    """``score`` per sentence (reference order): chunk TP/FP/FN, or correct/total words."""
+    golds, preds = aligned(refs, predictions)
+    if metric == "seqeval_f1":
+        return ExampleStats(metric, list(refs), seqeval_example_stats(golds, preds))
+    if metric == "tag_accuracy":
+        return ExampleStats(metric, list(refs), tag_accuracy_example_stats(golds, preds))
     raise ValueError(f"tagging is scored by seqeval_f1 or tag_accuracy, not {metric!r}")
 
 

@@ -1,0 +1,831 @@
+"""The study report: the answers to the study's two questions, computed from its numbers, with
+the tables and plots behind them, as Markdown and as one self-contained HTML page.
+
+    stilts-ds report --study runs/quickstart --output runs/quickstart/report
+    stilts-ds report --results english=runs/quickstart/arms/english/results.json \
+        --results multilingual=runs/quickstart/arms/multilingual/results.json \
+        --bench runs/quickstart/bench/bench.jsonl --output runs/report
+
+    from stilts_ds.studies.report import build_report
+    paths = build_report({"english": Path(".../results.json"), ...}, [Path(".../bench.jsonl")], out_dir,
+                         arm_info=rows_of_arms_json, comparisons=paired_comparisons, schedule_dir=study_dir)
+
+RQ1: what English intermediate-task training does to inference efficiency (samples/s,
+ms/response) on XTREME-R's zero-shot tasks. RQ2: accuracy against cost when phase 1 is
+English-only or multilingual (+MLM, +translated data), on XTREME. Sections, in ``report.md``
+and ``index.html`` alike:
+
+1. **Answers**: one sentence per question (per arm for RQ2), each computed from the inputs;
+   an input that is missing is named in the sentence instead of a number.
+2. **RQ1**: samples/s and ms/response per arm (or the one served checkpoint, labelled as
+   such: its numbers are no arm's), engine and precision, with the range of repeated timings
+   (``serving.png``, ``serving.csv``).
+3. **RQ2**: XTREME average (error bars: the results' interval, else the seeds' std, else none,
+   said so) against training cost (phase-1 + phase-2 worker-seconds, ``training.png``) and
+   against serving cost per engine/precision (``pareto.png``), the Pareto frontier drawn.
+4. **Per-task scores** per arm with intervals (``tasks.png``), then the arms side by side
+   (``arms.py``: ``arms.png``).
+5. **Cluster use**: utilization.json and timeline.png of the study's last run.
+
+Files (each written atomically): ``report.md`` (PNGs by relative path), ``index.html`` (the
+PNGs inlined as data URIs, inline CSS, a Content-Security-Policy that allows nothing from
+outside), ``tradeoff.md`` (the report's text without the figures: what ``stilts-ds demo``
+prints), ``tradeoff.csv`` (per arm, and per engine/precision where that arm was served),
+``serving.csv``, and the PNGs. ``comparisons`` are paired differences between arms computed
+elsewhere (``{"a", "b", "method", "xtreme_average": {"a", "b", "difference", "low", "high",
+"p_value"}, ...}``); without them the answers say no significance test was given.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from stilts_ds.atomic import write_atomic
+from stilts_ds.figures import figure, frontier_line, place_labels, png, value_limits
+from stilts_ds.studies.tradeoff import (ArmScores, Bench, Estimate, Serving, arm_scores, pareto_front, read_bench,
+                                        serving_front, serving_points, tradeoff_rows, training_front)
+from stilts_ds.tables import MISSING, fmt_number, markdown_table, write_csv
+
+TITLE = "Intermediate-task training: accuracy, training cost and serving cost"
+DPI = 110
+MIN_SPAN = 4.0  # points of a 0-100 score: an accuracy axis is never narrower (±2 around the data)
+LEVEL = 0.95    # significance level of a comparison that names none
+# Every file this report may write: one a run did not write is removed, so a stale plot of an
+# earlier run never sits beside the new report.
+PNGS = ("serving.png", "training.png", "pareto.png", "tasks.png", "arms.png", "timeline.png")
+OWN_FILES = ("report.md", "index.html", "tradeoff.md", "tradeoff.csv", "serving.csv", *PNGS)
+
+
+# ----------------------------------------------------------------------------- formatting
+def fmt_est(e: Estimate, spec: str = ".1f") -> str:
+    """23.0 [21.2, 24.8] (an interval), 23.0 ± 0.4 (seeds' std), 23.0 (one run), – (none)."""
+    if e.value is None:
+        return MISSING
+    if e.has_interval:
+        return f"{e.value:{spec}} [{e.low:{spec}}, {e.high:{spec}}]"
+    if e.sd is not None:
+        return f"{e.value:{spec}} ± {e.sd:{spec}}"
+    return f"{e.value:{spec}}"
+
+
+def _range(low, high, spec: str, n: int) -> str:
+    return f"{low:{spec}} – {high:{spec}}" if n > 1 else "one timing"
+
+
+def _p(p) -> str:
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
+def _level(level) -> str:
+    return f"{level:.0%}"
+
+
+def _data(a: ArmScores) -> str:
+    return a.data or "phase-1 data not recorded"
+
+
+# ----------------------------------------------------------------------------- the answers
+def reference_arm(arms: Sequence[ArmScores], prefer: Sequence[str] = ("English-only",)) -> ArmScores:
+    """The arm the others are compared with: the first whose phase-1 data is in ``prefer``
+    (in that order), else the first arm."""
+    for data in prefer:
+        for a in arms:
+            if a.data == data:
+                return a
+    return arms[0]
+
+
+def _comparison(comparisons, metric: str, arm: str, ref: str, task: str | None = None):
+    """(difference arm - ref, low, high, p_value, method, level) of ``metric`` (or of a task's
+    score, with ``task``) from a paired comparison of the two arms, whichever way round it was
+    computed; None without one."""
+    for c in comparisons or ():
+        if {c.get("a"), c.get("b")} != {arm, ref}:
+            continue
+        m = c.get(metric) if task is None else (c.get("tasks") or {}).get(task)
+        if not isinstance(m, Mapping):
+            continue
+        d, low, high = m.get("difference"), m.get("low"), m.get("high")
+        if not all(isinstance(v, (int, float)) for v in (d, low, high)):
+            continue
+        # Which way was the difference taken? The values of a and b say, when given; else it is
+        # a - b, as stilts_ds.metrics.uncertainty.paired_bootstrap computes it.
+        va, vb = m.get("a"), m.get("b")
+        a_minus_b = (abs(d - (va - vb)) <= abs(d - (vb - va))
+                     if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else True)
+        arm_minus_ref = a_minus_b == (c["a"] == arm)
+        if not arm_minus_ref:
+            d, low, high = -d, -high, -low
+        return d, low, high, m.get("p_value"), c.get("method"), c.get("level")
+    return None
+
+
+def _accuracy_phrase(a: ArmScores, ref: ArmScores, comparisons) -> str:
+    if a.xtreme.value is None or ref.xtreme.value is None:
+        missing = [x.name for x in (a, ref) if x.xtreme.value is None]
+        return f"XTREME average missing for {', '.join(missing)} (no XTREME task scored in its results.json)"
+    d = a.xtreme.value - ref.xtreme.value
+    found = _comparison(comparisons, "xtreme_average", a.name, ref.name)
+    if found:
+        d, low, high, p, method, level = found
+        level = level or a.uncertainty.level or ref.uncertainty.level or LEVEL
+        excludes_zero = low > 0 or high < 0
+        verdict = "significant" if excludes_zero else "not significant"
+        bits = [f"{_level(level)} interval [{low:+.1f}, {high:+.1f}]", f"{verdict} at {_level(level)}"]
+        if isinstance(p, (int, float)):
+            bits.append(_p(p))
+        if method:
+            bits.append(str(method))
+        return f"{d:+.1f} ± {(high - low) / 2:.1f} XTREME avg vs {ref.name} ({', '.join(bits)})"
+    values = f"{ref.name} {fmt_est(ref.xtreme)}, {a.name} {fmt_est(a.xtreme)}"
+    kinds = {x.uncertainty.kind for x in (a, ref)}
+    if kinds == {"none"}:
+        return (f"{d:+.1f} XTREME avg vs {ref.name} ({ref.xtreme.value:.1f} → {a.xtreme.value:.1f}; one run each: "
+                "no interval, no seeds and no paired comparison, so whether this is more than noise is not known)")
+    if kinds == {"interval"}:
+        how = a.uncertainty.describe()
+    elif kinds == {"seeds"}:
+        how = a.uncertainty.describe()
+    else:
+        how = "; ".join(f"{x.name}: {x.uncertainty.describe()}" for x in (ref, a))
+    return (f"{d:+.1f} XTREME avg vs {ref.name} ({values}; {how}; no paired comparison was given, so no "
+            "significance test)")
+
+
+def _cost_phrase(a: ArmScores, ref: ArmScores) -> str:
+    ca, cr = a.cost, ref.cost
+    if ca.unit != cr.unit:
+        return f"a training cost not comparable with {ref.name}'s ({ca.unit} vs {cr.unit})"
+    missing = [x.name for x in (a, ref) if x.cost.phase1 is None]
+    if missing:
+        return (f"phase-1 cost unknown for {', '.join(missing)} (no DONE.json under its phase1/ and no "
+                "phase1_wall_s in arms.json)")
+    if not cr.phase1:
+        out = f"{_fmt_cost(ca.phase1)} phase-1 {ca.unit} ({ref.name} has no phase 1)"
+    else:
+        out = (f"{ca.phase1 / cr.phase1:.2f}x phase-1 cost ({_fmt_cost(ca.phase1)} vs {_fmt_cost(cr.phase1)} "
+               f"{ca.unit})")
+    if ca.total is not None and cr.total:
+        out += (f", {ca.total / cr.total:.2f}x training cost in all (phase 1 + 2: {_fmt_cost(ca.total)} vs "
+                f"{_fmt_cost(cr.total)})")
+    else:
+        out += ", phase-2 cost unknown"
+    return out
+
+
+def _gap(mine: Sequence[Serving], ref: Sequence[Serving]):
+    """Largest relative throughput and latency gap over the configs both were served with, and
+    the largest relative spread of their repeated timings; None without a common config."""
+    by = {(s.workload, s.engine, s.dtype): s for s in ref}
+    pairs = [(s, by[(s.workload, s.engine, s.dtype)]) for s in mine if (s.workload, s.engine, s.dtype) in by]
+    if not pairs:
+        return None
+    thr = max(pairs, key=lambda p: abs(p[0].throughput_samples_per_s / p[1].throughput_samples_per_s - 1))
+    thr_gap = abs(thr[0].throughput_samples_per_s / thr[1].throughput_samples_per_s - 1)
+    lats = [abs(x.latency_ms_p50_batch1 / y.latency_ms_p50_batch1 - 1) for x, y in pairs
+            if x.latency_ms_p50_batch1 and y.latency_ms_p50_batch1]
+    spread = max((s.throughput_high - s.throughput_low) / s.throughput_samples_per_s
+                 for p in pairs for s in p if s.timings > 1) if any(s.timings > 1 for p in pairs for s in p) else None
+    return thr_gap, thr, (max(lats) if lats else None), spread, len(pairs)
+
+
+def _serving_phrase(a: ArmScores, ref: ArmScores, bench: Bench) -> str:
+    mine, theirs = bench.of_arm(a.name), bench.of_arm(ref.name)
+    if mine and theirs:
+        g = _gap(mine, theirs)
+        if g is None:
+            return (f"serving cost not comparable ({a.name} and {ref.name} were served with no engine/precision "
+                    "in common)")
+        thr_gap, (x, y), lat_gap, spread, n = g
+        out = (f"serving cost equal within {thr_gap:.0%} in samples/s over {n} engine/precision "
+               f"config{'s' if n != 1 else ''} (largest gap {x.config}: {x.throughput_samples_per_s:,.1f} vs "
+               f"{y.throughput_samples_per_s:,.1f})")
+        if lat_gap is not None:
+            out += f" and within {lat_gap:.0%} in ms/response"
+        if spread is not None:
+            out += f"; repeated timings spread up to {spread:.0%}"
+        return out
+    if bench.servings:
+        who = [x.name for x in (a, ref) if not bench.of_arm(x.name)]
+        who = "either arm" if len(who) == 2 else who[0]
+        served = (f"one checkpoint, {bench.checkpoint}, was served, and its throughput is no arm's"
+                  if bench.unattributed else "other arms were served")
+        return f"serving cost not measured for {who} ({served})"
+    return "serving cost not measured (no bench rows)"
+
+
+def _best(servings: Sequence[Serving]) -> str:
+    s = max(servings, key=lambda s: s.throughput_samples_per_s)
+    out = f"{s.throughput_samples_per_s:,.1f} samples/s ({s.config}, batch {s.best_batch_size}"
+    if s.timings > 1:
+        out += f", {s.throughput_low:,.1f} – {s.throughput_high:,.1f} over {s.timings} timings"
+    out += ")"
+    lat = [x for x in servings if x.latency_ms_p50_batch1 is not None]
+    if lat:
+        fast = min(lat, key=lambda x: x.latency_ms_p50_batch1)
+        out += f", {fast.latency_ms_p50_batch1:.2f} ms/response ({fast.config}, p50 at batch 1"
+        if fast.latency_timings > 1:
+            out += f", {fast.latency_low:.2f} – {fast.latency_high:.2f}"
+        out += ")"
+    return out
+
+
+def _xtreme_r(arms: Sequence[ArmScores]) -> str:
+    if all(a.xtreme_r.value is None for a in arms):
+        return "XTREME-R average not computed for any arm (it needs all ten XTREME-R tasks scored)"
+    return "XTREME-R average (zero-shot): " + ", ".join(f"{a.name} {fmt_est(a.xtreme_r)}" for a in arms)
+
+
+def rq1_answer(arms: Sequence[ArmScores], bench: Bench) -> str:
+    head = "**RQ1 (inference efficiency):** "
+    if not bench.servings:
+        if bench.unavailable:
+            return (head + "not measured: no engine produced a timing (unavailable: " + "; ".join(
+                f"{e} {d}: {why or 'no reason given'}" for e, d, why in bench.unavailable) + f"). {_xtreme_r(arms)}.")
+        return (head + "not measured: no bench rows were given (`bench*/bench.jsonl` of `stilts-ds bench`, or "
+                f"`bench:` in the study config). {_xtreme_r(arms)}.")
+    served = [a for a in arms if bench.of_arm(a.name)]
+    if len(served) >= 2:
+        ref = reference_arm(served, ("none", "English-only"))
+        parts = [f"{a.name}: {_best(bench.of_arm(a.name))}" for a in served]
+        gaps = [f"{a.name} vs {ref.name}: {_serving_phrase(a, ref, bench)}" for a in served if a is not ref]
+        note = ("" if ref.data == "none" else
+                " No arm without intermediate training was served, so this compares intermediate-training arms "
+                "with each other, not with no intermediate training.")
+        missing = [a.name for a in arms if not bench.of_arm(a.name)]
+        if missing:
+            note += f" Not served: {', '.join(missing)}."
+        return head + "served per arm: " + "; ".join(parts) + ". " + "; ".join(gaps) + "." + note + \
+            f" {_xtreme_r(arms)}."
+    if not served and not bench.unattributed:
+        names = sorted({s.arm for s in bench.servings})
+        return (head + f"not answered: the bench rows are of {', '.join(names)}, none of which is an arm of this "
+                f"report ({', '.join(a.name for a in arms)}). {_xtreme_r(arms)}.")
+    if served and not bench.unattributed:
+        a = served[0]
+        return (head + f"only {a.name} was served: {_best(bench.of_arm(a.name))}; no other arm was served, so there "
+                f"is nothing to compare its serving cost with. {_xtreme_r(arms)}.")
+    rows = bench.unattributed or bench.servings
+    workloads = sorted({s.workload for s in rows if s.workload})
+    on = f" on {', '.join(workloads)}" if workloads else ""
+    name = bench.checkpoint or "a checkpoint the bench rows do not name"
+    return (head + f"one checkpoint was served ({name}){on}: {_best(rows)}. Throughput is NOT per arm: these are "
+            "that one checkpoint's numbers, so this run does not show what intermediate training does to serving "
+            f"cost (serve each arm's checkpoint for that). {_xtreme_r(arms)}.")
+
+
+def rq2_answers(arms: Sequence[ArmScores], bench: Bench, comparisons) -> list[str]:
+    head = "**RQ2 (accuracy vs cost, XTREME):** "
+    if not arms:
+        return [head + "no arm has results."]
+    ref = reference_arm(arms)
+    if len(arms) == 1:
+        return [head + f"only one arm ({ref.name}, {_data(ref)}): XTREME avg {fmt_est(ref.xtreme)}; no other arm "
+                       "to compare it with."]
+    return [head + f"**{a.name}** ({_data(a)}) against **{ref.name}** ({_data(ref)}): "
+            f"{_accuracy_phrase(a, ref, comparisons)}, for {_cost_phrase(a, ref)}; {_serving_phrase(a, ref, bench)}."
+            for a in arms if a is not ref]
+
+
+def error_bars_note(arms: Sequence[ArmScores]) -> str:
+    if not arms:
+        return "No arms, so no scores."
+    kinds = {a.uncertainty for a in arms}
+    if len(kinds) == 1:
+        (u,) = kinds
+        return ("Error bars and intervals: " + u.describe() + "." if u.kind != "none" else
+                "No error bars: every arm is one run (results.json has neither `uncertainty` nor `seeds`).")
+    return "Error bars and intervals: " + "; ".join(f"{a.name}: {a.uncertainty.describe()}" for a in arms) + "."
+
+
+# ----------------------------------------------------------------------------- plots
+_MARKERS = {"English-only": "o", "none": "s"}
+
+
+def _style(arms: Sequence[ArmScores]) -> dict[str, dict]:
+    """One colour and marker per arm, the same in every plot: English-only circles,
+    multilingual triangles (the comparison the study is about), no phase 1 squares."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {a.name: {"color": cmap(i % 10),
+                     "marker": _MARKERS.get(a.data or "", "^" if (a.data or "").startswith("multilingual") else "D")}
+            for i, a in enumerate(arms)}
+
+
+def _legend_below(ax, extra_labels: Sequence[str] = ()):
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    for text in extra_labels:  # labels that found no free spot on the plot
+        handles.append(Line2D([], [], linestyle="none"))
+        labels.append(text)
+    if handles:
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=7, frameon=False)
+
+
+def training_figure(arms: Sequence[ArmScores], title: str = "Accuracy against training cost"):
+    """XTREME average (error bars) against phase-1 + phase-2 cost per arm, frontier drawn;
+    None when no arm has both."""
+    unit = Counter(a.cost.unit for a in arms if a.cost.total is not None).most_common(1)
+    known = [a for a in arms if a.xtreme.value is not None and a.cost.total is not None and a.cost.unit == unit[0][0]] \
+        if unit else []
+    if not known:
+        return None
+    style = _style(arms)
+    fig = figure((7, 4.6), dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = [a.cost.total for a in known]
+    ys = [a.xtreme.value for a in known]
+    bars = []
+    for a, x, y in zip(known, xs, ys):
+        lo, hi = a.xtreme.yerr()
+        bars.append(ax.errorbar([x], [y], yerr=[[lo], [hi]], fmt=style[a.name]["marker"], color=style[a.name]["color"],
+                                capsize=4, markersize=7, label=f"{a.name} ({_data(a)})", zorder=3))
+    lows, highs = zip(*(a.xtreme.bounds() for a in known))
+    ax.set_ylim(*value_limits(ys, lows, highs, min_span=MIN_SPAN, bounds=(0, 100)))
+    ax.set_xlim(0, max(xs) * 1.25)  # from zero: a cost ratio reads as the ratio of distances
+    front = training_front(known)
+    line = frontier_line(ax, xs, ys, [i for i, a in enumerate(known) if a.name in front], x_better="lower")
+    ax.set_xlabel(f"training cost: phase 1 + phase 2 ({unit[0][0]})")
+    ax.set_ylabel("XTREME average")
+    ax.set_title(f"{title}\nerror bars: {_bars(known)}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    _, unplaced = place_labels(ax, xs, ys, [a.name for a in known], avoid=[line, *bars],
+                               colors=[style[a.name]["color"] for a in known])
+    _legend_below(ax, [f"{known[i].name}: label not placed" for i in unplaced])
+    return fig
+
+
+def _bars(arms: Sequence[ArmScores]) -> str:
+    kinds = {a.uncertainty.kind for a in arms}
+    if kinds == {"none"}:
+        return "none (one run per arm, no interval)"
+    return "; ".join(sorted({a.uncertainty.describe() for a in arms}))
+
+
+def pareto_figure(arms: Sequence[ArmScores], bench: Bench, title: str = "Accuracy against serving cost"):
+    """Per arm's own serving rows: XTREME average against samples/s per engine/precision,
+    frontier drawn. Without per-arm rows, the one served checkpoint's engines: samples/s
+    against ms/response, titled as that checkpoint's and no arm's. None without timings."""
+    points = serving_points(arms, bench)
+    fig = figure((7, 4.8), dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    workloads = len({s.workload for s in bench.servings}) > 1
+    if points:
+        style = _style(arms)
+        xs = [s.throughput_samples_per_s for _, s in points]
+        ys = [a.xtreme.value for a, _ in points]
+        seen, bars = set(), []
+        for (a, s), x, y in zip(points, xs, ys):
+            lo, hi = a.xtreme.yerr()
+            bars.append(ax.errorbar([x], [y], yerr=[[lo], [hi]], xerr=[[x - s.throughput_low], [s.throughput_high - x]],
+                        fmt=style[a.name]["marker"], color=style[a.name]["color"], capsize=3, markersize=6,
+                        label=None if a.name in seen else f"{a.name} ({_data(a)})", zorder=3))
+            seen.add(a.name)
+        lows, highs = zip(*(a.xtreme.bounds() for a, _ in points))
+        ax.set_ylim(*value_limits(ys, lows, highs, min_span=MIN_SPAN, bounds=(0, 100)))
+        ax.set_xlim(0, max(s.throughput_high for _, s in points) * 1.2)
+        line = frontier_line(ax, xs, ys, sorted(serving_front(points)), x_better="higher")
+        ax.set_ylabel("XTREME average")
+        ax.set_title(f"{title}: each arm's own checkpoints\nerror bars: {_bars([a for a, _ in points])}; "
+                     "samples/s range of repeated timings", fontsize=9)
+        texts = [f"{s.config}" + (f" {s.workload}" if workloads else "") for _, s in points]
+        colors = [style[a.name]["color"] for a, _ in points]  # the label says the engine, its colour the arm
+    else:
+        rows = [s for s in (bench.unattributed or bench.servings) if s.latency_ms_p50_batch1 is not None]
+        if not rows:
+            return None
+        xs = [s.throughput_samples_per_s for s in rows]
+        ys = [s.latency_ms_p50_batch1 for s in rows]
+        bars = [ax.errorbar(xs, ys, xerr=[[x - s.throughput_low for x, s in zip(xs, rows)],
+                                  [s.throughput_high - x for x, s in zip(xs, rows)]],
+                    yerr=[[y - s.latency_low for y, s in zip(ys, rows)],
+                          [s.latency_high - y for y, s in zip(ys, rows)]],
+                    fmt="o", color="tab:blue", capsize=3, markersize=6,
+                    label=f"checkpoint {bench.checkpoint or '(not named)'}", zorder=3)]
+        ax.set_ylim(*value_limits([0, *ys], [], [s.latency_high for s in rows], min_span=0, bounds=(0, None)))
+        ax.set_xlim(0, max(s.throughput_high for s in rows) * 1.2)
+        front = pareto_front([(x, -y) for x, y in zip(xs, ys)])  # faster and quicker to answer
+        line = frontier_line(ax, xs, ys, front, x_better="higher")
+        ax.set_ylabel("ms/response (p50, batch 1)")
+        ax.set_title(f"One checkpoint served ({bench.checkpoint or 'not named'}): NOT per arm\n"
+                     "serving cost per engine/precision; bars: range of repeated timings", fontsize=9)
+        texts = [f"{s.config}" + (f" {s.workload}" if workloads else "") for s in rows]
+        colors = None
+    ax.set_xlabel("samples/s (cluster, best batch size)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    _, unplaced = place_labels(ax, xs, ys, texts, avoid=[line, *bars], colors=colors)
+    _legend_below(ax, [f"{texts[i]}: label not placed" for i in unplaced])
+    return fig
+
+
+def serving_figure(arms: Sequence[ArmScores], bench: Bench):
+    """RQ1: samples/s and ms/response per engine/precision, one bar per arm served (or the
+    one checkpoint), error bars the range of repeated timings; both axes from zero."""
+    if not bench.servings:
+        return None
+    series = [(a.name, bench.of_arm(a.name)) for a in arms if bench.of_arm(a.name)]
+    others = sorted({s.arm for s in bench.servings if s.arm is not None} - {a.name for a in arms})
+    series += [(name, [s for s in bench.servings if s.arm == name]) for name in others]
+    if bench.unattributed:
+        series.append((f"checkpoint {bench.checkpoint or '(not named)'} (not per arm)", bench.unattributed))
+    configs = list(dict.fromkeys((s.workload, s.engine, s.dtype) for _, rows in series for s in rows))
+    many_workloads = len({c[0] for c in configs}) > 1
+    fig = figure((max(7.0, 1.3 * len(configs) + 3), 4.4), dpi=DPI)
+    axes = fig.subplots(1, 2)
+    width = 0.8 / len(series)
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    for ax, what in zip(axes, ("throughput", "latency")):
+        tops = []
+        for k, (name, rows) in enumerate(series):
+            by = {(s.workload, s.engine, s.dtype): s for s in rows}
+            xs, vals, lo, hi = [], [], [], []
+            for j, c in enumerate(configs):
+                s = by.get(c)
+                if s is None:
+                    continue
+                v, low, high = ((s.throughput_samples_per_s, s.throughput_low, s.throughput_high)
+                                if what == "throughput" else (s.latency_ms_p50_batch1, s.latency_low, s.latency_high))
+                if v is None:
+                    continue
+                xs.append(j + (k - (len(series) - 1) / 2) * width)
+                vals.append(v)
+                lo.append(v - low)
+                hi.append(high - v)
+                tops.append(high)
+            ax.bar(xs, vals, width=width, yerr=[lo, hi], capsize=3, color=cmap(k % 10), label=name)
+        ax.set_ylim(0, (max(tops) if tops else 1.0) * 1.15)
+        ax.set_xticks(range(len(configs)))
+        ax.set_xticklabels([f"{e}\n{d}" + (f"\n{w}" if many_workloads else "") for w, e, d in configs], fontsize=7)
+        ax.set_ylabel("samples/s (best batch size)" if what == "throughput" else "ms/response (p50, batch 1)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("RQ1: serving cost per engine and precision (bars: range of repeated timings)", fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    return fig
+
+
+def tasks_figure(arms: Sequence[ArmScores]):
+    """Per-task scores per arm as dots with their intervals (or seeds' std), tasks down the
+    side; None without any task score."""
+    tasks = list(dict.fromkeys(t for a in arms for t in a.tasks))
+    if not tasks:
+        return None
+    style = _style(arms)
+    fig = figure((7, 0.32 * len(tasks) * max(1, len(arms) / 2) + 1.8), dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    step = 0.7 / max(1, len(arms))
+    values, lows, highs = [], [], []
+    for k, a in enumerate(arms):
+        pts = [(i, a.tasks[t]) for i, t in enumerate(tasks) if t in a.tasks and a.tasks[t].value is not None]
+        if not pts:
+            continue
+        ys = [len(tasks) - 1 - i + (k - (len(arms) - 1) / 2) * step for i, _ in pts]
+        xs = [e.value for _, e in pts]
+        err = [e.yerr() for _, e in pts]
+        ax.errorbar(xs, ys, xerr=[[e[0] for e in err], [e[1] for e in err]], fmt=style[a.name]["marker"],
+                    color=style[a.name]["color"], capsize=2, markersize=5, linestyle="none",
+                    label=f"{a.name} ({_data(a)})")
+        values += xs
+        for _, e in pts:
+            lo, hi = e.bounds()
+            lows.append(lo)
+            highs.append(hi)
+    ax.set_xlim(*value_limits(values, lows, highs, min_span=MIN_SPAN, bounds=(0, 100)))
+    ax.set_yticks(range(len(tasks)))
+    ax.set_yticklabels(list(reversed(tasks)), fontsize=8)
+    ax.set_ylim(-0.6, len(tasks) - 0.4)
+    ax.set_xlabel("task score (the task's metric, 0-100)")
+    ax.set_title(f"Per-task scores per arm; bars: {_bars(arms)}", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _png_bytes(fig) -> bytes:
+    # bbox "tight": the legend sits below the axes and must be in the picture.
+    return png(fig, dpi=DPI, bbox_inches="tight")
+
+
+# ----------------------------------------------------------------------------- document
+# A report is a list of sections, each a list of blocks, rendered twice: Markdown and HTML.
+# Blocks: ("p", text), ("ul", [text]), ("h", level, text), ("table", header, rows, align),
+# ("img", file, alt). Text may hold **bold** and `code`, nothing else.
+
+
+def _fmt_cost(value) -> str:
+    # Whole seconds for real runs; tenths for the quick start's seconds-long phases.
+    return fmt_number(value, ",.0f") if value is None or value >= 100 else fmt_number(value, ",.1f")
+
+
+def _rq1_section(arms, bench: Bench, images) -> list:
+    blocks = []
+    if not bench.servings:
+        blocks.append(("p", "No serving measurements: no bench rows were given (`bench*/bench.jsonl` of "
+                            "`stilts-ds bench`, or `bench:` in the study config), so RQ1 is not answered here."))
+    else:
+        if bench.unattributed:
+            blocks.append(("p", f"**One checkpoint was served: {bench.checkpoint or 'not named by its rows'}.** "
+                                "Its rows name no arm, so its samples/s and ms/response are that checkpoint's, "
+                                "NOT per arm; they are not copied onto the arms below."))
+        rows = []
+        for s in bench.servings:
+            served = s.arm if s.arm is not None else f"checkpoint {bench.checkpoint or '(not named)'} (not per arm)"
+            rows.append([served, s.workload or MISSING, s.engine, s.dtype,
+                         fmt_number(s.throughput_samples_per_s, ",.1f"),
+                         _range(s.throughput_low, s.throughput_high, ",.1f", s.timings), s.timings,
+                         s.best_batch_size, fmt_number(s.latency_ms_p50_batch1, ".2f"),
+                         _range(s.latency_low, s.latency_high, ".2f", s.latency_timings)
+                         if s.latency_ms_p50_batch1 is not None else MISSING, s.latency_timings])
+        blocks.append(("table", ["served", "workload", "engine", "precision", "samples/s (median)", "range",
+                                 "timings", "best batch", "ms/response (p50, batch 1)", "range", "timings"],
+                       rows, "llllrrrrrrr"))
+        if not any(s.timings > 1 for s in bench.servings):
+            blocks.append(("p", "Each configuration was timed once: no spread to show (repeat the bench rows of an "
+                                "engine, precision and batch size to get one)."))
+        if bench.unavailable:
+            blocks.append(("p", "Not timed: " + "; ".join(f"{e} {d} ({why or 'no reason given'})"
+                                                         for e, d, why in bench.unavailable) + "."))
+        if "serving.png" in images:
+            blocks.append(("img", "serving.png", "samples/s and ms/response per engine and precision"))
+    return blocks
+
+
+def _rq2_section(arms, bench: Bench, images) -> list:
+    front = training_front(arms)
+    units = {a.cost.unit for a in arms}
+    unit = units.pop() if len(units) == 1 else "cost"
+    rows = [[a.name, _data(a), fmt_est(a.xtreme), fmt_est(a.xtreme_r), _fmt_cost(a.cost.phase1),
+             _fmt_cost(a.cost.phase2), _fmt_cost(a.cost.total), fmt_number(a.cost.phase1_samples_per_s),
+             "yes" if a.name in front else ""] for a in arms]
+    blocks = [("table", ["arm", "phase-1 data", "XTREME avg", "XTREME-R avg", f"phase-1 {unit}", f"phase-2 {unit}",
+                         f"training {unit}", "phase-1 rows/s", "on the frontier"], rows, "llllrrrrl"),
+              ("p", error_bars_note(arms) + (
+                  " Training cost: wall seconds of each phase-1 and phase-2 node times the workers it ran on "
+                  "(their DONE.json files)" + ("; with seeds, the mean over the seeds' runs (one run's cost)."
+                                                if any(a.cost.runs > 1 for a in arms) else ".")
+                  if unit == "worker-s" else
+                  " Training cost: wall seconds from arms.json (the worker count was not found)."
+                  if unit == "wall-s" else " Training cost units differ between arms."))]
+    if "training.png" in images:
+        blocks.append(("img", "training.png", "XTREME average against training cost, Pareto frontier"))
+    else:
+        blocks.append(("p", "No accuracy-against-training-cost plot: no arm has both an XTREME average and a "
+                            "training cost."))
+    points = serving_points(arms, bench)
+    blocks.append(("h", 3, "Accuracy against serving cost"))
+    if points:
+        on = serving_front(points)
+        blocks.append(("table", ["arm", "engine", "precision", "workload", "XTREME avg", "samples/s", "ms/response",
+                                 "on the frontier"],
+                       [[a.name, s.engine, s.dtype, s.workload or MISSING, fmt_est(a.xtreme),
+                         fmt_number(s.throughput_samples_per_s, ",.1f"), fmt_number(s.latency_ms_p50_batch1, ".2f"),
+                         "yes" if i in on else ""] for i, (a, s) in enumerate(points)], "llllrrrl"))
+        missing = [a.name for a in arms if not bench.of_arm(a.name)]
+        if missing:
+            blocks.append(("p", f"Not served, so not on this plot: {', '.join(missing)}."))
+    elif bench.servings:
+        blocks.append(("p", f"Not per arm: the bench served one checkpoint ({bench.checkpoint or 'not named'}), not "
+                            "each arm, so accuracy cannot be set against each arm's serving cost. The plot shows that "
+                            "checkpoint's engines and precisions instead: samples/s against ms/response, with their "
+                            "frontier."))
+    else:
+        blocks.append(("p", "No bench rows: serving cost was not measured."))
+    if "pareto.png" in images:
+        blocks.append(("img", "pareto.png", "accuracy or latency against samples/s, Pareto frontier"))
+    return blocks
+
+
+def _difference(comparisons, a: ArmScores, ref: ArmScores, metric: str, task: str | None = None) -> str:
+    found = _comparison(comparisons, metric, a.name, ref.name, task)
+    if found is None:
+        return MISSING
+    d, low, high, p, _, _ = found
+    return f"{d:+.1f} [{low:+.1f}, {high:+.1f}]" + (f", {_p(p)}" if isinstance(p, (int, float)) else "")
+
+
+def _tasks_section(arms, arm_info, images, comparisons=None) -> list:
+    tasks = list(dict.fromkeys(t for a in arms for t in a.tasks))
+    # With paired comparisons, one more column per arm: its difference from the reference arm.
+    ref = reference_arm(arms) if arms else None
+    diffs = [a for a in arms if a is not ref
+             and any({c.get("a"), c.get("b")} == {a.name, ref.name} for c in comparisons or ())]
+    rows = [["**XTREME avg**", *(f"**{fmt_est(a.xtreme)}**" for a in arms),
+             *(_difference(comparisons, a, ref, "xtreme_average") for a in diffs)],
+            ["**XTREME-R avg**", *(f"**{fmt_est(a.xtreme_r)}**" for a in arms),
+             *(_difference(comparisons, a, ref, "xtreme_r_average") for a in diffs)]]
+    rows += [[t, *(fmt_est(a.tasks[t]) if t in a.tasks else MISSING for a in arms),
+              *(_difference(comparisons, a, ref, "", t) for a in diffs)] for t in tasks]
+    header = ["task", *(f"{a.name} ({_data(a)})" for a in arms), *(f"{a.name} − {ref.name}" for a in diffs)]
+    blocks = [("table", header, rows, "l" + "r" * (len(arms) + len(diffs))), ("p", error_bars_note(arms))]
+    if diffs:
+        blocks.append(("p", f"{', '.join(f'{a.name} − {ref.name}' for a in diffs)}: the paired comparison's "
+                            "difference, its interval and p-value."))
+    if "tasks.png" in images:
+        blocks.append(("img", "tasks.png", "per-task scores per arm with intervals"))
+    infos = [arm_info[a.name] for a in arms if a.name in arm_info]
+    if infos:
+        from stilts_ds.studies.arms import comparison_markdown
+
+        md = comparison_markdown(infos, title="Arms side by side: English-only vs multilingual phase 1")
+        blocks += markdown_blocks(md, shift=2)
+        if "arms.png" in images:
+            blocks.append(("img", "arms.png", "scores per arm (arms.py)"))
+    return blocks
+
+
+def _cluster_section(schedule_dir, images) -> list:
+    if schedule_dir is None:
+        return [("p", "Not given: no study run dir (`--study`), so no utilization.json or timeline.png to quote.")]
+    util_path = Path(schedule_dir) / "utilization.json"
+    if not util_path.is_file():
+        return [("p", f"No `utilization.json` in {schedule_dir}: the scheduler writes it at the end of a study run.")]
+    util = json.loads(util_path.read_text(encoding="utf-8"))
+    blocks = [("p", "The last run of the study graph that trained or evaluated: "
+                    f"{util['busy_worker_s']:,.0f} busy worker-seconds of {util['available_worker_s']:,.0f} available "
+                    f"({util['slots']} worker slots x {util['wall_s']:,.0f} s): utilization "
+                    f"**{util['utilization']:.0%}**.")]
+    if "timeline.png" in images:
+        blocks.append(("img", "timeline.png", "every job on its worker slots"))
+    return blocks
+
+
+def markdown_blocks(text: str, shift: int = 0) -> list:
+    """Blocks of a Markdown text made of headings, pipe tables and paragraphs (what the
+    project's own Markdown writers emit); headings moved ``shift`` levels down."""
+    lines, blocks, i = text.splitlines(), [], 0
+    rule = re.compile(r"^\|(\s*:?-+:?\s*\|)+\s*$")
+
+    def cells(line):
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            blocks.append(("h", min(6, level + shift), line.lstrip("#").strip()))
+            i += 1
+        elif line.startswith("|") and i + 1 < len(lines) and rule.match(lines[i + 1]):
+            header = cells(line)
+            align = "".join("r" if c.strip().endswith(":") else "l" for c in lines[i + 1].strip()[1:-1].split("|"))
+            i += 2
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(cells(lines[i]))
+                i += 1
+            blocks.append(("table", header, rows, align))
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not lines[i].startswith(("#", "|")):
+                para.append(lines[i].strip())
+                i += 1
+            blocks.append(("p", " ".join(para)))
+    return blocks
+
+
+def to_markdown(title: str, sections, *, images: bool = True) -> str:
+    out = [f"# {title}", ""]
+    for _, heading, blocks in sections:
+        out += [f"## {heading}", ""]
+        for b in blocks:
+            if b[0] == "p":
+                out += [b[1], ""]
+            elif b[0] == "ul":
+                out += [f"- {item}" for item in b[1]] + [""]
+            elif b[0] == "h":
+                out += ["#" * b[1] + " " + b[2], ""]
+            elif b[0] == "table":
+                out += markdown_table(b[1], b[2], b[3]) + [""]
+            elif b[0] == "img" and images:
+                out += [f"![{b[2]}]({b[1]})", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _inline(text) -> str:
+    out = html.escape(str(text) if text is not None else MISSING)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+
+
+_CSS = """body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1b1b1b;margin:0}
+main{max-width:1100px;margin:0 auto;padding:1.5em}h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:1em 0;font-size:13px;display:block;overflow-x:auto}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;white-space:nowrap}td.r{text-align:right}
+th{background:#f4f4f4}figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{color:#555;font-size:13px}
+#answers li{margin:.5em 0}code{background:#f4f4f4;padding:0 .2em}"""
+# Nothing from outside the page: images are data: URIs, the style is inline, and there are no scripts.
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def to_html(title: str, sections, images: Mapping[str, bytes]) -> str:
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>",
+           f"<body><main><h1>{html.escape(title)}</h1>"]
+    for sid, heading, blocks in sections:
+        out.append(f'<section id="{sid}"><h2>{html.escape(heading)}</h2>')
+        for b in blocks:
+            if b[0] == "p":
+                out.append(f"<p>{_inline(b[1])}</p>")
+            elif b[0] == "ul":
+                out.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in b[1]) + "</ul>")
+            elif b[0] == "h":
+                level = min(6, max(3, b[1]))
+                out.append(f"<h{level}>{_inline(b[2])}</h{level}>")
+            elif b[0] == "table":
+                align = b[3]
+                head = "".join(f"<th>{_inline(c)}</th>" for c in b[1])
+                body = "".join("<tr>" + "".join(
+                    f'<td{" class=r" if align[j:j + 1] == "r" else ""}>{_inline(c)}</td>' for j, c in enumerate(r))
+                    + "</tr>" for r in b[2])
+                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            elif b[0] == "img":
+                data = base64.b64encode(images[b[1]]).decode("ascii")
+                out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(b[2])}" '
+                           f'data-file="{html.escape(b[1])}"><figcaption>{html.escape(b[1])}: '
+                           f"{html.escape(b[2])}</figcaption></figure>")
+        out.append("</section>")
+    out.append("</main></body></html>")
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------- the builder
+def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_dir: Path, *, title: str = TITLE,
+                 arm_info: Mapping[str, Mapping] | None = None, schedule_dir: Path | None = None,
+                 comparisons: list[dict] | None = None) -> dict[str, Path]:
+    """Write the report into ``out_dir``; returns {name: path} ("md" is report.md, "html"
+    index.html). ``arm_info``: rows of arms.json (phase-1 data and costs); ``schedule_dir``: a
+    study's run dir (utilization.json, timeline.png); ``comparisons``: paired comparisons of
+    arms (module docstring)."""
+    arm_info = dict(arm_info or {})
+    arms = [arm_scores(name, Path(p), arm_info.get(name)) for name, p in results.items()]
+    bench = read_bench(bench_paths)
+    out_dir = Path(out_dir)
+
+    images: dict[str, bytes] = {}
+    for name, make in (("serving.png", lambda: serving_figure(arms, bench)),
+                       ("training.png", lambda: training_figure(arms)),
+                       ("pareto.png", lambda: pareto_figure(arms, bench)),
+                       ("tasks.png", lambda: tasks_figure(arms))):
+        fig = make()
+        if fig is not None:
+            images[name] = _png_bytes(fig)
+    infos = [arm_info[a.name] for a in arms if a.name in arm_info]
+    if infos:
+        from stilts_ds.studies.arms import comparison_png
+
+        images["arms.png"] = comparison_png(infos, title="Scores per arm")
+    timeline = Path(schedule_dir) / "timeline.png" if schedule_dir is not None else None
+    if timeline is not None and timeline.is_file() and (Path(schedule_dir) / "utilization.json").is_file():
+        images["timeline.png"] = timeline.read_bytes()
+
+    sections = [
+        ("answers", "Answers", [("ul", [rq1_answer(arms, bench), *rq2_answers(arms, bench, comparisons)]),
+                                ("p", error_bars_note(arms))]),
+        ("rq1", "RQ1: inference efficiency per arm, engine and precision", _rq1_section(arms, bench, images)),
+        ("rq2", "RQ2: accuracy against training and serving cost", _rq2_section(arms, bench, images)),
+        ("tasks", "Per-task scores per arm", _tasks_section(arms, arm_info, images, comparisons)),
+        ("cluster", "Cluster use", _cluster_section(schedule_dir, images)),
+    ]
+    written = ["report.md", "index.html", "tradeoff.md", "tradeoff.csv", "serving.csv", *images]
+    sections.append(("files", "Files", [("ul", [f"`{f}`" for f in written])]))
+
+    paths: dict[str, Path] = {}
+    # Figures first, the pages last: a page never names a figure that is not there yet.
+    for name, data in images.items():
+        paths[name.replace(".", "_")] = write_atomic(out_dir / name, data)
+    rows = tradeoff_rows(arms, bench)
+    paths["csv"] = write_csv(out_dir / "tradeoff.csv", rows, list(rows[0]) if rows else ["arm"])
+    serving_cols = ["arm", "checkpoint", "workload", "engine", "dtype", "throughput_samples_per_s", "throughput_low",
+                    "throughput_high", "timings", "best_batch_size", "ms_per_response_p50_batch1", "latency_low",
+                    "latency_high", "latency_timings"]
+    paths["serving_csv"] = write_csv(out_dir / "serving.csv", [
+        {"arm": s.arm, "checkpoint": None if s.arm else bench.checkpoint, "workload": s.workload, "engine": s.engine,
+         "dtype": s.dtype, "throughput_samples_per_s": s.throughput_samples_per_s, "throughput_low": s.throughput_low,
+         "throughput_high": s.throughput_high, "timings": s.timings, "best_batch_size": s.best_batch_size,
+         "ms_per_response_p50_batch1": s.latency_ms_p50_batch1, "latency_low": s.latency_low,
+         "latency_high": s.latency_high, "latency_timings": s.latency_timings} for s in bench.servings], serving_cols)
+    paths["tradeoff_md"] = write_atomic(out_dir / "tradeoff.md", to_markdown(title, sections, images=False))
+    paths["md"] = write_atomic(out_dir / "report.md", to_markdown(title, sections))
+    paths["html"] = write_atomic(out_dir / "index.html", to_html(title, sections, images))
+    for name in OWN_FILES:
+        if name not in written and (out_dir / name).is_file():
+            (out_dir / name).unlink()
+    return paths
