@@ -335,13 +335,21 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """The study's serving benchmark (graph node ``bench``): one fine-tuned model through the
-    inference engines, throughput, latency and the task's score through each."""
+    """The study's serving benchmark (graph nodes ``bench/<arm>``): each arm's fine-tuned model
+    of ``task`` through the inference engines, throughput, latency and the task's score through
+    each, every configuration timed ``repeats`` times, on each language of ``languages``."""
 
     enabled: bool = _help("Run the serving benchmark as part of the study.", True)
-    arm: str | None = _help("Arm whose model is served; default: the first.", None)
+    arms: tuple[str, ...] | None = _help(
+        "Arms whose models are served, each by its own node bench/<arm>; default: every arm.", None)
+    arm: str | None = _help("One arm to serve (the older spelling of arms: [<arm>]); not with arms.", None)
     task: str | None = _help("Fine-tuned task served; default: the arm's first pair-classification task.", None)
-    lang: str = _help("Language of the eval split scored through each engine.", "en")
+    languages: object | None = _help(
+        "Languages whose cached test features are timed (and scored), each its own rows: a list, or 'all' "
+        "(every language of the task's eval split the study prepares); default: [en].", None)
+    lang: str | None = _help("One language (the older spelling of languages: [<lang>]); not with languages.", None)
+    repeats: int = _help("Times each (engine, precision, batch size) is timed, each its own row: the report "
+                         "shows their median and range.", 3)
     engines: tuple[str, ...] = _help("Engines: torch-eager, torch-sdpa, torch-compile, ds, ds-kernel.",
                                      ("torch-eager", "torch-sdpa", "ds", "ds-kernel"))
     precisions: tuple[str, ...] = _help("fp32, fp16, bf16.", ("fp32",))
@@ -356,6 +364,40 @@ class BenchConfig:
             raise ConfigError(f"bench.precisions: {bad[0]!r} is not one of {PRECISIONS}")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ConfigError("bench.batch_sizes must list batch sizes of at least 1")
+        # The older one-value spellings still load; both spellings at once would leave it
+        # unclear which was meant, so that is refused rather than one silently winning.
+        if self.arm is not None and self.arms is not None:
+            raise ConfigError("bench.arm and bench.arms are both set: bench.arm serves one arm, bench.arms a list "
+                              "of them; keep one (bench.arms: [<arm>] is the same as bench.arm: <arm>)")
+        if self.arms is not None:
+            object.__setattr__(self, "arms", tuple(self.arms))
+            if not self.arms:
+                raise ConfigError("bench.arms is empty: list arms to serve, leave it out for every arm, or set "
+                                  "bench.enabled: false")
+        if self.lang is not None and self.languages is not None:
+            raise ConfigError("bench.lang and bench.languages are both set: bench.lang is one language, "
+                              "bench.languages a list of them (or 'all'); keep one")
+        langs = self.languages
+        if isinstance(langs, str):
+            langs = (langs,)
+        if langs is not None:
+            if not isinstance(langs, (list, tuple)) or not langs or not all(isinstance(x, str) for x in langs):
+                raise ConfigError(f"bench.languages: expected a list of language codes or 'all', got {self.languages!r}")
+            langs = tuple(langs)
+            if "all" in langs and len(langs) > 1:
+                raise ConfigError(f"bench.languages: 'all' already means every language; got {list(langs)}")
+            object.__setattr__(self, "languages", langs)
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ConfigError(f"bench.repeats must be an integer of at least 1, got {self.repeats!r}")
+
+    def served_arms(self) -> tuple[str, ...] | None:
+        """The arms named to be served (``arms``, or ``arm`` alone); None: every arm."""
+        return self.arms if self.arms is not None else ((self.arm,) if self.arm is not None else None)
+
+    def langs(self, available) -> tuple[str, ...]:
+        """The languages to time, given the task's eval-split languages the study prepares."""
+        langs = self.languages or ((self.lang,) if self.lang is not None else ("en",))
+        return tuple(available) if langs == ("all",) else langs
 
 
 @dataclass(frozen=True)
@@ -468,8 +510,11 @@ class ExperimentConfig:
         object.__setattr__(self, "arms", {k: (v or {}) for k, v in self.arms.items()})
         # Built here so that a bad arm fails at load time, naming the arm and the option.
         object.__setattr__(self, "_arms", {name: self._arm(name, changes) for name, changes in self.arms.items()})
-        if self.bench.arm is not None and self.bench.arm not in self.arms:
-            raise ConfigError(f"bench.arm {self.bench.arm!r} is not an arm of this config"
+        named = self.bench.served_arms() or ()
+        unknown = [a for a in named if a not in self.arms]
+        if unknown:
+            option = "bench.arms" if self.bench.arms is not None else "bench.arm"
+            raise ConfigError(f"{option}: {unknown[0]!r} is not an arm of this config"
                               + (f" ({', '.join(self.arms)})" if self.arms else " (it declares none)"))
         if self.bench.task is not None and self.bench.task not in self.finetune.tasks and not self.arms:
             raise ConfigError(f"bench.task {self.bench.task!r} is not in finetune.tasks: the bench serves a "
@@ -504,7 +549,8 @@ class ExperimentConfig:
         # arms and bench go: a seed's run is one arm's (or the config's) three phases, nothing more.
         return dataclasses.replace(
             self, name=f"{self.name}-seed{seed}", output_dir=str(self.run_dir / "seeds" / str(seed)), seeds=None,
-            intermediate=inter, finetune=finetune, arms={}, bench=dataclasses.replace(self.bench, arm=None, task=None),
+            intermediate=inter, finetune=finetune, arms={},
+            bench=dataclasses.replace(self.bench, arm=None, arms=None, task=None),
             data=dataclasses.replace(self.data, cache_dir=str(self.cache_dir())),
             cluster=dataclasses.replace(self.cluster, storage_path=self.storage_path()))
 
@@ -542,7 +588,8 @@ class ExperimentConfig:
         base["output_dir"] = str(self.run_dir / "arms" / name)
         # Arms share one feature cache: featurization does not depend on the arm.
         base["data"]["cache_dir"] = str(self.cache_dir())
-        base["bench"]["arm"] = None  # the study's bench names an arm of the study, not of the arm
+        # The study's bench names arms of the study, not of the arm.
+        base["bench"]["arm"] = base["bench"]["arms"] = None
         merged = _deep_merge(base, changes, where)
         try:
             # Not from_dict: the merged mapping carries every default seed of the base, which is
@@ -802,6 +849,9 @@ def _without_skipped(data: Mapping[str, Any]) -> Mapping[str, Any]:
         out["arms"] = arms
         if isinstance(out.get("bench"), Mapping) and out["bench"].get("arm") not in (None, *arms):
             out["bench"] = {**out["bench"], "arm": None}
+        if isinstance(out.get("bench"), Mapping) and isinstance(out["bench"].get("arms"), (list, tuple)):
+            kept_arms = [a for a in out["bench"]["arms"] if a in arms]
+            out["bench"] = {**out["bench"], "arms": kept_arms or None}
     return out
 
 

@@ -12,10 +12,16 @@ against fp32 PyTorch eager, time throughput and latency (``timing``), and, with 
 score the task's eval split through that same engine, so precision or kernel drift shows up
 as an accuracy figure. Reports (JSON lines, CSV, Markdown, TensorBoard, PNG) go to
 ``--output`` (``report.write_reports``).
+
+The study's bench nodes (``bench/<arm>``, ``studies.runners``) use the same ``run_bench``
+with ``BenchSpec.lang_features`` (each language's cached test features, timed one after
+another by one model load: rows carry ``lang`` and ``tokens_per_example``), ``repeats``
+(each configuration timed that many times, rows carry ``repeat``) and ``extra`` (fields put
+on every row: ``arm``), so the study report can compare arms, languages and spreads.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -43,7 +49,10 @@ class BenchSpec:
     length_distribution: str = "lognormal"  # or "uniform", or "fixed" (every row seq_len: compute-limit runs)
     seed: int = 0
     device: str | None = None
-    extra: dict = field(default_factory=dict)
+    # (lang, features path) pairs timed in turn with one model load, instead of ``features``/``lang``.
+    lang_features: tuple[tuple[str, str], ...] = ()
+    repeats: int = 1  # each (engine, precision, batch size) timed this many times, a row each
+    extra: dict = field(default_factory=dict)  # fields put on every row (the study's bench: arm)
 
     def __post_init__(self):
         # Checked here, before a model is built or a node asked: a bad value is a message
@@ -55,6 +64,9 @@ class BenchSpec:
             raise StiltsError(f"--batch-sizes: every batch size must be at least 1, got {list(self.batch_sizes)}")
         if self.serving_batch_size is not None and self.serving_batch_size < 1:
             raise StiltsError(f"--serving-batch must be at least 1, got {self.serving_batch_size}")
+        if self.repeats < 1:
+            raise StiltsError(f"--repeats must be at least 1, got {self.repeats}")
+        object.__setattr__(self, "lang_features", tuple(tuple(x) for x in self.lang_features))
 
     def serving(self) -> int:
         return self.serving_batch_size or max(self.batch_sizes)
@@ -101,13 +113,24 @@ def _accuracy(engine, spec: BenchSpec, feats) -> dict:
 
 
 def measure(spec: BenchSpec) -> list[dict]:
-    """One node's rows: every (engine, precision, batch size), gated, timed, scored."""
+    """One node's rows: every (language,) engine, precision, batch size and repeat, gated,
+    timed, scored; ``spec.extra`` on every row."""
+    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = _model(spec).eval()
+    if spec.lang_features:
+        rows = []
+        for lang, path in spec.lang_features:
+            rows += _measure(replace(spec, features=path, lang=lang, lang_features=()), model, device)
+    else:
+        rows = _measure(spec, model, device)
+    return [{**r, **spec.extra} for r in rows]
+
+
+def _measure(spec: BenchSpec, model, device: str) -> list[dict]:
     from stilts_ds.data import cache
     from stilts_ds.inference.engines import build_engine
     from stilts_ds.inference.timing import Workload, benchmark_engines
 
-    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = _model(spec).eval()
     feats = cache.read(Path(spec.features)) if spec.features else None
     if feats is not None:
         workload = Workload.from_features(feats, name=f"{spec.task}/{spec.lang}", task=spec.task)
@@ -117,8 +140,12 @@ def measure(spec: BenchSpec) -> list[dict]:
                                       distribution=spec.length_distribution)
     results = benchmark_engines(model, spec.engines, spec.precisions, device=device, workload=workload,
                                 batch_sizes=spec.batch_sizes, serving_batch_size=spec.serving(),
-                                latency_requests=spec.latency_requests)
-    rows = [r.to_dict() for r in results]
+                                latency_requests=spec.latency_requests, repeats=spec.repeats)
+    # What a language costs: its own tokenized length (the bundled tokenizer cuts Thai or Hindi
+    # into more pieces than English), per example (all choices of a multiple-choice one).
+    tokens = float(workload.lengths.sum()) / len(workload)
+    rows = [{**r.to_dict(), "tokens_per_example": tokens, "serving_batch_size": spec.serving(),
+             **({"task": spec.task, "lang": spec.lang} if feats is not None else {})} for r in results]
     if feats is not None:
         # Accuracy through each engine that passed parity (a fresh build: timing closed it).
         for engine_name in spec.engines:

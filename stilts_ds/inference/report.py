@@ -102,7 +102,13 @@ def prepare_rows(rows: Iterable[Any], *, cluster: bool = True) -> list[dict]:
         if missing:
             raise ValueError(f"report row {i} has no {' or '.join(missing)}: {r}")
     if cluster and out and not any(r.get("node_id") == CLUSTER for r in out):
-        out += cluster_total(out)
+        # One cluster total per repeat (and per arm, when rows of several are reported together):
+        # repeated timings of one configuration are separate draws, never summed as nodes.
+        groups: dict[tuple, list[dict]] = {}
+        for r in out:
+            groups.setdefault((str(r.get("arm")), r.get("repeat") or 0), []).append(r)
+        for _, members in sorted(groups.items()):
+            out += cluster_total(members)
     for r in out:
         r["node"] = node_label(r)
     out.sort(key=_row_order)
@@ -111,8 +117,8 @@ def prepare_rows(rows: Iterable[Any], *, cluster: bool = True) -> list[dict]:
 
 def _row_order(r: Mapping[str, Any]) -> tuple:
     bs, sl = r.get("batch_size"), r.get("seq_len")
-    return (str(r.get("engine")), str(r.get("dtype")), -1 if bs is None else bs, -1 if sl is None else sl,
-            str(r.get("workload") or ""), node_sort_key(r["node"]))
+    return (str(r.get("arm") or ""), str(r.get("workload") or ""), str(r.get("engine")), str(r.get("dtype")),
+            -1 if bs is None else bs, -1 if sl is None else sl, r.get("repeat") or 0, node_sort_key(r["node"]))
 
 
 def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -165,16 +171,22 @@ def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     out += ["", "## Results", ""]
     # With --task, the task's score through each engine, beside its speed.
     scored = next((r for r in timed if r.get(ACCURACY) is not None), None)
-    extra = [f"{scored['task']}/{scored['lang']} {scored['metric']}"] if scored else []
+    # Several languages or repeated timings (the study's bench nodes): say which row is which.
+    by_workload = len({r.get("workload") for r in timed}) > 1
+    extra = ([f"{scored['task']} {scored['metric']}" if by_workload else
+              f"{scored['task']}/{scored['lang']} {scored['metric']}"] if scored else [])
+    by_repeat = any(r.get("repeat") for r in timed)
+    lead = (["workload"] if by_workload else []) + (["repeat"] if by_repeat else [])
     if timed:
         out += markdown_table(
-            ["engine", "dtype", "batch", "seq len", "node", "samples/s", "p50 ms", "p90 ms", "p99 ms",
+            [*lead, "engine", "dtype", "batch", "seq len", "node", "samples/s", "p50 ms", "p90 ms", "p99 ms",
              "parity max abs diff", *extra],
-            ([_text(r["engine"]), _text(r.get("dtype")), fmt_number(r.get("batch_size"), "d"),
+            ([*([_text(r.get("workload"))] if by_workload else []), *([r.get("repeat") or 0] if by_repeat else []),
+              _text(r["engine"]), _text(r.get("dtype")), fmt_number(r.get("batch_size"), "d"),
               fmt_number(r.get("seq_len"), "d"), f"**{r['node']}**" if r["node"] == CLUSTER else r["node"],
               fmt_number(r.get(THROUGHPUT), ",.1f"), *(fmt_number(r.get(k), ".2f") for k in LATENCIES),
               fmt_number(r.get(PARITY), ".2e"), *([fmt_number(r.get(ACCURACY), ".2f")] if scored else [])]
-             for r in timed), "lllrlrrrrr" + "r" * len(extra))
+             for r in timed), "l" * len(lead) + "lllrlrrrrr" + "r" * len(extra))
     else:
         out.append("No engine was timed.")
 

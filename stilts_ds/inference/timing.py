@@ -18,6 +18,9 @@ Method:
   outputs on the device (input copy, encoder, head, synchronise), over ``latency_requests``
   requests (default 100, at least 100 so that p99 is not just the maximum), cycling through
   the workload's batches; p50/p90/p99 in ms.
+* **Repeats** (``repeats``): after the one warm-up, every batch size is timed ``repeats``
+  times in turn, each its own row with its ``repeat`` index (0, 1, ...), so a report shows the
+  median and range of one engine's timings instead of one draw.
 * **Parity** first: ``benchmark_engines`` compares each engine with fp32 torch-eager
   (``stilts_ds.inference.parity``); an engine outside tolerance is reported "failed" with the
   reason and is not timed, as is one that is unavailable here.
@@ -198,6 +201,7 @@ class BenchmarkResult:
     latency_ms_p90: float | None = None
     latency_ms_p99: float | None = None
     latency_requests: int | None = None
+    repeat: int = 0  # which timing of this configuration (time_engine's ``repeats``)
     parity_max_abs_diff: float | None = None
     label_agreement: float | None = None
     replaced: dict[str, int] = field(default_factory=dict)
@@ -274,25 +278,30 @@ def percentiles(ms: np.ndarray) -> tuple[float, float, float]:
 
 def time_engine(engine: Engine, workload: Workload, batch_sizes: Sequence[int], serving_batch_size: int, *,
                 latency_requests: int = MIN_LATENCY_REQUESTS, warmup_iters: int = 3, warm_pass: bool = True,
-                parity: ParityReport | None = None) -> list[BenchmarkResult]:
+                parity: ParityReport | None = None, repeats: int = 1) -> list[BenchmarkResult]:
     """Warm up at the largest shape, then throughput at every batch size in
     ``batch_sizes`` and at 1 and ``serving_batch_size``, and latency at 1 and
-    ``serving_batch_size``. One result per batch size. The engine must be "ok" (gate it
-    first: ``benchmark_engines`` does)."""
+    ``serving_batch_size``. One result per batch size and repeat (every size timed once per
+    repeat, the repeats one after another). The engine must be "ok" (gate it first:
+    ``benchmark_engines`` does)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     if latency_requests < MIN_LATENCY_REQUESTS:
         raise ValueError(f"latency_requests must be >= {MIN_LATENCY_REQUESTS}, got {latency_requests}")
     sizes = sorted(set(int(b) for b in batch_sizes) | {1, int(serving_batch_size)})
     engine.warmup(*largest_shape(workload, sizes), iters=warmup_iters)
     base = _base_result(engine, workload, parity)
     results = []
-    for bs in sizes:
-        row = BenchmarkResult(**base, batch_size=bs)
-        row.throughput_samples_per_s = measure_throughput(engine, workload, bs, warm_pass=warm_pass)
-        if bs in (1, serving_batch_size):
-            ms = measure_latency(engine, workload, bs, latency_requests)
-            row.latency_ms_p50, row.latency_ms_p90, row.latency_ms_p99 = percentiles(ms)
-            row.latency_requests = len(ms)
-        results.append(row)
+    for repeat in range(repeats):
+        for bs in sizes:
+            row = BenchmarkResult(**base, batch_size=bs, repeat=repeat)
+            # The untimed pass is needed once per shape: later repeats find it warm.
+            row.throughput_samples_per_s = measure_throughput(engine, workload, bs, warm_pass=warm_pass and repeat == 0)
+            if bs in (1, serving_batch_size):
+                ms = measure_latency(engine, workload, bs, latency_requests)
+                row.latency_ms_p50, row.latency_ms_p90, row.latency_ms_p99 = percentiles(ms)
+                row.latency_requests = len(ms)
+            results.append(row)
     return results
 
 
@@ -301,7 +310,7 @@ def benchmark_engines(model, engines: Sequence[str], precisions: Sequence[str], 
                       latency_requests: int = MIN_LATENCY_REQUESTS, warmup_iters: int = 3,
                       parity_batch_size: int = 8, tolerances: Mapping[str, Tolerance] | None = None,
                       ds_config_dir=None, enable_cuda_graph: bool | None = None,
-                      compile_options: Mapping[str, Any] | None = None) -> list[BenchmarkResult]:
+                      compile_options: Mapping[str, Any] | None = None, repeats: int = 1) -> list[BenchmarkResult]:
     """Every (engine, precision): build, warm up at the largest shape, parity gate against
     fp32 torch-eager on the workload's padded and unpadded parity batches, time. Engines are
     built and closed one at a time (one DeepSpeed kernel workspace per process; memory).
@@ -334,7 +343,7 @@ def benchmark_engines(model, engines: Sequence[str], precisions: Sequence[str], 
                 if engine.status == "ok":
                     results += time_engine(engine, workload, sizes, serving_batch_size,
                                            latency_requests=latency_requests, warmup_iters=warmup_iters,
-                                           parity=report)
+                                           parity=report, repeats=repeats)
                 else:
                     results.append(BenchmarkResult(**_base_result(engine, workload, report)))
             except Exception as e:  # noqa: BLE001 - one engine breaking mid-run is a row, not the end of the sweep

@@ -15,8 +15,11 @@ Nodes (``<arm>/`` is left out for a config without arms):
 - ``<arm>/phase3/<task>``: zero-shot evaluation in every language, from the fine-tuned model
   or, for tasks without training data (bucc, tatoeba, mewslix, lareqa), from phase 1 alone;
 - ``<arm>/results``: the arm's results.json / results.md from its phase-3 scores;
-- ``arms``: the arms side by side; ``bench``: serving one fine-tuned model through every
-  inference engine; ``report``: accuracy vs cost.
+- ``arms``: the arms side by side; ``bench/<arm>``: serving that arm's fine-tuned model of
+  ``bench.task`` through every inference engine (every arm, or those ``bench.arms`` names;
+  with seeds, the first seed's model; ``bench`` for a config without arms), on each language
+  of ``bench.languages`` (read from the prepared test features: a dependency on
+  ``prepare/<task>``); ``report``: accuracy vs cost.
 
 With ``seeds: [s, ...]`` in the config, each arm's phases run once per seed, in
 ``<arm run dir>/seeds/<s>/`` (``ExperimentConfig.seed_config``): ``<arm>/seed<s>/phase1``,
@@ -439,7 +442,7 @@ def build_graph(cfg: ExperimentConfig, arms: Iterable[str] = (), *, with_study_n
     builder.build_arms()  # the arms' nodes first: then the prepare nodes know every split read
     nodes = dict(builder.nodes)
     if with_study_nodes:
-        nodes.update(_study_nodes(cfg, arm_cfgs, nodes))
+        nodes.update(_study_nodes(cfg, arm_cfgs, nodes, builder))
     return StudyGraph(cfg, arm_cfgs, _finish(builder, nodes), seed_cfgs)
 
 
@@ -464,7 +467,7 @@ def _finish(builder: _Builder, nodes: dict[str, Node]) -> dict[str, Node]:
 
 
 def _study_nodes(cfg: ExperimentConfig, arm_cfgs: Mapping[str | None, ExperimentConfig],
-                 nodes: Mapping[str, Node]) -> dict[str, Node]:
+                 nodes: Mapping[str, Node], builder: "_Builder | None" = None) -> dict[str, Node]:
     """The comparison of the arms, the serving benchmark and the report."""
     out: dict[str, Node] = {}
     # Each arm's results: its one run's, or with seeds their combination (not each seed's).
@@ -478,32 +481,61 @@ def _study_nodes(cfg: ExperimentConfig, arm_cfgs: Mapping[str | None, Experiment
         study_deps = ["arms"]
     bench = cfg.bench
     if bench.enabled:
-        served = _served(cfg, arm_cfgs, nodes)
-        if served is not None:
-            out["bench"] = Node(id="bench", kind="bench", arm=served.arm, deps=(served.id,), dir=cfg.run_dir / "bench",
-                                label=f"serving benchmark of {served.label}", task=served.target,
-                                config=flatten({"bench": asdict(bench), "served": served.id}))
-            study_deps.append("bench")
+        # One node per arm, each serving that arm's own checkpoint: RQ1 compares arms, so each
+        # arm's throughput must be its own model's, not one model's numbers for every arm.
+        for served in _served(cfg, arm_cfgs, nodes):
+            bench_node = _bench_node(cfg, served, builder)
+            out[bench_node.id] = bench_node
+            study_deps.append(bench_node.id)
     out["report"] = Node(id="report", kind="report", arm=None, deps=tuple(study_deps), dir=cfg.run_dir / "report",
                          label="the report", config=flatten({"name": cfg.name}))
     return out
 
 
-def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node]) -> Node | None:
-    """The fine-tuned model the bench serves: ``bench.task`` of ``bench.arm`` (default: the first
-    arm's first pair-classification task)."""
+def _bench_node(cfg: ExperimentConfig, served: Node, builder: "_Builder | None") -> Node:
+    """``bench/<arm>`` (``bench`` without arms): ``served``'s model through the engines, on
+    each language of ``bench.languages`` read from the test features the study prepares."""
+    bench, arm, task = cfg.bench, served.arm, served.target
+    acfg = builder.arms[arm] if builder is not None else cfg
+    split = acfg.evaluate.split if acfg.evaluate.split in get_task(task).splits else "test"
+    deps, feats, data, langs = [served.id], [], {}, list(bench.langs(()))
+    if builder is not None:
+        study = builder.studies[arm]
+        prepared = builder.langs(study, task, split)
+        langs = list(bench.langs(prepared))
+        missing = [l for l in langs if l not in prepared]
+        if missing and not builder.offline:
+            raise StiltsError(f"bench.languages: {task} has no {split} split in {', '.join(missing)} here "
+                              f"(it has {', '.join(prepared) or 'none'}); list some of those, or 'all'")
+        pdeps, feats, data = builder.inputs(study, [(task, split, l) for l in langs])
+        deps += pdeps
+    # The slice leaves out which other arms are served (bench.arm/arms) and the spelling of the
+    # languages: narrowing the list, or "all" vs the same list, does not make this node stale.
+    slice_ = {k: v for k, v in asdict(bench).items() if k not in ("arm", "arms", "lang", "languages")}
+    return Node(id="bench/" + arm if arm else "bench", kind="bench", arm=arm, deps=tuple(deps),
+                dir=cfg.run_dir / "bench" / (arm or ""), label=f"serving benchmark of {served.label}", task=task,
+                config=flatten({"bench": slice_, "served": served.id, "split": split, "languages": langs}),
+                data=data, features=tuple(feats))
+
+
+def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node]) -> list[Node]:
+    """The fine-tuned models the bench serves: ``bench.task`` (default: the arm's first
+    pair-classification task) of every arm ``bench.arms`` names (default: every arm)."""
     bench = cfg.bench
-    arm = bench.arm if bench.arm is not None else next(iter(arm_cfgs))
-    if arm not in arm_cfgs:  # an arm left out by --arm (the config checked that it exists)
-        return None
-    acfg = arm_cfgs[arm]
-    task = bench.task or next((t for t in acfg.finetune.tasks if format_of(get_task(t)).row_label), None)
-    if task is None:
-        return None
-    # With seeds, the first seed's model: the bench times engines, and one model serves as well
-    # as another (its score through each engine is that seed's).
-    seed = f"seed{acfg.seeds[0]}/" if acfg.seeds else ""
-    nid = (f"{arm}/" if arm else "") + f"{seed}phase2/{task}"
-    if nid not in nodes:
-        raise StiltsError(f"bench.task {task!r} is not fine-tuned in arm {arm!r}: add it to finetune.tasks")
-    return nodes[nid]
+    named = bench.served_arms()
+    out = []
+    for arm in (named if named is not None else list(arm_cfgs)):
+        if arm not in arm_cfgs:  # an arm left out by --arm (the config checked that it exists)
+            continue
+        acfg = arm_cfgs[arm]
+        task = bench.task or next((t for t in acfg.finetune.tasks if format_of(get_task(t)).row_label), None)
+        if task is None:
+            continue
+        # With seeds, the first seed's model: the bench times engines, and one model serves as well
+        # as another (its score through each engine is that seed's).
+        seed = f"seed{acfg.seeds[0]}/" if acfg.seeds else ""
+        nid = (f"{arm}/" if arm else "") + f"{seed}phase2/{task}"
+        if nid not in nodes:
+            raise StiltsError(f"bench.task {task!r} is not fine-tuned in arm {arm!r}: add it to finetune.tasks")
+        out.append(nodes[nid])
+    return out

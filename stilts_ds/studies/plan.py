@@ -50,6 +50,9 @@ from stilts_ds.tasks.sizes import approx_rows, shared_pool_rows
 FEATURIZE_ROWS_PER_S = 1_500.0  # docs/benchmarks.md: span-QA featurize ~1,580 examples/s on one core
 DRIVER_SECONDS = {"results": 5.0, "combine": 5.0, "arms": 10.0, "report": 15.0}
 BENCH_SECONDS_PER_POINT = 15.0  # warm-up, parity gate and timing of one (engine, precision, batch)
+# One more timing of a loaded engine (a repeat, or another language's split): the quick start's
+# bench grew ~1 s per (language, repeat) on CPU; 2 s leaves room for real split sizes.
+BENCH_SECONDS_PER_TIMING = 2.0
 
 
 @dataclass
@@ -212,7 +215,11 @@ def _estimate(graph: StudyGraph, node: Node, rows: _Rows, studies: dict) -> Esti
         return est
     if node.kind == "bench":
         b = graph.root.bench
-        est.seconds = BENCH_SECONDS_PER_POINT * len(b.engines) * len(b.precisions) * len(b.batch_sizes)
+        # Each (engine, precision, batch size) is built, warmed and parity-checked once, then
+        # timed ``repeats`` times on each language's test features (one entry per language).
+        points = len(b.engines) * len(b.precisions) * len(b.batch_sizes)
+        est.seconds = points * (BENCH_SECONDS_PER_POINT + BENCH_SECONDS_PER_TIMING * b.repeats
+                                * max(1, len(node.features)))
         return est
     study = _study(graph, node, studies)
     workers = node.workers

@@ -4,7 +4,7 @@ the tables and plots behind them, as Markdown and as one self-contained HTML pag
     stilts-ds report --study runs/quickstart --output runs/quickstart/report
     stilts-ds report --results english=runs/quickstart/arms/english/results.json \
         --results multilingual=runs/quickstart/arms/multilingual/results.json \
-        --bench runs/quickstart/bench/bench.jsonl --output runs/report
+        --bench runs/quickstart/bench/english/bench.jsonl --output runs/report
 
     from stilts_ds.studies.report import build_report
     paths = build_report({"english": Path(".../results.json"), ...}, [Path(".../bench.jsonl")], out_dir,
@@ -19,7 +19,11 @@ and ``index.html`` alike:
    an input that is missing is named in the sentence instead of a number.
 2. **RQ1**: samples/s and ms/response per arm (or the one served checkpoint, labelled as
    such: its numbers are no arm's), engine and precision, with the range of repeated timings
-   (``serving.png``, ``serving.csv``).
+   (``serving.png``, ``serving.csv``); with rows that name their language (the study's
+   ``bench/<arm>`` nodes), a per-language table: mean tokens/example, samples/s and
+   ms/response per (arm, language) at the serving batch size. With several languages the
+   answers compare arms on English (else the first language) and give each arm's spread over
+   the languages.
 3. **RQ2**: XTREME average (error bars: the results' interval, else the seeds' std, else none,
    said so) against training cost (phase-1 + phase-2 worker-seconds, ``training.png``) and
    against serving cost per engine/precision (``pareto.png``), the Pareto frontier drawn.
@@ -243,14 +247,46 @@ def _xtreme_r(arms: Sequence[ArmScores]) -> str:
     return "XTREME-R average (zero-shot): " + ", ".join(f"{a.name} {fmt_est(a.xtreme_r)}" for a in arms)
 
 
+def reference_workloads(bench: Bench) -> set[str]:
+    """Per task the bench served, the workload (``<task>/<lang>``) the arms are compared on:
+    English when it was timed (the language the arms were fine-tuned in), else the first."""
+    by_task: dict[str, list[str]] = {}
+    for w in sorted({s.workload for s in bench.servings if s.workload}):
+        by_task.setdefault(w.split("/")[0], []).append(w)
+    return {next((w for w in ws if w.endswith("/en")), ws[0]) for ws in by_task.values()}
+
+
+def on_reference_language(bench: Bench) -> Bench:
+    """``bench`` with only its reference workloads (``reference_workloads``): with several
+    languages timed, the best configuration of one arm and the gap between two are otherwise
+    taken across languages (a short-token language against a long one), not between arms."""
+    refs = reference_workloads(bench)
+    if len({s.workload for s in bench.servings}) <= len(refs):
+        return bench
+    return Bench(servings=[s for s in bench.servings if s.workload in refs or s.workload is None],
+                 unavailable=bench.unavailable, checkpoint=bench.checkpoint, files=bench.files)
+
+
 def rq1_answer(arms: Sequence[ArmScores], bench: Bench) -> str:
+    """The RQ1 sentence: with several languages timed, the arms compared on the reference
+    language (``reference_workloads``), then each arm's spread over the languages."""
+    view = on_reference_language(bench)
+    if view is bench:
+        return _rq1_core(arms, bench, _xtreme_r(arms))
+    costs = language_costs(bench)
+    refs = sorted(reference_workloads(bench))
+    note = f"Arms compared on {', '.join(refs)}; per language, {_language_spread(arms, costs)}. "
+    return _rq1_core(arms, view, note + _xtreme_r(arms))
+
+
+def _rq1_core(arms: Sequence[ArmScores], bench: Bench, tail: str) -> str:
     head = "**RQ1 (inference efficiency):** "
     if not bench.servings:
         if bench.unavailable:
             return (head + "not measured: no engine produced a timing (unavailable: " + "; ".join(
-                f"{e} {d}: {why or 'no reason given'}" for e, d, why in bench.unavailable) + f"). {_xtreme_r(arms)}.")
+                f"{e} {d}: {why or 'no reason given'}" for e, d, why in bench.unavailable) + f"). {tail}.")
         return (head + "not measured: no bench rows were given (`bench*/bench.jsonl` of `stilts-ds bench`, or "
-                f"`bench:` in the study config). {_xtreme_r(arms)}.")
+                f"`bench:` in the study config). {tail}.")
     served = [a for a in arms if bench.of_arm(a.name)]
     if len(served) >= 2:
         ref = reference_arm(served, ("none", "English-only"))
@@ -263,22 +299,22 @@ def rq1_answer(arms: Sequence[ArmScores], bench: Bench) -> str:
         if missing:
             note += f" Not served: {', '.join(missing)}."
         return head + "served per arm: " + "; ".join(parts) + ". " + "; ".join(gaps) + "." + note + \
-            f" {_xtreme_r(arms)}."
+            f" {tail}."
     if not served and not bench.unattributed:
         names = sorted({s.arm for s in bench.servings})
         return (head + f"not answered: the bench rows are of {', '.join(names)}, none of which is an arm of this "
-                f"report ({', '.join(a.name for a in arms)}). {_xtreme_r(arms)}.")
+                f"report ({', '.join(a.name for a in arms)}). {tail}.")
     if served and not bench.unattributed:
         a = served[0]
         return (head + f"only {a.name} was served: {_best(bench.of_arm(a.name))}; no other arm was served, so there "
-                f"is nothing to compare its serving cost with. {_xtreme_r(arms)}.")
+                f"is nothing to compare its serving cost with. {tail}.")
     rows = bench.unattributed or bench.servings
     workloads = sorted({s.workload for s in rows if s.workload})
     on = f" on {', '.join(workloads)}" if workloads else ""
     name = bench.checkpoint or "a checkpoint the bench rows do not name"
     return (head + f"one checkpoint was served ({name}){on}: {_best(rows)}. Throughput is NOT per arm: these are "
             "that one checkpoint's numbers, so this run does not show what intermediate training does to serving "
-            f"cost (serve each arm's checkpoint for that). {_xtreme_r(arms)}.")
+            f"cost (serve each arm's checkpoint for that). {tail}.")
 
 
 def rq2_answers(arms: Sequence[ArmScores], bench: Bench, comparisons) -> list[str]:
@@ -527,6 +563,118 @@ def _png_bytes(fig) -> bytes:
 # ("img", file, alt). Text may hold **bold** and `code`, nothing else.
 
 
+# ----------------------------------------------------------------------------- RQ1 per language
+def language_costs(bench: Bench) -> list[dict]:
+    """Per (arm, language, engine, precision), from the cluster rows of every bench file that
+    name their language: samples/s and ms/response (p50) at the serving batch size (the rows'
+    ``serving_batch_size``, else the largest batch timed), each the median of the repeated
+    timings with their range, and the language's mean tokens per example."""
+    import statistics
+
+    from stilts_ds.studies.tradeoff import _bench_rows
+
+    groups: dict[tuple, list[dict]] = {}
+    for path in bench.files:
+        for r in _bench_rows(path):
+            if (r.get("node_id") == "cluster" and r.get("status") == "ok" and r.get("lang")
+                    and r.get("batch_size") and r.get("throughput_samples_per_s")):
+                key = (r.get("arm"), str(r["lang"]), str(r.get("task") or ""), str(r["engine"]), str(r["dtype"]))
+                groups.setdefault(key, []).append(r)
+    out = []
+    for (arm, lang, task, engine, dtype), rows in groups.items():
+        batch = max((int(r.get("serving_batch_size") or 0) for r in rows), default=0) or \
+            max(int(r["batch_size"]) for r in rows)
+        at = [r for r in rows if int(r["batch_size"]) == batch]
+        if not at:
+            continue
+        thr = [float(r["throughput_samples_per_s"]) for r in at]
+        lat = [float(r["latency_ms_p50"]) for r in at if r.get("latency_ms_p50") is not None]
+        tokens = next((r.get("tokens_per_example") for r in at if r.get("tokens_per_example") is not None),
+                      at[0].get("mean_seq_len"))
+        out.append({"arm": arm, "lang": lang, "task": task, "engine": engine, "dtype": dtype, "batch": batch,
+                    "tokens": tokens, "thr": statistics.median(thr), "thr_low": min(thr), "thr_high": max(thr),
+                    "timings": len(thr), "ms": statistics.median(lat) if lat else None,
+                    "ms_low": min(lat) if lat else None, "ms_high": max(lat) if lat else None,
+                    "ms_timings": len(lat)})
+    return out
+
+
+def _lang_config(costs: Sequence[dict]) -> tuple[str, str] | None:
+    """The (engine, precision) the per-language table shows: one timed for every (arm,
+    language) pair, the fastest of those on English (else the first language); without one
+    common to all, the one timed for the most pairs."""
+    if not costs:
+        return None
+    pairs = {(c["arm"], c["lang"]) for c in costs}
+    having: dict[tuple, set] = {}
+    for c in costs:
+        having.setdefault((c["engine"], c["dtype"]), set()).add((c["arm"], c["lang"]))
+    most = max(len(v) for v in having.values())
+    candidates = [k for k, v in having.items() if len(v) == len(pairs)] or \
+        [k for k, v in having.items() if len(v) == most]
+    langs = sorted({c["lang"] for c in costs})
+    ref = "en" if "en" in langs else langs[0]
+
+    def speed(cfg):
+        on_ref = [c["thr"] for c in costs if (c["engine"], c["dtype"]) == cfg and c["lang"] == ref]
+        return (sum(on_ref) / len(on_ref) if on_ref else 0.0, cfg)
+
+    return max(candidates, key=speed)
+
+
+def _language_spread(arms: Sequence[ArmScores], costs: Sequence[dict]) -> str:
+    """Each arm's samples/s from its fastest to its slowest language, with their tokens per
+    example, at the per-language table's configuration."""
+    cfg = _lang_config(costs)
+    if cfg is None:
+        return "no per-language rows (bench rows without `lang`)"
+    mine = [c for c in costs if (c["engine"], c["dtype"]) == cfg]
+    order = [a.name for a in arms] + sorted({str(c["arm"]) for c in mine if c["arm"] not in [a.name for a in arms]})
+    parts = []
+    for name in order:
+        rows = [c for c in mine if str(c["arm"]) == name]
+        if len(rows) < 2:
+            continue
+        fast, slow = max(rows, key=lambda c: c["thr"]), min(rows, key=lambda c: c["thr"])
+        parts.append(f"{name} {fast['thr']:,.1f} samples/s ({fast['lang']}, {_tokens(fast['tokens'])} tokens/example) "
+                     f"to {slow['thr']:,.1f} ({slow['lang']}, {_tokens(slow['tokens'])})")
+    langs = sorted({c["lang"] for c in mine})
+    if not parts:
+        return f"one language per arm timed at {cfg[0]} {cfg[1]}"
+    batch = max(c["batch"] for c in mine)
+    return f"over {len(langs)} languages at {cfg[0]} {cfg[1]}, batch {batch}: " + "; ".join(parts)
+
+
+def _tokens(value) -> str:
+    return MISSING if value is None else f"{value:.1f}"
+
+
+def _language_section(arms, bench: Bench) -> list:
+    """RQ1 per language: mean tokens/example, samples/s and ms/response per (arm, language)
+    at the serving batch size, one engine/precision (``_lang_config``) named above the table."""
+    costs = language_costs(bench)
+    cfg = _lang_config(costs)
+    if cfg is None:
+        return []
+    mine = [c for c in costs if (c["engine"], c["dtype"]) == cfg]
+    names = [a.name for a in arms]
+    mine.sort(key=lambda c: (names.index(c["arm"]) if c["arm"] in names else len(names), str(c["arm"]),
+                             c["lang"] != "en", c["lang"]))
+    rows = [[c["arm"] if c["arm"] is not None else f"checkpoint {bench.checkpoint or '(not named)'} (not per arm)",
+             f"{c['task']}/{c['lang']}" if c["task"] else c["lang"], _tokens(c["tokens"]),
+             fmt_number(c["thr"], ",.1f"), _range(c["thr_low"], c["thr_high"], ",.1f", c["timings"]), c["timings"],
+             fmt_number(c["ms"], ".2f"),
+             _range(c["ms_low"], c["ms_high"], ".2f", c["ms_timings"]) if c["ms"] is not None else MISSING]
+            for c in mine]
+    batches = sorted({c["batch"] for c in mine})
+    return [("p", f"**Per language**, at {cfg[0]} {cfg[1]} and the serving batch size "
+                  f"({', '.join(map(str, batches))}): each language's own test set, so its own tokenized length "
+                  "(the tokenizer cuts some scripts into more pieces than English). Median of the repeated timings, "
+                  "with their range; ms/response is the p50 at the serving batch."),
+            ("table", ["served", "language", "tokens/example", "samples/s (median)", "range", "timings",
+                       "ms/response (p50)", "range"], rows, "llrrrrrr")]
+
+
 def _fmt_cost(value) -> str:
     # Whole seconds for real runs; tenths for the quick start's seconds-long phases.
     return fmt_number(value, ",.0f") if value is None or value >= 100 else fmt_number(value, ",.1f")
@@ -560,6 +708,7 @@ def _rq1_section(arms, bench: Bench, images) -> list:
         if bench.unavailable:
             blocks.append(("p", "Not timed: " + "; ".join(f"{e} {d} ({why or 'no reason given'})"
                                                          for e, d, why in bench.unavailable) + "."))
+        blocks += _language_section(arms, bench)
         if "serving.png" in images:
             blocks.append(("img", "serving.png", "samples/s and ms/response per engine and precision"))
     return blocks
@@ -797,7 +946,9 @@ def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_d
         images["timeline.png"] = timeline.read_bytes()
 
     sections = [
-        ("answers", "Answers", [("ul", [rq1_answer(arms, bench), *rq2_answers(arms, bench, comparisons)]),
+        # RQ2's serving phrases compare arms on the reference language, as RQ1's sentence does.
+        ("answers", "Answers", [("ul", [rq1_answer(arms, bench),
+                                        *rq2_answers(arms, on_reference_language(bench), comparisons)]),
                                 ("p", error_bars_note(arms))]),
         ("rq1", "RQ1: inference efficiency per arm, engine and precision", _rq1_section(arms, bench, images)),
         ("rq2", "RQ2: accuracy against training and serving cost", _rq2_section(arms, bench, images)),

@@ -197,19 +197,25 @@ class Runners:
         return {"files": [str(p) for p in write_comparison(self.graph.root).values()]}
 
     def _bench(self, node: Node) -> dict:
+        """One arm's checkpoint through the engines, on each language's cached test features,
+        every configuration ``bench.repeats`` times; every row names the arm (and language)."""
         from stilts_ds.inference.bench import BenchSpec, run_bench
 
         served = self.graph.nodes[node.deps[0]]
         study = self.study(served)
         cfg, bench = study.cfg, self.graph.root.bench
-        spec = get_task(served.target)
-        split = cfg.evaluate.split if cfg.evaluate.split in spec.splits else "test"
-        features = study.features(served.target, split, bench.lang)
-        self.say(f"bench: serving {served.dir / 'model'} ({served.target}) through {', '.join(bench.engines)}")
+        task = get_task(served.target)
+        split, langs = node.config["split"], list(node.config["languages"])
+        features = tuple((lang, str(study.features(served.target, split, lang))) for lang in langs)
+        self.say(f"bench: serving {served.dir / 'model'} ({served.target}; {', '.join(langs)}) through "
+                 f"{', '.join(bench.engines)}, {bench.repeats} timing{'s' if bench.repeats != 1 else ''} each")
         spec = BenchSpec(engines=bench.engines, precisions=bench.precisions, batch_sizes=bench.batch_sizes,
-                         seq_len=study._max_length(spec), checkpoint=str((served.dir / "model").resolve()),
-                         task=served.target, features=str(features), lang=bench.lang)
-        rows, _ = run_bench(spec, node.dir, use_ray=not self.in_process, address=cfg.cluster.ray_address)
+                         seq_len=study._max_length(task), checkpoint=str((served.dir / "model").resolve()),
+                         task=served.target, lang_features=features, repeats=bench.repeats,
+                         extra={"arm": node.arm} if node.arm else {})
+        title = f"serving benchmark of {served.label}"
+        rows, _ = run_bench(spec, node.dir, use_ray=not self.in_process, address=cfg.cluster.ray_address,
+                            title=title)
         return {"rows": len(rows)}
 
     def _report(self, node: Node) -> dict:

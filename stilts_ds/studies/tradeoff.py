@@ -393,7 +393,9 @@ def tradeoff_rows(arms: Sequence[ArmScores], bench: Bench) -> list[dict]:
 
 def study_inputs(study_dir: Path) -> tuple[dict[str, Path], list[Path], dict[str, dict]]:
     """(results per arm, bench files, arm info) found in a study's run dir: the arms of
-    ``arms.json`` (or the single ``results.json``) and ``bench*/bench.jsonl``."""
+    ``arms.json`` (or the single ``results.json``), ``bench*/bench.jsonl`` (one served model,
+    or `stilts-ds bench --output <run dir>/bench-...`) and ``bench/<arm>/bench.jsonl`` (the
+    study's bench node of each arm)."""
     from stilts_ds.studies.arms import COMPARISON, load_comparison
 
     study_dir = Path(study_dir)
@@ -405,4 +407,5 @@ def study_inputs(study_dir: Path) -> tuple[dict[str, Path], list[Path], dict[str
     else:
         raise DataFileError(study_dir, f"holds neither {COMPARISON} nor results.json: run `stilts-ds pipeline` "
                                        "with this output_dir first")
-    return results, sorted(study_dir.glob("bench*/bench.jsonl")), info
+    benches = sorted({*study_dir.glob("bench*/bench.jsonl"), *study_dir.glob("bench/*/bench.jsonl")})
+    return results, benches, info

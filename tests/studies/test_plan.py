@@ -29,13 +29,13 @@ def test_paper_plan_on_eight_nodes_runs_offline_and_beats_running_one_job_at_a_t
     assert plan["gpu_hours"] > 0 and plan["nodes"] == 8 and plan["gpus_per_node"] == 8
     # 13 arms x 3 seeds: phase 1 for each but the baseline, nine phase-2 runs (xcopa's SIQA stage
     # too), ten phase-3 evaluations, results; one combination of the seeds per arm; then the
-    # comparison, the bench and the report.
+    # comparison, one bench node per arm (each serves its own checkpoint) and the report.
     kinds = {}
     for job in plan["jobs"]:
         kinds[job["kind"]] = kinds.get(job["kind"], 0) + 1
     assert kinds["phase1"] == 3 * 12 and kinds["phase2"] == 3 * 13 * 9 and kinds["phase3"] == 3 * 13 * 10
     assert kinds["results"] == 3 * 13 and kinds["combine"] == 13
-    assert kinds["arms"] == 1 and kinds["bench"] == 1 and kinds["report"] == 1
+    assert kinds["arms"] == 1 and kinds["bench"] == 13 and kinds["report"] == 1
     assert plan["lower_bound_wall_h"] <= plan["scheduled_wall_h"] <= 1.3 * plan["lower_bound_wall_h"]
     assert plan["scheduled_wall_h"] < 0.5 * plan["sequential_wall_h"]
     assert all("estimate" in s for s in plan["throughput_sources"])  # every number says where it is from
