@@ -213,8 +213,13 @@ def _serving_phrase(a: ArmScores, ref: ArmScores, bench: Bench) -> str:
                f"{y.throughput_samples_per_s:,.1f})")
         if lat_gap is not None:
             out += f" and within {lat_gap:.0%} in ms/response"
+        # RQ1 asks whether intermediate training changes serving cost; the arms share an
+        # architecture, so a gap no larger than the repeats' own spread is noise, not an answer.
         if spread is not None:
-            out += f"; repeated timings spread up to {spread:.0%}"
+            out += (f"; repeated timings spread up to {spread:.0%}, so the gap is "
+                    + ("within measurement noise" if thr_gap <= spread else "larger than measurement noise"))
+        else:
+            out += "; each configuration was timed once, so measurement noise is unknown (set bench.repeats)"
         return out
     if bench.servings:
         who = [x.name for x in (a, ref) if not bench.of_arm(x.name)]

@@ -1,5 +1,5 @@
 """Study arms: config validation, each arm's three phases for real (in-process DeepSpeed),
-the side-by-side comparison, and `stilts-ds report --study` over it with a real bench file."""
+the side-by-side comparison, and `stilts-ds report --study` over it with the per-arm bench files its graph wrote."""
 import json
 from pathlib import Path
 
@@ -8,7 +8,6 @@ from click.testing import CliRunner
 
 from stilts_ds.cli import main
 from stilts_ds.config import ConfigError, load_config
-from stilts_ds.inference.bench import BenchSpec, run_bench
 from stilts_ds.studies.arms import run_arms, select_arms, write_comparison
 from stilts_ds.studies.tradeoff import study_inputs
 
@@ -116,12 +115,13 @@ def test_two_arms_run_compare_and_report(tmp_path):
     assert again["multi"]["xtreme_average"] == results["multi"]["xtreme_average"]
     assert write_comparison(cfg)["md"].read_text() == md
 
-    # Serving cost from a real (in-process) bench of one arm's checkpoint, joined in the report.
-    model = cfg.run_dir / "arms" / "multi" / "phase2" / "xnli" / "model"
-    run_bench(BenchSpec(engines=("torch-eager",), batch_sizes=(1, 4), seq_len=32, checkpoint=str(model),
-                        synthetic_rows=16), cfg.run_dir / "bench", use_ray=False)
+    # Serving cost per arm from the study's own bench nodes (bench/<arm>: each arm's own
+    # checkpoint, rows tagged with the arm), joined in the report.
     found, benches, info = study_inputs(cfg.run_dir)
-    assert set(found) == {"mnli-only", "multi"} and benches == [cfg.run_dir / "bench" / "bench.jsonl"]
+    assert set(found) == {"mnli-only", "multi"}
+    assert benches == [cfg.run_dir / "bench" / arm / "bench.jsonl" for arm in ("mnli-only", "multi")]
+    rows = [json.loads(line) for path in benches for line in path.read_text().splitlines() if line.strip()]
+    assert {r["arm"] for r in rows} == {"mnli-only", "multi"}
     out = CliRunner().invoke(main, ["report", "--study", str(cfg.run_dir), "--output", str(tmp_path / "report")])
     assert out.exit_code == 0, out.output
     table = (tmp_path / "report" / "tradeoff.md").read_text()

@@ -111,8 +111,9 @@ SEEDLESS_KEYS = {
     "multilingual/phase3/bucc": "b591ebed6c276067", "multilingual/phase3/tatoeba": "f8f070121a5d5f8e",
     "multilingual/phase3/xcopa": "dad7d3df34e98f4b", "multilingual/phase3/mewslix": "f59b2bb24ce6e705",
     "multilingual/phase3/lareqa": "624607ce62b29af2", "multilingual/results": "b38a177ee661fc68",
-    "arms": "aa5a7d3a7149b8cf", "bench": "8a157dd5c767dfc1",
-    "report": "580cf7d39278112f",
+    # One bench node per arm since bc92402 (RQ1 per arm); the report depends on them.
+    "arms": "aa5a7d3a7149b8cf", "bench/english": "3f4796a2e1f59936", "bench/multilingual": "bb3d00ca1fe92e56",
+    "report": "cf576bd6c2caa13f",
 }
 
 
@@ -193,7 +194,9 @@ def test_the_seeded_graph_runs_each_arm_once_per_seed_and_combines_them(tmp_path
     assert {"english/results", "multilingual/results"} <= set(nodes["arms"].deps)
     assert not [d for d in nodes["arms"].deps if d.endswith("/results") and "/seed" in d]
     assert "english/seed2/phase1" in nodes["arms"].deps
-    assert nodes["bench"].deps == ("english/seed1/phase2/xnli",)
+    for arm in ("english", "multilingual"):  # each arm serves its own checkpoint: the first seed's
+        assert f"{arm}/seed1/phase2/xnli" in nodes[f"bench/{arm}"].deps
+        assert not [d for d in nodes[f"bench/{arm}"].deps if "/seed2/" in d]
     # An id without its seed (what `stilts-ds train` targets) names every seed's.
     assert graph.resolve(["english/phase1", "english/results"]) == \
         ["english/seed1/phase1", "english/seed2/phase1", "english/results"]
@@ -311,9 +314,9 @@ def test_plan_counts_every_seeds_jobs(monkeypatch):
 
     # 13 arms, 12 with a phase 1; 9 phase-2 runs (xcopa's SIQA stage too) and 10 evaluations each.
     assert kinds(single) == {"prepare": 35, "phase1": 12, "phase2": 13 * 9, "phase3": 13 * 10, "results": 13,
-                             "arms": 1, "bench": 1, "report": 1}
+                             "arms": 1, "bench": 13, "report": 1}
     assert kinds(seeded) == {"prepare": 35, "phase1": 3 * 12, "phase2": 3 * 13 * 9, "phase3": 3 * 13 * 10,
-                             "results": 3 * 13, "combine": 13, "arms": 1, "bench": 1, "report": 1}
+                             "results": 3 * 13, "combine": 13, "arms": 1, "bench": 13, "report": 1}
     assert math.isclose(seeded["gpu_hours"], 3 * single["gpu_hours"], rel_tol=1e-9)
     # The seeds' chains run side by side: on 64 GPUs the wall clock barely moves.
     assert seeded["scheduled_wall_h"] < 1.1 * single["scheduled_wall_h"]
