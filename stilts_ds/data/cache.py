@@ -351,7 +351,3 @@ def read(path: Path) -> Features:
                           for name, spec in meta["extras"].items()})
     return Features(meta["format"], columns, StringColumn(rows.column("guid")), extras)
 
-
-def rows(path: Path) -> int:
-    """Number of feature rows of an entry (its metadata; nothing else is read)."""
-    return len(read(path))

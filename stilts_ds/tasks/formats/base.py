@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from stilts_ds.metrics.example_stats import ExampleStats, score_mismatch
+from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features
 
 if TYPE_CHECKING:  # the spec names its options' types; formats only read specs
@@ -244,3 +245,11 @@ class Format:
 
     def __repr__(self) -> str:
         return f"<format {self.name}>"
+
+
+def accuracy_pairs(what: str, metric: str, refs: Mapping, predictions: Mapping) -> tuple:
+    """(gold, predicted) aligned by guid, for a format scored by accuracy alone (``what``
+    names it in the error): its ``score`` and ``example_stats`` share this one check."""
+    if metric != "accuracy":
+        raise ValueError(f"{what} is scored by accuracy, not {metric!r}")
+    return aligned(refs, predictions)

@@ -15,9 +15,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from stilts_ds.metrics import ExampleStats, accuracy, accuracy_example_stats
-from stilts_ds.tasks.alignment import aligned
 from stilts_ds.tasks.features import Batch, Features, collate_rows
-from stilts_ds.tasks.formats.base import Format
+from stilts_ds.tasks.formats.base import Format, accuracy_pairs
 
 IGNORE_INDEX = -100
 TOKEN_KEYS = ("input_ids", "attention_mask")
@@ -77,16 +76,13 @@ def references(examples: Sequence[Example]) -> dict[str, str]:
 
 
 def score(metric: str, refs: Mapping[str, str], predictions: Mapping[str, str], lang: str | None = None) -> dict:
-    if metric != "accuracy":
-        raise ValueError(f"pair classification is scored by accuracy, not {metric!r}")
-    return accuracy(*aligned(refs, predictions))
+    return accuracy(*accuracy_pairs("pair classification", metric, refs, predictions))
 
 
 def example_stats(metric: str, refs: Mapping, predictions: Mapping, lang: str | None = None) -> ExampleStats:
     """``score`` per example: (correct, total) rows in reference order."""
-    if metric != "accuracy":
-        raise ValueError(f"pair classification is scored by accuracy, not {metric!r}")
-    return ExampleStats(metric, list(refs), accuracy_example_stats(*aligned(refs, predictions)))
+    return ExampleStats(metric, list(refs),
+                        accuracy_example_stats(*accuracy_pairs("pair classification", metric, refs, predictions)))
 
 
 class PairClassification(Format):
