@@ -420,14 +420,19 @@ def plan(config_path, sets, arms, nodes, gpus_per_node, output, as_json):
               help="Local data root (default: bundled fixtures); --source hub reads the hub.")
 @click.option("--source", type=click.Choice(["local", "hub"]), default="local", show_default=True)
 @click.option("--engines", default="torch-eager,torch-sdpa,torch-compile,ds,ds-kernel", show_default=True,
-              help="Comma-separated engines; ds-kernel needs CUDA (on a CPU it is a row marked unavailable).")
+              help="Comma-separated engines (also torch-compile-static, unpadded); ds-kernel needs CUDA (on a CPU it "
+                   "is a row marked unavailable).")
 @click.option("--precisions", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, bf16.")
 @click.option("--batch-sizes", default="1,8,32", show_default=True,
               help="Comma-separated throughput batch sizes; the largest is also the latency batch.")
 @click.option("--seq-len", type=click.IntRange(min=8), default=128, show_default=True,
               help="Max tokens per row (synthetic workload length cap, or the task's featurization length).")
-@click.option("--lengths", type=click.Choice(["lognormal", "uniform", "fixed"]), default="lognormal", show_default=True,
-              help="Synthetic row lengths (without --task); 'fixed' fills every row to --seq-len.")
+@click.option("--lengths", default="lognormal", show_default=True,
+              help="Row lengths without --task: lognormal, uniform, fixed (every row --seq-len), or "
+                   "real:TASK/LANG (the rows of that task's --split in LANG, tokenized: its real length "
+                   "distribution; encoder only).")
+@click.option("--rows", "synthetic_rows", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Rows of a synthetic workload (lognormal, uniform, fixed); one throughput pass times them all.")
 @click.option("--serving-batch", type=click.IntRange(min=1), default=None, help="Latency batch (default: largest).")
 @click.option("--latency-requests", type=click.IntRange(min=100), default=100, show_default=True,
               help="Requests timed one after another for the latency percentiles (p50/p90/p99).")
@@ -438,7 +443,7 @@ def plan(config_path, sets, arms, nodes, gpus_per_node, output, as_json):
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for bench.jsonl/.csv/.md, throughput.png, latency.png and tensorboard/.")
 def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, precisions, batch_sizes, seq_len,
-          lengths, serving_batch, latency_requests, nodes, address, no_ray, output):
+          lengths, synthetic_rows, serving_batch, latency_requests, nodes, address, no_ray, output):
     """Inference benchmark: throughput (samples/s) and latency (ms, p50/p90/p99) per node and
     engine, behind a parity gate, with task accuracy through the same engine."""
     from stilts_ds.inference.bench import (
@@ -448,6 +453,7 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
         check_task,
         eval_features,
         parse_list,
+        real_lengths,
         run_bench,
     )
 
@@ -459,15 +465,26 @@ def bench(preset, checkpoint, task, lang, split, data_dir, source, engines, prec
     check_engines(names)
     check_model(preset=preset, checkpoint=checkpoint, seq_len=seq_len)
     features = None
+    real = real_lengths(lengths)  # (task, lang) of real:TASK/LANG, checked before anything runs
+    if task and real:
+        raise StiltsError(f"--lengths {lengths} with --task {task}: the task's own rows already give the lengths; "
+                          "leave --lengths out")
     if task:  # refused before anything is featurized or timed
         check_task(task, checkpoint)
         features = eval_features(task, checkpoint, split=split, lang=lang, max_length=seq_len,
                                  cache_dir=output / "cache", source=source, data_dir=data_dir)
+    elif real:
+        features = eval_features(real[0], checkpoint or "bundled", split=split, lang=real[1], max_length=seq_len,
+                                 cache_dir=output / "cache", source=source, data_dir=data_dir)
+        lang = real[1]
     spec = BenchSpec(engines=names, precisions=parse_list(precisions), batch_sizes=parse_list(batch_sizes, int),
                      seq_len=seq_len, serving_batch_size=serving_batch, latency_requests=latency_requests,
                      preset=preset, checkpoint=str(checkpoint.resolve()) if checkpoint else None, task=task,
-                     features=features, lang=lang, length_distribution=lengths)
-    rows, paths = run_bench(spec, output, use_ray=not no_ray, address=address, num_nodes=nodes)
+                     features=features, lang=lang, length_distribution=lengths, synthetic_rows=synthetic_rows)
+    # In this process the rows are appended to rows.jsonl as they are measured, so a run cut off
+    # by a time limit keeps them (the full reports are written at the end).
+    rows, paths = run_bench(spec, output, use_ray=not no_ray, address=address, num_nodes=nodes,
+                            rows_log=output / "rows.jsonl" if no_ray else None)
     click.echo(paths["md"].read_text(encoding="utf-8"))
     click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
@@ -567,8 +584,8 @@ from stilts_ds.studies.demo import QUICKSTART, run_demo
 def demo(config_path, sets, force):
     """The quick start: the task table, then the whole study graph of the config (tiny XLM-R,
     local Ray with two workers, DeepSpeed ZeRO-2 on the CPU): every fixture split the study
-    reads featurized, each arm's three phases, the arms compared, a benchmark of one
-    fine-tuned checkpoint through every engine, and the study report (tables and plots) in
+    reads featurized, each arm's three phases, the arms compared, a benchmark of each arm's
+    checkpoints of the bench tasks through every engine, and the study report (tables and plots) in
     <output_dir>/report. Needs no GPU and no hub access."""
     run_demo(_load(config_path, sets), force=force, say=click.echo)
 

@@ -161,6 +161,11 @@ class TrainConfig:
         "accumulation micro-batch of the step (on every worker) from it, so a global batch trains the same rows "
         "whatever the workers x accumulation split. 'micro_batch': one task per micro-batch (stilts-ds before this "
         "option; one step may then mix tasks).", "step")
+    group_by_length: bool = _help(
+        "Build each micro-batch from rows of similar length (Hugging Face's group_by_length), so collation pads "
+        "less: each epoch's shuffled rows are sorted by length in windows of 50 optimizer-step batches, cut into "
+        "step batches, and those shuffled. Still seeded, resumable, every row once per epoch, and 1 worker x "
+        "accumulation 2 trains the same steps as 2 workers x 1 (tools/bench_length_grouped.py measures it).", False)
     temperature: float = _help("Temperature of 'temperature' sampling.", 2.0)
     sampling_cap: int | None = _help("Examples counted per task at most when weighting (cap on huge tasks).", None)
     weights: Mapping[str, float] = _help(
@@ -335,19 +340,31 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """The study's serving benchmark (graph nodes ``bench/<arm>``): each arm's fine-tuned model
-    of ``task`` through the inference engines, throughput, latency and the task's score through
-    each, every configuration timed ``repeats`` times, on each language of ``languages``."""
+    """The study's serving benchmark (graph nodes ``bench/<arm>/<task>``): each arm's
+    fine-tuned model of each task in ``tasks`` through the inference engines, throughput,
+    latency and the task's score through each, every configuration timed ``repeats`` times, on
+    each language of ``languages`` the task has."""
+
+    XTREME_R = "xtreme-r"  # tasks: every XTREME-R task the study fine-tunes and scores
 
     enabled: bool = _help("Run the serving benchmark as part of the study.", True)
     arms: tuple[str, ...] | None = _help(
-        "Arms whose models are served, each by its own node bench/<arm>; default: every arm.", None)
+        "Arms whose models are served, each task by its own node bench/<arm>/<task>; default: every arm.", None)
     arm: str | None = _help("One arm to serve (the older spelling of arms: [<arm>]); not with arms.", None)
-    task: str | None = _help("Fine-tuned task served; default: the arm's first pair-classification task.", None)
+    tasks: object | None = _help(
+        "Fine-tuned tasks whose models are served, each by its own node: a list, or 'xtreme-r' (every XTREME-R "
+        "task the study fine-tunes and scores; those scored without a head, tatoeba, lareqa and mewslix, are "
+        "listed as not timed); default: the arm's first pair-classification task.", None)
+    task: str | None = _help("One task (the older spelling of tasks: [<task>]); not with tasks.", None)
     languages: object | None = _help(
         "Languages whose cached test features are timed (and scored), each its own rows: a list, or 'all' "
-        "(every language of the task's eval split the study prepares); default: [en].", None)
+        "(every language of each task's eval split the study prepares); with several tasks, each task times "
+        "the listed languages it has; default: [en].", None)
     lang: str | None = _help("One language (the older spelling of languages: [<lang>]); not with languages.", None)
+    languages_arms: tuple[str, ...] | None = _help(
+        "Arms timed on every language of `languages`; the other served arms are timed on English alone (the "
+        "language RQ1 compares arms on). Serving cost per language depends on the tokenizer and the "
+        "architecture, which every arm shares, so one arm's languages answer it; default: every served arm.", None)
     repeats: int = _help("Times each (engine, precision, batch size) is timed, each its own row: the report "
                          "shows their median and range.", 3)
     engines: tuple[str, ...] = _help("Engines: torch-eager, torch-sdpa, torch-compile, ds, ds-kernel.",
@@ -374,6 +391,26 @@ class BenchConfig:
             if not self.arms:
                 raise ConfigError("bench.arms is empty: list arms to serve, leave it out for every arm, or set "
                                   "bench.enabled: false")
+        if self.task is not None and self.tasks is not None:
+            raise ConfigError("bench.task and bench.tasks are both set: bench.task serves one task, bench.tasks a "
+                              "list of them (or 'xtreme-r'); keep one (bench.tasks: [<task>] is the same as "
+                              "bench.task: <task>)")
+        tasks = self.tasks
+        if isinstance(tasks, str):
+            if tasks != self.XTREME_R:
+                raise ConfigError(f"bench.tasks: expected a list of task names or {self.XTREME_R!r}, got {tasks!r} "
+                                  f"(one task: bench.tasks: [{tasks}])")
+        elif tasks is not None:
+            if not isinstance(tasks, (list, tuple)) or not tasks or not all(isinstance(t, str) for t in tasks):
+                raise ConfigError(f"bench.tasks: expected a non-empty list of task names or {self.XTREME_R!r}, "
+                                  f"got {self.tasks!r}")
+            if self.XTREME_R in tasks:
+                raise ConfigError(f"bench.tasks: {self.XTREME_R!r} already means every XTREME-R task; got "
+                                  f"{list(tasks)}")
+            twice = sorted({t for t in tasks if list(tasks).count(t) > 1})
+            if twice:
+                raise ConfigError(f"bench.tasks lists {', '.join(twice)} more than once")
+            object.__setattr__(self, "tasks", tuple(tasks))
         if self.lang is not None and self.languages is not None:
             raise ConfigError("bench.lang and bench.languages are both set: bench.lang is one language, "
                               "bench.languages a list of them (or 'all'); keep one")
@@ -389,13 +426,29 @@ class BenchConfig:
             object.__setattr__(self, "languages", langs)
         if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
             raise ConfigError(f"bench.repeats must be an integer of at least 1, got {self.repeats!r}")
+        if self.languages_arms is not None:
+            arms = self.languages_arms
+            if isinstance(arms, str) or not isinstance(arms, (list, tuple)) or not arms or \
+                    not all(isinstance(a, str) for a in arms):
+                raise ConfigError(f"bench.languages_arms: expected a non-empty list of arm names, got {arms!r}")
+            object.__setattr__(self, "languages_arms", tuple(arms))
 
     def served_arms(self) -> tuple[str, ...] | None:
         """The arms named to be served (``arms``, or ``arm`` alone); None: every arm."""
         return self.arms if self.arms is not None else ((self.arm,) if self.arm is not None else None)
 
-    def langs(self, available) -> tuple[str, ...]:
-        """The languages to time, given the task's eval-split languages the study prepares."""
+    def named_tasks(self) -> tuple[str, ...] | str | None:
+        """The tasks named to be served: a tuple (``tasks``, or ``task`` alone), ``"xtreme-r"``,
+        or None (the default: each arm's first pair-classification task)."""
+        if self.tasks is not None:
+            return self.tasks
+        return (self.task,) if self.task is not None else None
+
+    def langs(self, available, arm: str | None = None) -> tuple[str, ...]:
+        """The languages to time for ``arm``, given the task's eval-split languages the study
+        prepares: English alone for an arm ``languages_arms`` leaves out."""
+        if arm is not None and self.languages_arms is not None and arm not in self.languages_arms:
+            return ("en",)
         langs = self.languages or ((self.lang,) if self.lang is not None else ("en",))
         return tuple(available) if langs == ("all",) else langs
 
@@ -516,6 +569,11 @@ class ExperimentConfig:
             option = "bench.arms" if self.bench.arms is not None else "bench.arm"
             raise ConfigError(f"{option}: {unknown[0]!r} is not an arm of this config"
                               + (f" ({', '.join(self.arms)})" if self.arms else " (it declares none)"))
+        # (An arm's own config has no arms: the root config checked the names.)
+        stray = [a for a in (self.bench.languages_arms or ()) if a not in self.arms or (named and a not in named)]
+        if stray and self.arms:
+            raise ConfigError(f"bench.languages_arms: {stray[0]!r} is not a served arm of this config "
+                              f"({', '.join(named or self.arms) or 'it declares none'})")
         if self.bench.task is not None and self.bench.task not in self.finetune.tasks and not self.arms:
             raise ConfigError(f"bench.task {self.bench.task!r} is not in finetune.tasks: the bench serves a "
                               "fine-tuned model")

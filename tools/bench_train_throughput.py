@@ -8,14 +8,21 @@ Train runs) in this process at world size 1 on synthetic sequence-classification
 exactly ``--seq-len`` tokens, so no hub, Ray or dataset is needed: a GPU machine needs only
 torch, transformers and deepspeed. Time is the worker's own device-synchronised meter around
 forward + backward + optimizer step, read per step; the first ``--warmup`` steps are left out.
-Prints tokens/s and MFU against ``--peak-tflops``:
+Prints tokens/s and MFU against ``--peak-tflops``, and against ``--matmul-tflops`` beside it:
 
     FLOPs per token = 6 N + 12 L H S   (N non-embedding parameters, L layers, H hidden, S length;
                                         forward + backward, attention score and value products)
 
-Target on one H100: at least 45% MFU against the default --peak-tflops 800 (a sustained
-dense bf16 figure; the spec sheet says 989). XLM-R Large at length 128 costs 1.85 GFLOP per
-token, so 45% is about 195k tokens/s (100% would be about 432k).
+Two peaks, both said: MFU proper is against the spec sheet's dense peak (H100 SXM bf16:
+989 TFLOP/s, the default ``--peak-tflops``), the usual definition; ``--matmul-tflops`` (default
+800) is a large bf16 matmul's measured rate on an H100, the most a real kernel reaches, so the
+second figure says how far training is from what the card can actually do. XLM-R Large at
+length 128 costs 1.85 GFLOP per token, so:
+
+    target 45% MFU (of 989)  = 445 TFLOP/s  ~ 240k tokens/s
+    100% of the measured 800 = 800 TFLOP/s  ~ 432k tokens/s  (45% of it would be ~195k)
+
+``--out-jsonl FILE`` appends the result as one JSON line (tools/gpu_session.sh collects them).
 """
 from __future__ import annotations
 
@@ -73,7 +80,11 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=60, help="optimizer steps timed (after --warmup)")
     ap.add_argument("--warmup", type=int, default=10, help="optimizer steps run first and not timed")
-    ap.add_argument("--peak-tflops", type=float, default=800.0, help="dense peak of the device (H100 bf16: ~800)")
+    ap.add_argument("--peak-tflops", type=float, default=989.0,
+                    help="the device's spec-sheet dense peak, what MFU is measured against (H100 SXM bf16: 989)")
+    ap.add_argument("--matmul-tflops", type=float, default=800.0,
+                    help="a measured large-matmul rate of the device, reported beside MFU (H100 bf16: ~800)")
+    ap.add_argument("--out-jsonl", type=Path, default=None, help="append the result here as one JSON line")
     args = ap.parse_args()
     config = model_config(args.preset, vocab_size=3001)
     total = args.warmup + args.steps
@@ -104,9 +115,23 @@ def main() -> None:
     tok_s = tokens_per_step * args.steps / seconds
     fpt = flops_per_token(config, args.seq_len)
     mfu = tok_s * fpt / (args.peak_tflops * 1e12)
+    of_matmul = tok_s * fpt / (args.matmul_tflops * 1e12)
     print(f"{args.preset} {args.ds_base} {args.precision} seq {args.seq_len} micro-batch {args.micro_batch}")
     print(f"tokens/s {tok_s:,.0f}   samples/s {tok_s / args.seq_len:,.1f}   step {seconds / args.steps * 1e3:.1f} ms")
-    print(f"FLOPs/token {fpt / 1e9:.2f} G   MFU {mfu:.1%} of {args.peak_tflops:g} TFLOP/s   target 45%")
+    print(f"FLOPs/token {fpt / 1e9:.2f} G   MFU {mfu:.1%} of {args.peak_tflops:g} TFLOP/s (spec peak; target 45%)   "
+          f"{of_matmul:.1%} of {args.matmul_tflops:g} TFLOP/s (measured matmul rate)")
+    if args.out_jsonl is not None:
+        import torch
+
+        row = {"preset": args.preset, "ds_base": args.ds_base, "precision": args.precision, "seq_len": args.seq_len,
+               "micro_batch": args.micro_batch, "steps": args.steps, "tokens_per_s": tok_s,
+               "samples_per_s": tok_s / args.seq_len, "step_ms": seconds / args.steps * 1e3,
+               "flops_per_token": fpt, "mfu": mfu, "peak_tflops": args.peak_tflops,
+               "of_matmul_rate": of_matmul, "matmul_tflops": args.matmul_tflops,
+               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+        args.out_jsonl.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out_jsonl, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

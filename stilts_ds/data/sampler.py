@@ -14,6 +14,8 @@ Four pieces, all pure numpy (no deepspeed, no ray), all seeded and resumable:
   concatenated); each call takes the next ``batch_size x world_size`` rows of the stream and
   gives rank ``r`` the ``r``-th block of ``batch_size``. ``mode="eval"`` instead walks rows
   ``rank::world_size`` once, in order, no padding.
+  ``group_by_length=True`` (with the rows' ``lengths``) orders each epoch so that a
+  micro-batch holds rows of similar length (see "Length grouping" below).
 - ``StepSchedule(sampler, batchers, grad_accum, sample_per=)`` says what each micro-batch of
   this rank trains on: the task, its rows and the draw count that seeds per-batch randomness
   (MLM masks). ``sample_per="step"`` (default, jiant's recipe) draws one task per optimizer
@@ -25,11 +27,40 @@ from one task, an optimizer step trains on the same task and the same rows, in t
 micro-batches, whether its global batch is split over workers or over accumulation steps:
 1 worker x accumulation 2 and 2 workers x accumulation 1 run the same optimization.
 
+Length grouping (``RowBatcher(..., group_by_length=True, lengths=..., grad_accum=...)``,
+Hugging Face Trainer's ``group_by_length``): collation trims a batch to its longest row, so a
+batch of one long and many short rows pays for the long one everywhere. Grouping reorders
+each epoch's seeded permutation (the same permutation as without grouping) so that rows of
+similar length train together:
+
+1. The unit is the *step block*: the rows one draw of the task takes over all ranks,
+   ``batch_size x world_size x grad_accum`` (``grad_accum``: the schedule's under
+   ``sample_per="step"``, 1 under ``"micro_batch"``). It is the global batch of an optimizer
+   step, which is what stays fixed when workers are traded for accumulation steps (1 x 2 and
+   2 x 1 both have a block of ``2 x batch_size``); ``batch_size x world_size`` alone would not.
+2. Step blocks line up with the stream: optimizer steps take whole blocks from stream
+   position 0 on, so epoch ``e`` begins ``(-e x n_rows) mod block`` rows before its first
+   block boundary. Those head rows finish the step that began in the previous epoch.
+3. The rest of the epoch is cut into windows of ``group_window`` blocks (default 50, as in
+   Hugging Face's mega-batches); each window is sorted by length, longest first (a stable
+   sort, ties keep the permutation's order), and cut into blocks; the window's full blocks
+   are shuffled by the epoch's generator (seeded by ``seed + epoch``, drawn after the
+   permutation), so long and short steps interleave; a short last block stays at the end.
+4. Ranks split a block as they split any batch of the stream (rank ``r``: the ``r``-th
+   ``batch_size`` rows of each ``batch_size x world_size``), so ranks get neighbours in
+   length order and step at about the same pace.
+
+Each epoch is still a permutation of the rows (every row exactly once), the order depends
+only on (seed, epoch, lengths, step block, window), never on the world size as such, and
+resuming is exact as without grouping. Length grouping applies to training only.
+
 Usage (one training worker)::
 
     weights = task_weights({"mnli": len(mnli), "squad_v1": len(squad)}, "temperature", temperature=2.0)
     batchers = {t: RowBatcher(len(feats[t]), micro_batch, rank=rank, world_size=ws, seed=cfg.seed)
                 for t in weights}
+    # or, length-grouped: RowBatcher(feats[t], micro_batch, rank=rank, world_size=ws, seed=cfg.seed,
+    #                                group_by_length=True, grad_accum=accum)   # lengths from feats[t]
     schedule = StepSchedule(TaskSampler(weights, seed=cfg.seed), batchers, grad_accum=accum)
     while engine.global_steps < total:
         mb = schedule.next()                   # mb.task, mb.rows (indices into feats[mb.task]), mb.draw
@@ -239,6 +270,16 @@ class RowBatcher:
     ``state_dict() == {"epoch", "position", "layout": "stream"}`` (position: rows of the
     epoch taken by all ranks together) and is the same on every rank.
 
+    ``group_by_length=True`` (training only) reorders each epoch's permutation so that rows
+    of similar length train together (the module docstring's "Length grouping"): ``lengths``
+    gives each row's length (default: ``n_rows.columns["lengths"]`` when ``n_rows`` is a
+    ``Features`` table; a per-choice array ``[N, C]`` counts a row's longest choice),
+    ``grad_accum`` the micro-batches each draw of this task trains (the schedule's
+    ``grad_accum`` under ``sample_per="step"``, 1 under ``"micro_batch"``) and
+    ``group_window`` how many step blocks are sorted together. The state then also holds
+    ``"group_by_length": {"block", "window"}`` (rows), and a state taken mid-epoch under
+    another grouping is refused (the epoch's order differs: rows would repeat or be skipped).
+
     ``mode="eval"`` (finite): rank ``r`` takes rows ``r::world_size`` in order, no shuffle,
     no padding, so every row is seen exactly once across ranks; the last batch may be
     short and ranks may get different numbers of rows (gather by guid afterwards).
@@ -253,6 +294,10 @@ class RowBatcher:
         world_size: int = 1,
         seed: int = 0,
         mode: Literal["train", "eval"] = "train",
+        group_by_length: bool = False,
+        lengths: Any = None,
+        grad_accum: int = 1,
+        group_window: int = 50,
     ):
         n = n_rows if isinstance(n_rows, (int, np.integer)) else len(n_rows)
         if mode not in ("train", "eval"):
@@ -278,6 +323,33 @@ class RowBatcher:
         self.position = 0  # train: rows of the epoch's permutation taken (all ranks); eval: this rank's
         self._perm_epoch: int | None = None
         self._perm: np.ndarray | None = None
+        self.group_by_length = bool(group_by_length)
+        self.lengths: np.ndarray | None = None
+        self.block_rows = self.window_rows = 0
+        if self.group_by_length:
+            self._setup_grouping(n_rows, lengths, grad_accum, group_window)
+
+    def _setup_grouping(self, table: Any, lengths: Any, grad_accum: int, group_window: int) -> None:
+        if self.mode != "train":
+            raise SamplerError("group_by_length orders training epochs; evaluation walks its rows in order")
+        for name, value in (("grad_accum", grad_accum), ("group_window", group_window)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise SamplerError(f"{name} must be a positive integer, got {value!r}")
+        if lengths is None:
+            columns = getattr(table, "columns", None)
+            if not isinstance(columns, Mapping) or "lengths" not in columns:
+                raise SamplerError("group_by_length needs the rows' lengths: pass lengths= or a Features table "
+                                   "with a 'lengths' column")
+            lengths = columns["lengths"]
+        lengths = np.asarray(lengths)
+        if lengths.ndim > 1:  # per choice (multiple choice): a row is as long as its longest choice
+            lengths = lengths.reshape(len(lengths), -1).max(axis=1)
+        if lengths.shape != (self.n_rows,) or not np.issubdtype(lengths.dtype, np.number):
+            raise SamplerError(f"group_by_length needs one length per row: {self.n_rows} rows, lengths of shape "
+                               f"{lengths.shape}")
+        self.lengths = lengths.astype(np.int64)
+        self.block_rows = self.batch_size * self.world_size * int(grad_accum)
+        self.window_rows = self.block_rows * int(group_window)
 
     # -- evaluation helpers ------------------------------------------------------------
 
@@ -297,9 +369,31 @@ class RowBatcher:
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if self._perm_epoch != epoch:
-            self._perm = np.random.default_rng(self.seed + epoch).permutation(self.n_rows).astype(np.int64)
+            rng = np.random.default_rng(self.seed + epoch)
+            perm = rng.permutation(self.n_rows).astype(np.int64)
+            self._perm = self._grouped(perm, epoch, rng) if self.group_by_length else perm
             self._perm_epoch = epoch
         return self._perm
+
+    def _grouped(self, perm: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
+        """Epoch ``epoch``'s permutation in length-grouped order (module docstring, steps 2-3)."""
+        block, window = self.block_rows, self.window_rows
+        # Optimizer steps take whole blocks from stream position 0: this epoch starts ``head``
+        # rows before a block boundary (0 when the epochs so far filled whole blocks).
+        head = min((-epoch * self.n_rows) % block, self.n_rows)
+        parts = [self._longest_first(perm[:head])]
+        for start in range(head, self.n_rows, window):
+            rows = self._longest_first(perm[start : start + window])
+            full = len(rows) // block
+            order = rng.permutation(full)
+            parts.append(rows[: full * block].reshape(full, block)[order].reshape(-1))
+            parts.append(rows[full * block :])  # a short last block (the epoch's end) stays last
+        out = np.concatenate(parts)
+        assert len(out) == self.n_rows
+        return out
+
+    def _longest_first(self, rows: np.ndarray) -> np.ndarray:
+        return rows[np.argsort(-self.lengths[rows], kind="stable")]
 
     def _take(self, count: int) -> np.ndarray:
         """The next ``count`` rows of the stream, advancing it (every rank takes the same)."""
@@ -334,11 +428,27 @@ class RowBatcher:
 
     # -- checkpointing -----------------------------------------------------------------
 
+    def _grouping_state(self) -> dict[str, int] | None:
+        return {"block": self.block_rows, "window": self.window_rows} if self.group_by_length else None
+
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "layout": STREAM}
+        state = {"epoch": self.epoch, "position": self.position, "layout": STREAM}
+        if self.group_by_length:
+            state["group_by_length"] = self._grouping_state()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         epoch, position = int(state["epoch"]), int(state["position"])
+        saved = state.get("group_by_length")
+        saved = {k: int(v) for k, v in saved.items()} if saved else None
+        if self.mode == "train" and position and saved != self._grouping_state():
+            def describe(g):
+                return f"grouped by length in blocks of {g['block']} rows, windows of {g['window']}" if g else \
+                    "not grouped by length"
+            raise SamplerError(
+                f"batcher state {dict(state)} was taken mid-epoch with the epoch {describe(saved)}; this run's "
+                f"epochs are {describe(self._grouping_state())}, so continuing would repeat some rows of the "
+                "epoch and skip others: resume with the same group_by_length, global batch and window")
         # Before the stream layout a position counted this rank's rows of a padded shard:
         # the same number at world size 1, another meaning at any other.
         if self.mode == "train" and state.get("layout") != STREAM and self.world_size != 1:

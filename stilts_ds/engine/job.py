@@ -69,6 +69,8 @@ class Optim:
     sampling_cap: int | None = None
     weights: tuple[tuple[str, float], ...] = ()  # fixed sampling shares, (task, share)
     sample_per: str = "step"  # draw a task per optimizer step or per micro-batch (data.sampler.StepSchedule)
+    # Micro-batches of rows of similar length (data.sampler.RowBatcher's group_by_length): less padding.
+    group_by_length: bool = False
 
 
 @dataclass(frozen=True)

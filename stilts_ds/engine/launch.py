@@ -20,9 +20,19 @@ import logging
 
 from stilts_ds.engine import checkpoints
 from stilts_ds.engine.job import Job
+from stilts_ds.engine.runtime import process_group_backend
 from stilts_ds.errors import StiltsError
 
 log = logging.getLogger(__name__)
+
+
+def torch_config(cluster: dict):
+    """Ray Train's process-group settings for ``cluster``: the backend is stated rather than
+    left to Ray's default, from the same rule as the in-process runtime (nccl for GPU
+    workers, gloo for CPU ones)."""
+    from ray.train.torch import TorchConfig
+
+    return TorchConfig(backend=process_group_backend(bool(cluster["use_gpu"])))
 
 
 def launch(job: Job, cluster: dict, *, name: str, storage_path: str, in_process: bool = False,
@@ -53,6 +63,7 @@ def launch(job: Job, cluster: dict, *, name: str, storage_path: str, in_process:
     trainer = TorchTrainer(
         run_job,
         train_loop_config={"job": job, "launcher": "ray"},
+        torch_config=torch_config(cluster),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cluster["num_workers"], use_gpu=cluster["use_gpu"], resources_per_worker=resources,
             placement_strategy=cluster["placement_strategy"]),

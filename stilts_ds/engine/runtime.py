@@ -41,6 +41,17 @@ import torch.distributed as dist
 from stilts_ds.engine import checkpoints
 
 
+def process_group_backend(cuda: bool | None = None) -> str:
+    """The torch.distributed backend for this worker: ``nccl`` when it trains on a CUDA
+    device (``cuda`` None: whether CUDA is available here), ``gloo`` otherwise.
+
+    gloo on a GPU would move every ZeRO gradient bucket through host memory, even at world
+    size 1, and a throughput or MFU figure would then time that copy instead of training."""
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    return "nccl" if cuda else "gloo"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -205,15 +216,20 @@ class LocalRuntime(Runtime):
     def __init__(self, run_dir=None):
         self.last_metrics: dict = {}
         if not dist.is_initialized():
-            # DeepSpeed needs a process group even alone; gloo on one rank costs nothing. Its
-            # store gets a fresh port, never an inherited MASTER_PORT: a parent process (a test
-            # run, a Ray job's driver) may hold that port with its own group.
+            # DeepSpeed needs a process group even alone (nccl on a GPU, gloo on the CPU:
+            # process_group_backend). Its store gets a fresh port, never an inherited
+            # MASTER_PORT: a parent process (a test run, a Ray job's driver) may hold that port
+            # with its own group.
             port = _free_port()
             os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
             os.environ.setdefault("RANK", "0")
             os.environ.setdefault("LOCAL_RANK", "0")
             os.environ.setdefault("WORLD_SIZE", "1")
-            dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+            backend = process_group_backend()
+            if backend == "nccl":
+                torch.cuda.set_device(self.device())  # nccl binds the group to the current device
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+        self.backend = dist.get_backend()
 
     def checkpoint_store(self, run_dir) -> CheckpointStore:
         return LocalStore(self, Path(run_dir))

@@ -13,6 +13,10 @@ One loop for any world size::
     batch = fmt.collate(feats[mb.task], mb.rows, seed=seed, step=mb.draw)   # this rank's rows of it
     loss = engine(mb.task, batch)["loss"]; engine.backward(loss); engine.step()
 
+``Optim.group_by_length`` builds the row batchers length-grouped (``data.sampler``: blocks of
+one draw's rows over all ranks, so 1 x 2 and 2 x 1 still train the same steps); the run's
+summary counts rank 0's real and computed (padded) tokens under ``loop``.
+
 Checkpoints (``save_checkpoint``): every rank ``engine.save_checkpoint`` into the directory
 its runtime's store gives it (client state: sampler, batchers, best dev score), its
 random-number state and a manifest of the files it wrote; rank 0 the meta naming the job's
@@ -262,12 +266,20 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
     sampler = TaskSampler(task_weights(sizes, train.sampling, temperature=train.temperature,
                                        cap=train.sampling_cap, fixed=dict(train.weights) or None),
                           seed=train.seed)
-    batchers = {t: RowBatcher(n, micro, rank=rt.rank, world_size=rt.world_size, seed=train.seed)
+    grad_accum = int(engine.gradient_accumulation_steps())
+    # Length grouping sorts rows in blocks of one draw's rows over all ranks: a step's global
+    # batch under sample_per "step", one micro-batch per rank under "micro_batch".
+    def grouping(task: str) -> dict:
+        if not train.group_by_length:
+            return {}
+        return {"group_by_length": True, "lengths": feats[task].columns["lengths"],
+                "grad_accum": grad_accum if train.sample_per == "step" else 1}
+
+    batchers = {t: RowBatcher(n, micro, rank=rt.rank, world_size=rt.world_size, seed=train.seed, **grouping(t))
                 for t, n in sizes.items()}
     # What every micro-batch trains on: the task drawn once per optimizer step (or per
     # micro-batch), this rank's rows of it, and the draw count that seeds MLM masks.
-    schedule = StepSchedule(sampler, batchers, grad_accum=int(engine.gradient_accumulation_steps()),
-                            sample_per=train.sample_per)
+    schedule = StepSchedule(sampler, batchers, grad_accum=grad_accum, sample_per=train.sample_per)
     best = {"score": None, "step": None}
     store = rt.checkpoint_store(run_dir)
     client, restored, skipped, tainted = restore(engine, rt, store, job)
@@ -320,6 +332,8 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
     # Overhead accounting (tools/bench_train_overhead.py): wall time of the whole loop vs the
     # time inside forward + backward + optimizer step.
     loop_start, compute_s, start_step = time.perf_counter(), 0.0, int(engine.global_steps)
+    # This rank's tokens: real ones (attention mask) and all computed, padding included.
+    tokens, tokens_computed = 0, 0
     while engine.global_steps < total:
         mb = schedule.next()
         task, rows = mb.task, mb.rows
@@ -333,7 +347,9 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
         before = engine.global_steps
         engine.step()
         mask = batch.tensors["attention_mask"]
-        compute_s += meter.stop(samples=len(rows) * rt.world_size, tokens=int(mask.sum()) * rt.world_size)
+        real = int(mask.sum())
+        compute_s += meter.stop(samples=len(rows) * rt.world_size, tokens=real * rt.world_size)
+        tokens, tokens_computed = tokens + real, tokens_computed + mask.numel()
         losses[task].append(out["loss"].detach())
         if engine.global_steps == before:
             continue  # inside a gradient-accumulation window
@@ -372,14 +388,16 @@ def train_worker(job: TrainJob, rt: Runtime) -> None:
     if rt.rank == 0:
         summary = {"phase": job.phase, "steps": int(engine.global_steps), "best_dev": best,
                    "selected_on": {t: info.dev_spec_name for t, info in tasks.items() if info.dev},
-                   "sample_per": train.sample_per,
+                   "sample_per": train.sample_per, "group_by_length": train.group_by_length,
                    "world_size": rt.world_size, "workers": placement,
                    "resumed_from": resumed_from, "resumed_checkpoint": restored.uri if restored else None,
                    "skipped_checkpoints": [s.as_dict() for s in skipped],
                    "init_heads": ({"from": job.init_heads.source, "heads": dict(job.init_heads.heads)}
                                   if job.init_heads else None),
+                   # tokens: rank 0's (real ones; computed: with the padding of each batch's collation)
                    "loop": {"steps": int(engine.global_steps) - start_step, "seconds": loop_s,
-                            "compute_seconds": compute_s}, "finished": time.time()}
+                            "compute_seconds": compute_s, "tokens": tokens, "tokens_computed": tokens_computed},
+                   "finished": time.time()}
         _write_json(run_dir / "train_summary.json", summary)
     rt.barrier()
     checkpoint(int(engine.global_steps), {"phase": job.phase, "done": True})

@@ -21,6 +21,8 @@ on every row: ``arm``), so the study report can compare arms, languages and spre
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -46,7 +48,9 @@ class BenchSpec:
     features: str | None = None  # cached eval Features of the task (path), prepared on the driver
     lang: str | None = None
     synthetic_rows: int = 256
-    length_distribution: str = "lognormal"  # or "uniform", or "fixed" (every row seq_len: compute-limit runs)
+    # "lognormal", "uniform", "fixed" (every row seq_len: compute-limit runs), or
+    # "real:TASK/LANG" (``features`` then holds that split's rows, timed encoder-only).
+    length_distribution: str = "lognormal"
     seed: int = 0
     device: str | None = None
     # (lang, features path) pairs timed in turn with one model load, instead of ``features``/``lang``.
@@ -87,9 +91,12 @@ def _model(spec: BenchSpec):
         raise StiltsError(f"unknown preset {spec.preset!r}; known: {', '.join(PRESETS)}")
     from transformers import AutoModel
 
+    from stilts_ds.inference.parity import sharpen
+
     vocab = None if "vocab_size" in PRESETS[spec.preset] else len(load_tokenizer("bundled"))
     torch.manual_seed(spec.seed)
-    return AutoModel.from_config(model_config(spec.preset, vocab_size=vocab))
+    # Random weights time like trained ones; drawn sharp, the parity gate can see a wrong engine.
+    return sharpen(AutoModel.from_config(model_config(spec.preset, vocab_size=vocab)), seed=spec.seed)
 
 
 def _accuracy(engine, spec: BenchSpec, feats) -> dict:
@@ -112,41 +119,71 @@ def _accuracy(engine, spec: BenchSpec, feats) -> dict:
     return {"task": spec.task, "lang": spec.lang, "metric": task.metric, "accuracy": primary_score(scores)}
 
 
-def measure(spec: BenchSpec) -> list[dict]:
+def measure(spec: BenchSpec, rows_log: Path | None = None) -> list[dict]:
     """One node's rows: every (language,) engine, precision, batch size and repeat, gated,
-    timed, scored; ``spec.extra`` on every row."""
+    timed, scored; ``spec.extra`` on every row. ``rows_log``: a JSON-lines file each timing
+    row is appended to as it is measured (before accuracy is added)."""
     device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = _model(spec).eval()
     if spec.lang_features:
         rows = []
         for lang, path in spec.lang_features:
-            rows += _measure(replace(spec, features=path, lang=lang, lang_features=()), model, device)
+            rows += _measure(replace(spec, features=path, lang=lang, lang_features=()), model, device, rows_log)
     else:
-        rows = _measure(spec, model, device)
+        rows = _measure(spec, model, device, rows_log)
     return [{**r, **spec.extra} for r in rows]
 
 
-def _measure(spec: BenchSpec, model, device: str) -> list[dict]:
+def _row(result, spec: BenchSpec, tokens: float, real: bool) -> dict:
+    return {**result.to_dict(), "tokens_per_example": tokens, "serving_batch_size": spec.serving(),
+            **({"task": spec.task, "lang": spec.lang} if real else {})}
+
+
+def real_lengths(lengths: str) -> tuple[str, str] | None:
+    """(task, lang) of ``--lengths real:TASK/LANG``; None for a synthetic distribution; a
+    StiltsError naming the option for anything else."""
+    if lengths in ("lognormal", "uniform", "fixed"):
+        return None
+    task, _, lang = lengths.removeprefix("real:").partition("/")
+    if not lengths.startswith("real:") or not task or not lang:
+        raise StiltsError(f"--lengths {lengths!r}: use lognormal, uniform, fixed or real:TASK/LANG "
+                          "(e.g. real:xnli/th: the lengths of XNLI's Thai rows)")
+    from stilts_ds.tasks.registry import get_task
+
+    get_task(task)  # an unknown task is named with the known ones
+    return task, lang
+
+
+def _measure(spec: BenchSpec, model, device: str, rows_log: Path | None = None) -> list[dict]:
     from stilts_ds.data import cache
     from stilts_ds.inference.engines import build_engine
     from stilts_ds.inference.timing import Workload, benchmark_engines
 
     feats = cache.read(Path(spec.features)) if spec.features else None
+    on_row = None
+    if rows_log is not None:
+        def on_row(result):
+            # Appended and flushed as measured: a run stopped by a time limit keeps these rows.
+            tokens = float(np.asarray(feats.columns["lengths"]).sum()) / len(feats) if feats is not None else None
+            with open(rows_log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({**_row(result, spec, tokens, feats is not None), **spec.extra}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
     if feats is not None:
-        workload = Workload.from_features(feats, name=f"{spec.task}/{spec.lang}", task=spec.task)
+        name = f"{spec.task}/{spec.lang}" if spec.task else spec.length_distribution
+        workload = Workload.from_features(feats, name=name, task=spec.task)
     else:
         vocab = model.config.vocab_size
         workload = Workload.synthetic(spec.synthetic_rows, vocab, spec.seq_len, seed=spec.seed,
                                       distribution=spec.length_distribution)
     results = benchmark_engines(model, spec.engines, spec.precisions, device=device, workload=workload,
                                 batch_sizes=spec.batch_sizes, serving_batch_size=spec.serving(),
-                                latency_requests=spec.latency_requests, repeats=spec.repeats)
+                                latency_requests=spec.latency_requests, repeats=spec.repeats, on_row=on_row)
     # What a language costs: its own tokenized length (the bundled tokenizer cuts Thai or Hindi
     # into more pieces than English), per example (all choices of a multiple-choice one).
     tokens = float(workload.lengths.sum()) / len(workload)
-    rows = [{**r.to_dict(), "tokens_per_example": tokens, "serving_batch_size": spec.serving(),
-             **({"task": spec.task, "lang": spec.lang} if feats is not None else {})} for r in results]
-    if feats is not None:
+    rows = [_row(r, spec, tokens, feats is not None) for r in results]
+    if feats is not None and spec.task:
         # Accuracy through each engine that passed parity (a fresh build: timing closed it).
         for engine_name in spec.engines:
             for precision in spec.precisions:
@@ -167,7 +204,11 @@ def _measure(spec: BenchSpec, model, device: str) -> list[dict]:
 
 
 def run_bench(spec: BenchSpec, out_dir: Path, *, use_ray: bool = True, address: str | None = None,
-              num_nodes: int | None = None, title: str = "stilts-ds inference benchmark") -> tuple[list[dict], dict]:
+              num_nodes: int | None = None, title: str = "stilts-ds inference benchmark",
+              rows_log: Path | None = None) -> tuple[list[dict], dict]:
+    """Measure on every node (or here, ``use_ray=False``) and write the reports to
+    ``out_dir``. ``rows_log`` (in this process only): a file each row is appended to as it is
+    measured."""
     from stilts_ds.inference.report import write_reports
 
     if use_ray:
@@ -181,8 +222,10 @@ def run_bench(spec: BenchSpec, out_dir: Path, *, use_ray: bool = True, address: 
         from stilts_ds.inference.placement import device_name
 
         gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        if rows_log is not None:
+            Path(rows_log).parent.mkdir(parents=True, exist_ok=True)
         rows = [{**r, "node_id": "local", "host": socket.gethostname(), "node_index": 0, "device": device_name(gpus)}
-                for r in measure(spec)]
+                for r in measure(spec, rows_log)]
     paths = write_reports(rows, out_dir, title=title)
     return rows, paths
 

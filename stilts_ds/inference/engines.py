@@ -10,7 +10,14 @@ ds              ``deepspeed.init_inference`` without injection (DeepSpeed's engi
                 the unchanged transformers model, SDPA attention)
 torch-eager     transformers, ``attn_implementation="eager"``
 torch-sdpa      transformers, ``attn_implementation="sdpa"``
-torch-compile   ``torch.compile`` of the SDPA model (inductor unless told otherwise)
+torch-compile   ``torch.compile`` of the SDPA model (inductor unless told otherwise); with
+                ``static_buckets``: every batch padded up to a bucket shape, compiled with
+                ``dynamic=False`` (CUDA: ``mode="reduce-overhead"``, CUDA graphs)
+torch-compile-  torch-compile with ``static_buckets=True`` as an engine of its own, so a
+static          sweep times both and tables name them apart
+unpadded        the XLM-R/RoBERTa encoder's own modules run on packed tokens, no padding
+                computed (``stilts_ds.inference.unpadded``): attention within each sequence
+                via ``varlen_attn`` on CUDA fp16/bf16, per-length SDPA otherwise
 ==============  =========================================================================
 
 Precisions: ``fp32``, ``fp16``, ``bf16`` (the encoder's weights and activations). DeepSpeed
@@ -42,18 +49,29 @@ the encoder and heads: the caller's model is never converted or injected.
 Availability (``availability(name, precision, device)``)::
 
     CUDA: every engine, every precision (ds-kernel fp32 is DeepSpeed's fp32 kernel).
-    CPU:  torch-eager, torch-sdpa, torch-compile: fp32, bf16, fp16 (fp16 runs but is slow:
+    CPU:  torch-eager, torch-sdpa, torch-compile(-static), unpadded: fp32, bf16, fp16 (fp16 runs but is slow:
           most CPUs have no fp16 arithmetic, numbers are for checking, not for the paper)
           ds: fp32, bf16; fp16 is unavailable: DeepSpeed's CPU accelerator lists
           supported_dtypes() = [float32, bfloat16] and init_inference refuses the rest
           ds-kernel: unavailable, "DeepSpeed inference kernels need CUDA"
+    unpadded, any device: unavailable for a model that is not an XLMRobertaModel/RobertaModel
+          encoder (the reason names its model type); checked when it is built.
+
+Static shape buckets (torch-compile only; other engines ignore the option)::
+
+    engine = build_engine("torch-compile", model, "fp16", "cuda", static_buckets=True)
+    # lengths padded up to 16, 32, ..., 256, 512 (default_static_buckets(config)); rows
+    # up to the next power of two; results cut back. static_buckets=[64, 128, 256] picks
+    # the length buckets; a longer batch raises.
 
 Process-wide state: DeepSpeed keeps one kernel workspace per process
 (``DeepSpeedTransformerInference.workspace``) and frees it when the next ``init_inference``
-starts, so only one ds-kernel engine is usable at a time; building a second closes the
-first. ``torch-compile`` resets dynamo's caches when it is built (compiled code is keyed by
+starts, so only one ds-kernel engine is usable at a time: building another ds-kernel engine
+or a ds engine (also ``init_inference``) closes the live ds-kernel engine first, with a
+reason. ``torch-compile`` resets dynamo's caches when it is built (compiled code is keyed by
 the model's code objects, shared by every copy) and fails loudly rather than falling back to
-eager when dynamo's recompile limit is hit.
+eager when dynamo's recompile limit is hit (with static buckets the limit is raised to the
+number of bucket shapes).
 """
 from __future__ import annotations
 
@@ -62,7 +80,7 @@ import json
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -164,11 +182,20 @@ def _kernel_availability(precision: str, device: torch.device) -> str | None:
     return _ds_availability(precision, device)
 
 
+def _unpadded_model_check(encoder: nn.Module) -> str | None:
+    from stilts_ds.inference.unpadded import unsupported_reason
+
+    return unsupported_reason(encoder)
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     name: str
     description: str
     availability: Callable[[str, torch.device], str | None]  # None: available; else why not
+    # For engines that run only some architectures: the encoder -> None, or why not
+    # (checked by build_engine before anything is copied; the engine is then "unavailable").
+    model_check: Callable[[nn.Module], str | None] | None = None
 
 
 ENGINES: dict[str, EngineSpec] = {
@@ -177,6 +204,11 @@ ENGINES: dict[str, EngineSpec] = {
     "torch-eager": EngineSpec("torch-eager", "transformers, eager attention", _torch_availability),
     "torch-sdpa": EngineSpec("torch-sdpa", "transformers, SDPA attention", _torch_availability),
     "torch-compile": EngineSpec("torch-compile", "torch.compile of the SDPA model", _torch_availability),
+    "torch-compile-static": EngineSpec("torch-compile-static",
+                                       "torch.compile of the SDPA model, static shape buckets (CUDA graphs on a GPU)",
+                                       _torch_availability),
+    "unpadded": EngineSpec("unpadded", "XLM-R encoder on packed tokens, varlen attention", _torch_availability,
+                           model_check=_unpadded_model_check),
 }
 
 
@@ -203,10 +235,26 @@ _LIVE_KERNEL_ENGINE: "weakref.ref[Engine] | None" = None
 class Engine:
     """One encoder behind one inference engine at one precision on one device.
 
+    ``computes_no_padding``: True for an engine that skips padding tokens altogether
+    (``unpadded``); timing then reports its padding share as 0.
+
     Attributes: ``name``, ``precision``, ``dtype``, ``device``, ``status`` ("ok" |
     "unavailable" | "failed"), ``reason`` (None when ok), ``replaced`` ({class name: count}
     of modules the engine swapped out; empty for engines that swap nothing), ``notes``
     (known numeric differences), ``tasks`` (head names available to ``forward``)."""
+
+    computes_no_padding = False
+    padded_shape: Callable[[int, int], tuple[int, int]] | None = None  # rows, tokens -> the shape it computes
+
+    def computed_shape(self, rows: int, tokens: int) -> tuple[int, int]:
+        """The (rows, tokens) the engine computes for a batch of ``rows`` x ``tokens``: larger
+        than the batch for an engine that pads further (static buckets, a CUDA graph's
+        captured shape), the batch itself otherwise. Timing's padding share counts it."""
+        if self._fixed_shape and self.max_shape is not None:
+            return self.max_shape
+        if self.padded_shape is not None:
+            return self.padded_shape(rows, tokens)
+        return rows, tokens
 
     def __init__(self, name: str, precision: str, device: torch.device, *, status: str = "ok",
                  reason: str | None = None, encode: Callable[[dict], torch.Tensor] | None = None,
@@ -386,22 +434,30 @@ def _split_model(model: nn.Module):
 
 def build_engine(name: str, model: nn.Module, precision: str = "fp32", device="cpu", *,
                  ds_config_dir: str | Path | None = None, enable_cuda_graph: bool | None = None,
-                 compile_options: Mapping[str, Any] | None = None) -> Engine:
+                 compile_options: Mapping[str, Any] | None = None,
+                 static_buckets: Sequence[int] | bool | None = None) -> Engine:
     """An ``Engine`` named ``name`` over a copy of ``model``'s encoder (and heads).
 
     ``precision``: fp32 | fp16 | bf16. ``device``: "cpu", "cuda", "cuda:1", ... DeepSpeed
     settings come from ``<ds_config_dir>/inference_<precision>.json``;
     ``enable_cuda_graph`` overrides that file's value for ds-kernel.
     ``compile_options`` go to ``torch.compile`` (default ``{"backend": "inductor"}``).
+    ``static_buckets`` (torch-compile only, ignored by the others): sequence-length buckets
+    (``True``: ``default_static_buckets(config)``); each batch is padded to the next length
+    bucket and its rows to the next power of two, compiled with ``dynamic=False``.
     Never raises for a combination that cannot run (status "unavailable") or a build that
     breaks (status "failed", exception in ``engine.error``); raises ``StiltsError`` for an
-    unknown engine or precision."""
+    unknown engine or precision, or malformed ``static_buckets``."""
     dev = _device(device)
     ok, why = availability(name, precision, dev)
     encoder, heads, task_heads, formats = _split_model(model)
+    buckets = _static_buckets(static_buckets, encoder.config)
     pad = getattr(encoder.config, "pad_token_id", None)
     common = dict(task_heads=task_heads, task_formats=formats, vocab_size=getattr(encoder.config, "vocab_size", None),
                   pad_token_id=1 if pad is None else pad)
+    if ok and ENGINES[name].model_check is not None:
+        why = ENGINES[name].model_check(encoder)
+        ok = why is None
     if not ok:
         return Engine(name, precision, dev, status="unavailable", reason=why, **common)
     dtype = PRECISIONS[precision]
@@ -410,7 +466,8 @@ def build_engine(name: str, model: nn.Module, precision: str = "fp32", device="c
         work = copy.deepcopy(encoder).eval()
         builder = _BUILDERS[name]
         return builder(work, precision, dtype, dev, head_copy, common, ds_config_dir=ds_config_dir,
-                       enable_cuda_graph=enable_cuda_graph, compile_options=compile_options)
+                       enable_cuda_graph=enable_cuda_graph, compile_options=compile_options,
+                       static_buckets=buckets)
     except Exception as e:  # noqa: BLE001 - a broken build is a result ("failed"), not a crash of the sweep
         from stilts_ds.inference.kernel_inject import NothingReplacedError
 
@@ -441,7 +498,80 @@ def _build_torch(impl: str):
     return build
 
 
-def _build_compile(encoder, precision, dtype, dev, heads, common, *, compile_options=None, **_):
+MIN_STATIC_BUCKET = 16
+ROW_BUCKET_SLOTS = 16  # row buckets 1, 2, 4, ..., 2**15 a compiled engine may meet
+
+
+def default_static_buckets(config) -> tuple[int, ...]:
+    """Powers of two from 16 up to the model's longest input, and that length itself
+    (XLM-R: 16, 32, 64, 128, 256, 512; RoBERTa-style positions start after the padding
+    index, so 514 position embeddings hold 512 tokens)."""
+    n_pos = int(getattr(config, "max_position_embeddings", 514))
+    pad = getattr(config, "pad_token_id", None)
+    roberta_positions = getattr(config, "model_type", "") in ("xlm-roberta", "roberta") and pad is not None
+    longest = n_pos - (pad + 1 if roberta_positions else 0)
+    out, b = [], MIN_STATIC_BUCKET
+    while b < longest:
+        out.append(b)
+        b *= 2
+    return tuple(out) + (longest,)
+
+
+def _static_buckets(spec: Sequence[int] | bool | None, config) -> tuple[int, ...] | None:
+    if spec is None or spec is False:
+        return None
+    if spec is True:
+        return default_static_buckets(config)
+    try:
+        buckets = sorted({int(b) for b in spec})
+    except (TypeError, ValueError):
+        raise StiltsError(f"static_buckets must be True or a list of sequence lengths, not {spec!r}") from None
+    if not buckets or buckets[0] < 1:
+        raise StiltsError(f"static_buckets must be positive sequence lengths, got {spec!r}")
+    return tuple(buckets)
+
+
+def _next_bucket(n: int, buckets: Sequence[int]) -> int | None:
+    return next((b for b in buckets if b >= n), None)
+
+
+def _row_bucket(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _bucket_padded(encode: Callable[[dict], torch.Tensor], buckets: tuple[int, ...], pad_token_id: int,
+                   copy_out: bool) -> Callable[[dict], torch.Tensor]:
+    """``encode`` fed only bucket shapes: rows padded to the next power of two, tokens to the
+    next length bucket (pad tokens, mask 0; added rows keep one token unmasked so no row is
+    fully masked), the result cut back (and copied: CUDA graphs reuse their output buffer)."""
+
+    def encode_bucketed(inputs: dict) -> torch.Tensor:
+        rows, cols = inputs["input_ids"].shape
+        length = _next_bucket(cols, buckets)
+        if length is None:
+            raise StiltsError(f"torch-compile: {cols} tokens exceed the largest static bucket ({buckets[-1]})")
+        n = _row_bucket(rows)
+        if "attention_mask" not in inputs:  # the padding added here must be masked
+            inputs = dict(inputs, attention_mask=torch.ones_like(inputs["input_ids"]))
+        if (n, length) == (rows, cols):
+            padded = inputs
+        else:
+            padded = {}
+            for k, v in inputs.items():
+                fill = pad_token_id if k == "input_ids" else 0
+                full = torch.full((n, length), fill, dtype=v.dtype, device=v.device)
+                full[:rows, :cols] = v
+                if k == "attention_mask":
+                    full[rows:, 0] = 1
+                padded[k] = full
+        out = encode(padded)[:rows, :cols]
+        return out.clone() if copy_out else out
+
+    return encode_bucketed
+
+
+def _build_compile(encoder, precision, dtype, dev, heads, common, *, compile_options=None, static_buckets=None,
+                   name="torch-compile", **_):
     import torch._dynamo
 
     _set_attention(encoder, "sdpa")
@@ -450,16 +580,83 @@ def _build_compile(encoder, precision, dtype, dev, heads, common, *, compile_opt
     # the model; start clean so an earlier engine's graphs neither serve nor crowd this one.
     torch._dynamo.reset()
     options = {"backend": "inductor", **dict(compile_options or {})}
+    patch: dict[str, Any] = {"fail_on_recompile_limit_hit": True}
+    notes: tuple[str, ...] = ()
+    if static_buckets:
+        options.setdefault("dynamic", False)
+        graphs = dev.type == "cuda" and options["backend"] == "inductor" and not ({"mode", "options"} & set(options))
+        if graphs:
+            options["mode"] = "reduce-overhead"
+        # One compiled graph per (row bucket, length bucket): let dynamo keep them all.
+        limit = len(static_buckets) * ROW_BUCKET_SLOTS
+        patch.update(recompile_limit=max(limit, torch._dynamo.config.recompile_limit),
+                     accumulated_recompile_limit=max(limit, torch._dynamo.config.accumulated_recompile_limit))
+        notes = (f"static shape buckets: sequence length padded up to {', '.join(map(str, static_buckets))}; "
+                 "rows up to the next power of two; results cut back" + ("; CUDA graphs (reduce-overhead)" if graphs else ""),)
     compiled = torch.compile(encoder, **options)
     inner = _hf_encode(compiled)
+    if static_buckets:
+        inner = _bucket_padded(inner, static_buckets, common["pad_token_id"], copy_out=True)
 
     def encode(inputs: dict) -> torch.Tensor:
         # Past the recompile limit dynamo would quietly run eager code: raise instead.
-        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        with torch._dynamo.config.patch(**patch):
             return inner(inputs)
 
-    notes = (f"torch.compile({', '.join(f'{k}={v!r}' for k, v in options.items())}) of the SDPA model",)
-    return Engine("torch-compile", precision, dev, encode=encode, heads=heads, notes=notes, **common)
+    notes = (f"torch.compile({', '.join(f'{k}={v!r}' for k, v in options.items())}) of the SDPA model",) + notes
+    engine = Engine(name, precision, dev, encode=encode, heads=heads, notes=notes, **common)
+    if static_buckets:
+        engine.padded_shape = lambda rows, tokens: (_row_bucket(rows), _next_bucket(tokens, static_buckets) or tokens)
+    return engine
+
+
+def _build_compile_static(encoder, precision, dtype, dev, heads, common, *, static_buckets=None, **kwargs):
+    # torch-compile with static shape buckets as an engine of its own, so a sweep can time it
+    # beside the dynamic one and every table names it apart.
+    buckets = static_buckets or default_static_buckets(encoder.config)
+    return _build_compile(encoder, precision, dtype, dev, heads, common, static_buckets=buckets,
+                          name="torch-compile-static", **kwargs)
+
+
+UNPADDED_NOTE = "packed tokens, no padding computed; attention: varlen_attn (CUDA) / per-length SDPA reference (CPU)"
+
+
+def _build_unpadded(encoder, precision, dtype, dev, heads, common, **_):
+    from stilts_ds.inference.unpadded import UnpaddedEncoder, probe_varlen
+
+    encoder.to(device=dev, dtype=dtype)
+    cfg = encoder.config
+    why = probe_varlen(dev, dtype, cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads)
+    backend = "reference" if why else "varlen"
+    unpadded = UnpaddedEncoder(encoder, attention=backend).eval()
+    used = ("attention here: varlen_attn" if backend == "varlen" else
+            f"attention here: per-length SDPA reference ({why})")
+
+    def encode(inputs: dict) -> torch.Tensor:
+        return unpadded(inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"))
+
+    engine = Engine("unpadded", precision, dev, encode=encode, heads=heads, notes=(UNPADDED_NOTE, used), **common)
+    engine.computes_no_padding = True  # timing reports its padding share as 0
+    return engine
+
+
+def _register_live_kernel_engine(engine: Engine) -> None:
+    """Make ``engine`` the one whose kernel workspace the next ``init_inference`` frees."""
+    global _LIVE_KERNEL_ENGINE
+    _LIVE_KERNEL_ENGINE = weakref.ref(engine)
+
+
+def _close_live_kernel_engine(reason: str) -> Engine | None:
+    """Close the live ds-kernel engine, if any, before a DeepSpeed ``init_inference``: it
+    frees the process-wide kernel workspace the engine runs in. Returns the engine closed."""
+    global _LIVE_KERNEL_ENGINE
+    previous = _LIVE_KERNEL_ENGINE() if _LIVE_KERNEL_ENGINE is not None else None
+    _LIVE_KERNEL_ENGINE = None
+    if previous is None or previous._closed:
+        return None
+    previous.reason = previous.reason or reason
+    previous.close()
+    return previous
 
 
 def _build_ds(encoder, precision, dtype, dev, heads, common, *, ds_config_dir=None, **_):
@@ -467,6 +664,8 @@ def _build_ds(encoder, precision, dtype, dev, heads, common, *, ds_config_dir=No
 
     cfg = load_ds_inference_config(precision, ds_config_dir)
     cfg.update(replace_with_kernel_inject=False, enable_cuda_graph=False)
+    _close_live_kernel_engine("closed: a ds engine was built (deepspeed.init_inference frees the process-wide "
+                              "kernel workspace)")
     _set_attention(encoder, "sdpa")
     ds = deepspeed.init_inference(encoder, config=cfg)  # moves the model to DeepSpeed's device, casts to dtype
     notes = ("DeepSpeed InferenceEngine around the transformers model (SDPA attention), no injection",)
@@ -475,7 +674,6 @@ def _build_ds(encoder, precision, dtype, dev, heads, common, *, ds_config_dir=No
 
 def _build_ds_kernel(encoder, precision, dtype, dev, heads, common, *, ds_config_dir=None,
                      enable_cuda_graph=None, **_):
-    global _LIVE_KERNEL_ENGINE
     from stilts_ds.inference import kernel_inject as ki
 
     cfg = load_ds_inference_config(precision, ds_config_dir)
@@ -484,10 +682,7 @@ def _build_ds_kernel(encoder, precision, dtype, dev, heads, common, *, ds_config
     graphs = bool(cfg.get("enable_cuda_graph", False))
     # DeepSpeed's next init_inference frees the process-wide kernel workspace: the engine
     # built before this one stops working, so close it explicitly.
-    previous = _LIVE_KERNEL_ENGINE() if _LIVE_KERNEL_ENGINE is not None else None
-    if previous is not None and not previous._closed:
-        previous.reason = previous.reason or "closed: another ds-kernel engine was built (one kernel workspace per process)"
-        previous.close()
+    _close_live_kernel_engine("closed: another ds-kernel engine was built (one kernel workspace per process)")
     ds, report = ki.inject_kernels(encoder, cfg)
 
     def encode(inputs: dict) -> torch.Tensor:
@@ -509,7 +704,7 @@ def _build_ds_kernel(encoder, precision, dtype, dev, heads, common, *, ds_config
     engine = Engine("ds-kernel", precision, dev, encode=encode, heads=heads, replaced=report.replaced,
                     notes=notes, on_close=release, shape_limited=True, fixed_shape=graphs,
                     max_tokens=int(cfg.get("max_out_tokens", 1024)), **common)
-    _LIVE_KERNEL_ENGINE = weakref.ref(engine)
+    _register_live_kernel_engine(engine)
     return engine
 
 
@@ -517,6 +712,8 @@ _BUILDERS = {
     "torch-eager": _build_torch("eager"),
     "torch-sdpa": _build_torch("sdpa"),
     "torch-compile": _build_compile,
+    "torch-compile-static": _build_compile_static,
     "ds": _build_ds,
     "ds-kernel": _build_ds_kernel,
+    "unpadded": _build_unpadded,
 }

@@ -9,6 +9,12 @@ handling is where engines go wrong) and one without, and is compared on
   non-padding tokens; span-QA logits whole (the head sets padding to the dtype minimum),
 * the predicted labels (argmax), which must agree wherever the reference is decisive.
 
+``timing`` always adds ``with_padded_batch``'s synthetic padded batch (encoder only), so a
+fixed-length workload, whose own batches have no padding, still tests the mask. A
+random-weight preset is gated (and timed) with ``sharpen``ed weights: at the std-0.02
+initialisation a wrong softmax scale or activation hides inside the bf16 tolerance; with
+unit-gain weights it cannot (tests/inference/test_parity_sharp.py shows both).
+
 Tolerances (``TOLERANCES``), elementwise ``|engine - ref| <= atol + rtol * |ref|``:
 
 ======  =======  =======  ===============================================================
@@ -63,6 +69,14 @@ from stilts_ds.inference.engines import Engine, build_engine
 from stilts_ds.tasks.formats import format_of
 
 HEAD_OUTPUT_KEYS = ("logits", "start_logits", "end_logits")
+# The synthetic padded batch every gate adds (``with_padded_batch``): encoder only, whatever
+# the task, so that a fixed-length workload (``--lengths fixed``) still tests padding.
+SYNTHETIC_PADDED = "synthetic-padded"
+# Q/K gain of ``sharpen``: attention logits with a standard deviation of about 2 (gain
+# squared), so rows attend sharply and a wrong softmax scale moves outputs by O(1), while
+# bf16 rounding of the correct model stays inside its tolerance (0.07 of 0.2 on the tiny
+# preset, measured by tests/inference/test_parity_sharp.py).
+SHARP_QK_GAIN = 1.5
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,49 @@ def _token_batch(lengths, seq_len, vocab_size, gen, pad, bos, eos) -> dict[str, 
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def with_padded_batch(batches: Mapping[str, Mapping[str, torch.Tensor]], vocab_size: int, *, seq_len: int,
+                      batch_size: int = 8, seed: int = 0, pad_token_id: int = 1) -> dict[str, dict]:
+    """``batches`` plus ``SYNTHETIC_PADDED``: random tokens in rows of spread lengths (all but
+    one padded), ``seq_len`` wide (at least 8). It runs through the encoder alone (no head),
+    so any task's gate can carry it: the workload's own batches may have no padding at all
+    (fixed-length rows) and padding is where engines go wrong."""
+    width = max(8, int(seq_len))
+    synthetic = synthetic_parity_batches(vocab_size, max(2, batch_size), width, seed=seed,
+                                         pad_token_id=pad_token_id)["padded"]
+    return {**{k: dict(v) for k, v in batches.items()}, SYNTHETIC_PADDED: synthetic}
+
+
+def _task_of(batch_name: str, task: str | None) -> str | None:
+    return None if batch_name == SYNTHETIC_PADDED else task
+
+
+def sharpen(model, qk_gain: float = SHARP_QK_GAIN, seed: int = 0):
+    """Re-draw the transformer layers' linear weights of ``model`` (in place; returned) so
+    that the parity gate can see a wrong engine: each weight N(0, 1 / fan_in), the query
+    and key projections ``qk_gain`` times that.
+
+    Why: at the std-0.02 initialisation of a random-weight preset every sublayer adds little
+    to the residual stream and attention is nearly uniform, so an engine with a wrong
+    softmax scale or a ReLU for the GELU stays inside the bf16 tolerance. With unit-gain
+    weights each sublayer moves the hidden state by O(1) and attention is sharp. Only for
+    models whose weights carry no meaning (presets): timing does not depend on the values,
+    and a trained checkpoint is already sharp. Biases, embeddings and LayerNorms are kept."""
+    import math
+
+    from torch import nn
+
+    encoder = getattr(model, "encoder", model)  # MultiTaskModel -> the HF encoder
+    stack = getattr(encoder, "encoder", encoder)  # the HF encoder -> its layer stack
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, module in stack.named_modules():
+            if isinstance(module, nn.Linear):
+                gain = qk_gain if name.rsplit(".", 1)[-1] in ("query", "key") else 1.0
+                std = gain / math.sqrt(module.weight.shape[1])
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * std)
+    return model
+
+
 def parity_batches_from_features(features, batch_size: int = 8) -> dict[str, dict]:
     """Two batches from a task's featurized split (``stilts_ds.tasks.features.Features``),
     collated by the task's format: "padded" (rows of spread lengths, shortest to longest)
@@ -160,7 +217,7 @@ def reference_outputs(reference: Engine, batches: Mapping[str, Mapping[str, torc
     every engine)."""
     if reference.precision != "fp32":
         raise ValueError(f"the parity reference must be fp32, not {reference.precision}")
-    return {name: _to_cpu_float(reference.forward(b, task=task)) for name, b in batches.items()}
+    return {name: _to_cpu_float(reference.forward(b, task=_task_of(name, task))) for name, b in batches.items()}
 
 
 def _to_cpu_float(out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -266,11 +323,11 @@ def check_parity(engine: Engine, reference, batches: Mapping[str, Mapping[str, t
     problems: list[str] = []
     for name, tensors in batches.items():
         try:
-            out = _to_cpu_float(engine.forward(tensors, task=task))
+            out = _to_cpu_float(engine.forward(tensors, task=_task_of(name, task)))
         except Exception as e:  # noqa: BLE001 - an engine that cannot run the batch fails the gate
             return ParityReport(reason=f"{name} batch: forward raised {type(e).__name__}: {e}", batches=per_batch, **fail)
         mask = _flat_mask(tensors, out["last_hidden_state"])
-        res = compare_outputs(ref_out[name], out, mask, tol, token_level)
+        res = compare_outputs(ref_out[name], out, mask, tol, token_level and name != SYNTHETIC_PADDED)
         per_batch[name] = res
         problems += [f"{name} batch: {p}" for p in res["problems"]]
 

@@ -70,6 +70,7 @@ from stilts_ds.errors import StiltsError
 CLUSTER = "cluster"  # node_id (and node label) of cluster_total's rows
 GROUP_KEYS = ("engine", "dtype", "batch_size", "seq_len")
 THROUGHPUT = "throughput_samples_per_s"
+USEFUL_TOKENS = "useful_tokens_per_s"  # non-padding tokens per second; sums over nodes like samples/s
 LATENCIES = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99")
 PARITY = "parity_max_abs_diff"
 _HEAD_RESOURCE = "node:__internal_head__"
@@ -347,8 +348,9 @@ def cluster_total(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
     "Node" below means one actor's rows (one ``node_label``): in per-GPU mode each GPU's
     actor counts as one, so throughput is summed over every GPU of every node.
 
-    * ``throughput_samples_per_s``: the sum over nodes. Every node serves its own stream of
-      requests concurrently (run_per_node runs them at once), so cluster capacity adds up.
+    * ``throughput_samples_per_s`` and ``useful_tokens_per_s``: the sum over nodes. Every node
+      serves its own stream of requests concurrently (run_per_node runs them at once), so
+      cluster capacity adds up.
     * ``latency_ms_p50/p90/p99``: the maximum over nodes. Percentiles neither add nor
       average, and the pooled percentile cannot be computed without the raw samples; but the
       pooled pXX of all requests is never above the largest per-node pXX (each node has at
@@ -419,6 +421,7 @@ def cluster_total(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
             "host": _hosts_text(n_nodes, len(units)), "nodes": n_nodes, "actors": len(units),
             "device": "; ".join(sorted({str(m.get("device")) for m in members if m.get("device")})) or None,
             THROUGHPUT: sum(values(THROUGHPUT)) if ok and values(THROUGHPUT) else None,
+            USEFUL_TOKENS: sum(values(USEFUL_TOKENS)) if ok and values(USEFUL_TOKENS) else None,
             PARITY: max(values(PARITY)) if values(PARITY) else None,
         })
         for lat in LATENCIES:

@@ -23,7 +23,8 @@ latency the worst node's). Rows that did not come through run_per_node are one n
                     column of the task's score through each engine), and the
                     unavailable or failed engines with their reasons
 ``tensorboard/``    scalars ``bench/<engine>_<precision>/<node>/<name>`` (``tb_logger.
-                    bench_tag``), name in ``throughput_samples_per_s``, ``latency_ms/p50``,
+                    bench_tag``), name in ``throughput_samples_per_s``,
+                    ``useful_tokens_per_s``, ``latency_ms/p50``,
                     ``latency_ms/p90``, ``latency_ms/p99``, ``parity_max_abs_diff``,
                     ``accuracy`` (with --task); step =
                     batch size; node = ``node<i>`` or ``cluster``; the Markdown report as
@@ -57,6 +58,7 @@ from stilts_ds.inference.placement import (
     LATENCIES,
     PARITY,
     THROUGHPUT,
+    USEFUL_TOKENS,
     as_row,
     cluster_total,
     node_label,
@@ -65,7 +67,7 @@ from stilts_ds.inference.placement import (
 from stilts_ds.tables import csv_text, fmt_number, markdown_table, md_cell, shorten
 
 COLUMNS = ("engine", "status", "reason", "node_id", "host", "device", "dtype", "batch_size", "seq_len",
-           THROUGHPUT, *LATENCIES, PARITY)
+           THROUGHPUT, USEFUL_TOKENS, *LATENCIES, PARITY)
 ACCURACY = "accuracy"  # with --task: the task's primary score through the engine (bench.measure)
 PERCENTILES = ("p50", "p90", "p99")
 JSONL, CSV, MD, TB_DIR, THROUGHPUT_PNG, LATENCY_PNG = (
@@ -147,6 +149,10 @@ def _short_id(node_id: Any) -> Any:
     return node_id[:12] + "…" if isinstance(node_id, str) and len(node_id) > 16 else node_id
 
 
+def _percent(share: Any) -> str:
+    return fmt_number(None if share is None else 100.0 * share, ".0f") + ("%" if share is not None else "")
+
+
 def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     node_rows = [r for r in rows if r["node"] != CLUSTER]
     cluster_rows = [r for r in rows if r["node"] == CLUSTER]
@@ -158,7 +164,9 @@ def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     count = f"{n_nodes} node{'s' if n_nodes != 1 else ''}" + (f", {len(nodes)} actors" if len(nodes) != n_nodes else "")
     out = [f"# {md_cell(_text(title))}", "",
            f"{count}, written {stamp}. Throughput: samples/s at "
-           "the batch size (cluster: sum over nodes, all running at once). Latency: ms per request "
+           "the batch size (cluster: sum over nodes, all running at once); useful tok/s: the non-padding "
+           "tokens of those samples per second; padding: the share of computed tokens that were padding. "
+           "Latency: ms per request "
            "(cluster: the slowest node's percentile, an upper bound of the pooled one). Parity: max "
            "|engine - fp32 torch-eager| over the parity batches (cluster: worst node).", ""]
 
@@ -179,14 +187,15 @@ def _markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     lead = (["workload"] if by_workload else []) + (["repeat"] if by_repeat else [])
     if timed:
         out += markdown_table(
-            [*lead, "engine", "dtype", "batch", "seq len", "node", "samples/s", "p50 ms", "p90 ms", "p99 ms",
-             "parity max abs diff", *extra],
+            [*lead, "engine", "dtype", "batch", "seq len", "node", "samples/s", "useful tok/s", "padding",
+             "p50 ms", "p90 ms", "p99 ms", "parity max abs diff", *extra],
             ([*([_text(r.get("workload"))] if by_workload else []), *([r.get("repeat") or 0] if by_repeat else []),
               _text(r["engine"]), _text(r.get("dtype")), fmt_number(r.get("batch_size"), "d"),
               fmt_number(r.get("seq_len"), "d"), f"**{r['node']}**" if r["node"] == CLUSTER else r["node"],
-              fmt_number(r.get(THROUGHPUT), ",.1f"), *(fmt_number(r.get(k), ".2f") for k in LATENCIES),
+              fmt_number(r.get(THROUGHPUT), ",.1f"), fmt_number(r.get(USEFUL_TOKENS), ",.0f"),
+              _percent(r.get("padding_share")), *(fmt_number(r.get(k), ".2f") for k in LATENCIES),
               fmt_number(r.get(PARITY), ".2e"), *([fmt_number(r.get(ACCURACY), ".2f")] if scored else [])]
-             for r in timed), "l" * len(lead) + "lllrlrrrrr" + "r" * len(extra))
+             for r in timed), "l" * len(lead) + "lllrlrrrrrrr" + "r" * len(extra))
     else:
         out.append("No engine was timed.")
 
@@ -232,7 +241,8 @@ def _tensorboard(rows: Sequence[Mapping[str, Any]], tb_dir: Path, md: str) -> No
             for r in rows:
                 if r.get("status") != "ok" or r.get("batch_size") is None:
                     continue
-                values = {THROUGHPUT: r.get(THROUGHPUT), PARITY: r.get(PARITY), ACCURACY: r.get(ACCURACY),
+                values = {THROUGHPUT: r.get(THROUGHPUT), USEFUL_TOKENS: r.get(USEFUL_TOKENS), PARITY: r.get(PARITY),
+                          ACCURACY: r.get(ACCURACY),
                           **{f"latency_ms/{p}": r.get(k) for p, k in zip(PERCENTILES, LATENCIES)}}
                 scalars = {bench_tag(_series_name(r), r["node"].replace("/", "_"), name): v
                            for name, v in values.items() if v is not None}

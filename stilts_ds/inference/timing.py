@@ -43,14 +43,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from stilts_ds.inference.engines import PRECISIONS, Engine, build_engine
 from stilts_ds.inference.parity import (TOLERANCES, ParityReport, Tolerance, gate, parity_batches_from_features,
-                                        reference_engine, reference_outputs)
+                                        reference_engine, reference_outputs, with_padded_batch)
 from stilts_ds.tasks.features import Features
 from stilts_ds.tasks.formats import pair_classification
 
@@ -144,8 +144,27 @@ class Workload:
         return [dict(collate(self.features, list(range(i, min(i + batch_size, n)))).tensors)
                 for i in range(0, n, batch_size)]
 
-    def parity_batches(self, batch_size: int = 8) -> dict[str, dict[str, torch.Tensor]]:
-        return parity_batches_from_features(self.features, batch_size)
+    def parity_batches(self, batch_size: int = 8, vocab_size: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
+        """The features' padded and unpadded parity batches, plus (with ``vocab_size``) the
+        gate's synthetic padded batch as wide as the longest row."""
+        batches = parity_batches_from_features(self.features, batch_size)
+        if vocab_size is None:
+            return batches
+        return with_padded_batch(batches, vocab_size, seq_len=int(self.lengths.max()), batch_size=batch_size)
+
+    def padding_share(self, batch_size: int, computed_shape: Callable[[int, int], tuple[int, int]] | None = None) -> float:
+        """Padding tokens over all tokens computed when the rows are cut into batches of
+        ``batch_size``, each padded to its longest row (as ``batches`` does), and, with
+        ``computed_shape`` (``Engine.computed_shape``), further to the shape the engine runs."""
+        lengths = self.lengths.reshape(len(self), -1)  # multiple choice: a row per choice
+        total = 0
+        for i in range(0, len(self), batch_size):
+            block = lengths[i:i + batch_size]
+            rows, tokens = block.size, int(block.max())
+            if computed_shape is not None:
+                rows, tokens = computed_shape(rows, tokens)
+            total += rows * tokens
+        return 1.0 - float(lengths.sum()) / max(total, 1)
 
 
 # ------------------------------------------------------------------ clocks
@@ -184,6 +203,9 @@ class BenchmarkResult:
     ``dtype`` and ``precision`` are the precision's name (fp32 | fp16 | bf16).
     Unavailable or failed engines get one row with ``batch_size`` None and no timings.
     ``seq_len``: the workload's longest row; ``mean_seq_len``: its mean row length.
+    ``useful_tokens_per_s``: non-padding tokens per second at that batch size;
+    ``padding_share``: padding tokens over all tokens of the batches as collated (trimmed to
+    each batch's longest row), 0 for an engine that computes no padding (``unpadded``).
     Latency fields are set at batch 1 and at the serving batch only."""
 
     engine: str
@@ -201,6 +223,11 @@ class BenchmarkResult:
     latency_ms_p90: float | None = None
     latency_ms_p99: float | None = None
     latency_requests: int | None = None
+    # Non-padding tokens per second of the throughput pass (samples/s x mean real tokens per
+    # sample), and the share of the tokens an engine computed that were padding: what a
+    # padding-free engine saves shows here, not in samples/s alone.
+    useful_tokens_per_s: float | None = None
+    padding_share: float | None = None
     repeat: int = 0  # which timing of this configuration (time_engine's ``repeats``)
     parity_max_abs_diff: float | None = None
     label_agreement: float | None = None
@@ -278,12 +305,13 @@ def percentiles(ms: np.ndarray) -> tuple[float, float, float]:
 
 def time_engine(engine: Engine, workload: Workload, batch_sizes: Sequence[int], serving_batch_size: int, *,
                 latency_requests: int = MIN_LATENCY_REQUESTS, warmup_iters: int = 3, warm_pass: bool = True,
-                parity: ParityReport | None = None, repeats: int = 1) -> list[BenchmarkResult]:
+                parity: ParityReport | None = None, repeats: int = 1,
+                on_row: Callable[[BenchmarkResult], None] | None = None) -> list[BenchmarkResult]:
     """Warm up at the largest shape, then throughput at every batch size in
     ``batch_sizes`` and at 1 and ``serving_batch_size``, and latency at 1 and
     ``serving_batch_size``. One result per batch size and repeat (every size timed once per
-    repeat, the repeats one after another). The engine must be "ok" (gate it first:
-    ``benchmark_engines`` does)."""
+    repeat, the repeats one after another), each handed to ``on_row`` as soon as it is
+    measured. The engine must be "ok" (gate it first: ``benchmark_engines`` does)."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     if latency_requests < MIN_LATENCY_REQUESTS:
@@ -291,18 +319,29 @@ def time_engine(engine: Engine, workload: Workload, batch_sizes: Sequence[int], 
     sizes = sorted(set(int(b) for b in batch_sizes) | {1, int(serving_batch_size)})
     engine.warmup(*largest_shape(workload, sizes), iters=warmup_iters)
     base = _base_result(engine, workload, parity)
+    real_tokens = float(workload.lengths.sum()) / len(workload)  # per sample (all its choices)
     results = []
     for repeat in range(repeats):
         for bs in sizes:
             row = BenchmarkResult(**base, batch_size=bs, repeat=repeat)
             # The untimed pass is needed once per shape: later repeats find it warm.
             row.throughput_samples_per_s = measure_throughput(engine, workload, bs, warm_pass=warm_pass and repeat == 0)
+            row.useful_tokens_per_s = row.throughput_samples_per_s * real_tokens
+            row.padding_share = 0.0 if engine.computes_no_padding else workload.padding_share(bs, engine.computed_shape)
             if bs in (1, serving_batch_size):
                 ms = measure_latency(engine, workload, bs, latency_requests)
                 row.latency_ms_p50, row.latency_ms_p90, row.latency_ms_p99 = percentiles(ms)
                 row.latency_requests = len(ms)
             results.append(row)
+            if on_row is not None:
+                on_row(row)
     return results
+
+
+def _reported(row: BenchmarkResult, on_row) -> BenchmarkResult:
+    if on_row is not None:
+        on_row(row)
+    return row
 
 
 def benchmark_engines(model, engines: Sequence[str], precisions: Sequence[str], *, device="cpu",
@@ -310,16 +349,20 @@ def benchmark_engines(model, engines: Sequence[str], precisions: Sequence[str], 
                       latency_requests: int = MIN_LATENCY_REQUESTS, warmup_iters: int = 3,
                       parity_batch_size: int = 8, tolerances: Mapping[str, Tolerance] | None = None,
                       ds_config_dir=None, enable_cuda_graph: bool | None = None,
-                      compile_options: Mapping[str, Any] | None = None, repeats: int = 1) -> list[BenchmarkResult]:
+                      compile_options: Mapping[str, Any] | None = None, repeats: int = 1,
+                      on_row: Callable[[BenchmarkResult], None] | None = None) -> list[BenchmarkResult]:
     """Every (engine, precision): build, warm up at the largest shape, parity gate against
-    fp32 torch-eager on the workload's padded and unpadded parity batches, time. Engines are
-    built and closed one at a time (one DeepSpeed kernel workspace per process; memory).
-    Returns every row, including those of unavailable and failed engines."""
+    fp32 torch-eager on the workload's padded and unpadded parity batches and the synthetic
+    padded batch (``parity.with_padded_batch``), time. Engines are built and closed one at a
+    time (one DeepSpeed kernel workspace per process; memory). Returns every row, including
+    those of unavailable and failed engines; ``on_row`` gets each row as it is measured (a
+    caller appends it to a file, so a run cut off by a time limit keeps what it measured)."""
     for p in precisions:
         if p not in PRECISIONS:
             raise ValueError(f"unknown precision {p!r}; known: {', '.join(PRECISIONS)}")
     tols = {**TOLERANCES, **dict(tolerances or {})}
-    pbatches = workload.parity_batches(parity_batch_size)
+    encoder = getattr(model, "encoder", model)
+    pbatches = workload.parity_batches(parity_batch_size, vocab_size=encoder.config.vocab_size)
     reference = reference_engine(model, device)
     try:
         ref_out = reference_outputs(reference, pbatches, workload.task)
@@ -343,12 +386,12 @@ def benchmark_engines(model, engines: Sequence[str], precisions: Sequence[str], 
                 if engine.status == "ok":
                     results += time_engine(engine, workload, sizes, serving_batch_size,
                                            latency_requests=latency_requests, warmup_iters=warmup_iters,
-                                           parity=report, repeats=repeats)
+                                           parity=report, repeats=repeats, on_row=on_row)
                 else:
-                    results.append(BenchmarkResult(**_base_result(engine, workload, report)))
+                    results.append(_reported(BenchmarkResult(**_base_result(engine, workload, report)), on_row))
             except Exception as e:  # noqa: BLE001 - one engine breaking mid-run is a row, not the end of the sweep
                 engine.mark_failed(f"{type(e).__name__}: {e}")
-                results.append(BenchmarkResult(**_base_result(engine, workload, report)))
+                results.append(_reported(BenchmarkResult(**_base_result(engine, workload, report)), on_row))
             finally:
                 engine.close()
     return results

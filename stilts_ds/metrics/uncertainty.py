@@ -10,6 +10,7 @@ Usage::
     bootstrap_interval(stats)                          # {"accuracy": (low, high)}: one (task, language)
     bootstrap_task_interval({"en": s_en, "de": s_de})  # (low, high) of the language mean of the headline
     bootstrap_average_interval({"xnli": {...}, "panx": {...}})   # (low, high) of the XTREME average
+    pooled_replicates([seed1_stats, seed2_stats])      # resampled scores of the seeds' mean
     paired_bootstrap([run_a_seed1, run_a_seed2], [run_b_seed1])  # runs: {task: {lang: ExampleStats}}
     # -> {"tasks": {task: {"a", "b", "difference", "low", "high", "p_value", ...}},
     #     "xtreme_average": {...}, "examples": {"compared", "dropped"}, ...}
@@ -27,6 +28,13 @@ task score (``aggregate.task_score``: the language mean of the headline metric) 
 XTREME / XTREME-R averages are recomputed from languages resampled independently of each
 other (each (task, language) has its own generator, seeded from ``seed`` and its names, so
 adding a task does not move the others' draws).
+
+Seeds (``pooled_replicates``): an arm trained with several seeds reports the mean of its
+seeds' scores; its interval resamples the test examples once per resample and applies that
+draw to every seed (they were scored on the same test set), then averages the seeds' resampled
+scores, so the interval is of the seeds' mean from test-set sampling alone (the seeds' spread
+is reported beside it as their standard deviation). One seed, or two identical ones, gives
+``replicates_of`` exactly.
 
 Comparison (``paired_bootstrap``), the test the report uses: the paired bootstrap over test
 examples. Both systems are scored on the same resampled examples (one draw of example ids per
@@ -167,6 +175,69 @@ def replicates_of(stats: Mapping[str, Mapping[str, ExampleStats]], *, resamples:
                    for lang, s in per_lang.items()} for task, per_lang in stats.items()}
 
 
+def _mean_replicates(groups: Sequence[Sequence[np.ndarray]], metric: str, resamples: int,
+                     rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+    """Per group (a system: one [n, k] matrix per run, every matrix's rows the same n
+    examples in the same order), {metric key: [resamples] values}: on each resample the
+    metric of every run, then their mean over the group's runs. One draw of example ids per
+    resample for every run of every group (the pairing)."""
+    matrices = [m for group in groups for m in group]
+    out: list[dict[str, np.ndarray]] = [{} for _ in groups]
+    for start, sums in _resampled_sums(matrices, resamples, rng):
+        at = 0
+        for into, group in zip(out, groups):
+            block = _mean_over_runs([combine(metric, s) for s in sums[at:at + len(group)]])
+            at += len(group)
+            for name, v in block.items():
+                into.setdefault(name, np.empty(resamples))[start:start + len(sums[0])] = v
+    return out
+
+
+def pooled_replicates(runs: Sequence[Mapping[str, Mapping[str, ExampleStats]]], *, resamples: int = RESAMPLES,
+                      seed: int = SEED) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """``replicates_of`` of the mean over several runs (an arm's seeds) scored on the same
+    test examples: each (task, language)'s examples are drawn once per resample, on the
+    stream ``replicates_of`` uses, and that one draw is applied to every run (paired: on a
+    resample every seed is scored on the same examples); each metric is the mean over the
+    runs of its value on the draw. The percentiles of these are the interval of the seeds'
+    mean score from resampling the test set (the seeds' own spread is not in it). One run
+    gives ``replicates_of`` exactly, and so do two identical runs (more of them, to float
+    rounding: their sum divided by their count).
+
+    Every run must score the same (task, language)s on the same examples (their ids, in any
+    order) with the same metric: ValueError naming the first that differs."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError("no runs to pool")
+    first = runs[0]
+    for i, run in enumerate(runs[1:], start=2):
+        for task in sorted(set(first) | set(run)):
+            if set(first.get(task, {})) != set(run.get(task, {})):
+                raise ValueError(f"runs 1 and {i} score {task} in different languages "
+                                 f"({sorted(first.get(task, {}))} vs {sorted(run.get(task, {}))})")
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for task, per_lang in first.items():
+        out[task] = {}
+        for lang, ref in per_lang.items():
+            if len(ref) == 0:
+                raise ValueError(f"{task} {lang}: cannot resample an empty set of examples")
+            matrices = [ref.values]
+            for i, run in enumerate(runs[1:], start=2):
+                other = run[task][lang]
+                if other.metric != ref.metric:
+                    raise ValueError(f"{task} {lang}: runs 1 and {i} are scored by different metrics "
+                                     f"({ref.metric}, {other.metric})")
+                if other.guids != ref.guids:
+                    if len(other) != len(ref) or set(other.guids) != set(ref.guids):
+                        raise ValueError(f"{task} {lang}: runs 1 and {i} were scored on different test examples "
+                                         f"({len(ref)} and {len(other)}, {len(set(ref.guids) ^ set(other.guids))} "
+                                         "not in both): a paired resampling needs the same examples")
+                    other = other.select(ref.guids)
+                matrices.append(other.values)
+            (out[task][lang],) = _mean_replicates([matrices], ref.metric, resamples, _generator(seed, (task, lang)))
+    return out
+
+
 def percentile_interval(values, level: float = LEVEL) -> tuple[float, float]:
     """(low, high): the (1-level)/2 and (1+level)/2 percentiles of the finite values (NaN
     draws, e.g. a SQuAD v2 subset a resample left empty, are left out); (nan, nan) if none."""
@@ -279,15 +350,10 @@ def paired_bootstrap(a: Sequence[Mapping[str, Mapping[str, ExampleStats]]],
             for arm in ("a", "b"):
                 observed[arm].setdefault(task, {})[lang] = _mean_over_runs(
                     [combine(metric, v.sum(axis=0)) for v in values[arm]])
-                resampled[arm].setdefault(task, {})[lang] = {}
             # One draw of example ids for both systems and every seed: the pairing.
-            matrices = values["a"] + values["b"]
-            for start, sums in _resampled_sums(matrices, resamples, _generator(seed, (task, lang))):
-                for arm, arm_sums in (("a", sums[:len(a)]), ("b", sums[len(a):])):
-                    block = _mean_over_runs([combine(metric, s) for s in arm_sums])
-                    into = resampled[arm][task][lang]
-                    for name, v in block.items():
-                        into.setdefault(name, np.empty(resamples))[start:start + len(arm_sums[0])] = v
+            draws = _mean_replicates([values["a"], values["b"]], metric, resamples, _generator(seed, (task, lang)))
+            for arm, drawn in zip(("a", "b"), draws):
+                resampled[arm].setdefault(task, {})[lang] = drawn
 
     out: dict[str, Any] = {"method": PAIRED_METHOD, "resamples": resamples, "seed": seed, "level": level,
                            "runs": {"a": len(a), "b": len(b)},

@@ -14,9 +14,11 @@ or from Python, with a loaded config:
 
 With the shipped quickstart (tiny XLM-R, local Ray with two workers, DeepSpeed ZeRO-2 on the
 CPU) it needs no GPU and no hub access: every fixture split the study reads is featurized,
-each arm runs its three phases, the arms are compared, one fine-tuned checkpoint is served
-through every engine (which arm, task and engines: the config's ``bench`` section), and the
-study report (tables and plots) lands in ``<output_dir>/report``.
+each arm runs its three phases, the arms are compared, each arm's fine-tuned checkpoints of
+the bench tasks are served through every engine with their scores through each (which arms,
+tasks, languages and engines: the config's ``bench`` section; the quick start's: xnli, udpos
+and xquad in en, hi and zh), and the study report (tables and plots) lands in
+``<output_dir>/report``.
 """
 from __future__ import annotations
 

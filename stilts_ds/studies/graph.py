@@ -15,11 +15,16 @@ Nodes (``<arm>/`` is left out for a config without arms):
 - ``<arm>/phase3/<task>``: zero-shot evaluation in every language, from the fine-tuned model
   or, for tasks without training data (bucc, tatoeba, mewslix, lareqa), from phase 1 alone;
 - ``<arm>/results``: the arm's results.json / results.md from its phase-3 scores;
-- ``arms``: the arms side by side; ``bench/<arm>``: serving that arm's fine-tuned model of
-  ``bench.task`` through every inference engine (every arm, or those ``bench.arms`` names;
-  with seeds, the first seed's model; ``bench`` for a config without arms), on each language
-  of ``bench.languages`` (read from the prepared test features: a dependency on
-  ``prepare/<task>``); ``report``: accuracy vs cost.
+- ``arms``: the arms side by side; ``bench/<arm>/<task>``: serving that arm's fine-tuned model
+  of the task through every inference engine, one node per task of ``bench.tasks`` (a list,
+  or "xtreme-r": every XTREME-R task the arm fine-tunes and scores; default: its first
+  pair-classification task) and per arm (every arm, or those ``bench.arms`` names; with seeds,
+  the first seed's model; ``bench/<task>`` for a config without arms), on each language of
+  ``bench.languages`` the task has (read from the prepared test features: a dependency on
+  ``prepare/<task>``). Tasks scored without a head (tatoeba, lareqa, mewslix) get no node:
+  ``graph.bench_notes`` says so, and the report repeats it. A node's key leaves out which
+  other arms and tasks are served, so changing ``bench.tasks`` adds or removes bench nodes and
+  reruns the report, nothing else; ``report``: accuracy vs cost.
 
 With ``seeds: [s, ...]`` in the config, each arm's phases run once per seed, in
 ``<arm run dir>/seeds/<s>/`` (``ExperimentConfig.seed_config``): ``<arm>/seed<s>/phase1``,
@@ -105,19 +110,28 @@ def file_fingerprint(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+# Options added after studies were run, keyed only when set away from their default: a
+# study that leaves them alone keeps its node keys (and its checkpoints and results stay
+# current), one that turns them on trains differently and reruns.
+KEYED_WHEN_SET = {"group_by_length": False}
+
+
 def _train_slice(train: TrainConfig) -> dict:
-    return {k: v for k, v in asdict(train).items() if k not in OPERATIONAL}
+    return {k: v for k, v in asdict(train).items()
+            if k not in OPERATIONAL and not (k in KEYED_WHEN_SET and v == KEYED_WHEN_SET[k])}
 
 
 class StudyGraph:
     """The nodes of a study (every arm, or the chosen ones) with their keys, upstream first."""
 
     def __init__(self, root: ExperimentConfig, arms: Mapping[str | None, ExperimentConfig], nodes: dict[str, Node],
-                 seed_cfgs: Mapping[tuple[str | None, int], ExperimentConfig] | None = None):
+                 seed_cfgs: Mapping[tuple[str | None, int], ExperimentConfig] | None = None,
+                 bench_notes: list[str] | None = None):
         self.root = root
         self.arms = dict(arms)
         self.nodes = nodes
         self.seed_cfgs = dict(seed_cfgs or {})  # (arm, seed) -> that seed's run of the arm
+        self.bench_notes = list(bench_notes or [])  # bench tasks or languages left out, and why
 
     def order(self) -> list[str]:
         return list(self.nodes)  # built upstream first
@@ -441,9 +455,10 @@ def build_graph(cfg: ExperimentConfig, arms: Iterable[str] = (), *, with_study_n
     builder = _Builder(cfg, arm_cfgs, studies, offline=offline, seed_cfgs=seed_cfgs)
     builder.build_arms()  # the arms' nodes first: then the prepare nodes know every split read
     nodes = dict(builder.nodes)
+    notes: list[str] = []
     if with_study_nodes:
-        nodes.update(_study_nodes(cfg, arm_cfgs, nodes, builder))
-    return StudyGraph(cfg, arm_cfgs, _finish(builder, nodes), seed_cfgs)
+        nodes.update(_study_nodes(cfg, arm_cfgs, nodes, builder, notes))
+    return StudyGraph(cfg, arm_cfgs, _finish(builder, nodes), seed_cfgs, bench_notes=notes)
 
 
 def _finish(builder: _Builder, nodes: dict[str, Node]) -> dict[str, Node]:
@@ -467,8 +482,10 @@ def _finish(builder: _Builder, nodes: dict[str, Node]) -> dict[str, Node]:
 
 
 def _study_nodes(cfg: ExperimentConfig, arm_cfgs: Mapping[str | None, ExperimentConfig],
-                 nodes: Mapping[str, Node], builder: "_Builder | None" = None) -> dict[str, Node]:
-    """The comparison of the arms, the serving benchmark and the report."""
+                 nodes: Mapping[str, Node], builder: "_Builder | None" = None,
+                 notes: list[str] | None = None) -> dict[str, Node]:
+    """The comparison of the arms, the serving benchmark and the report; ``notes`` gets a line
+    for each task the bench leaves out, and why."""
     out: dict[str, Node] = {}
     # Each arm's results: its one run's, or with seeds their combination (not each seed's).
     results = [n.id for n in nodes.values() if n.kind == "combine" or (n.kind == "results" and n.seed is None)]
@@ -481,10 +498,10 @@ def _study_nodes(cfg: ExperimentConfig, arm_cfgs: Mapping[str | None, Experiment
         study_deps = ["arms"]
     bench = cfg.bench
     if bench.enabled:
-        # One node per arm, each serving that arm's own checkpoint: RQ1 compares arms, so each
-        # arm's throughput must be its own model's, not one model's numbers for every arm.
-        for served in _served(cfg, arm_cfgs, nodes):
-            bench_node = _bench_node(cfg, served, builder)
+        # One node per arm and task, each serving that arm's own checkpoint of the task: RQ1
+        # compares arms, so each arm's throughput must be its own model's; a task added to or
+        # dropped from bench.tasks adds or drops its nodes and leaves the others' keys alone.
+        for bench_node in _bench_nodes(cfg, arm_cfgs, nodes, builder, notes if notes is not None else []):
             out[bench_node.id] = bench_node
             study_deps.append(bench_node.id)
     out["report"] = Node(id="report", kind="report", arm=None, deps=tuple(study_deps), dir=cfg.run_dir / "report",
@@ -492,35 +509,119 @@ def _study_nodes(cfg: ExperimentConfig, arm_cfgs: Mapping[str | None, Experiment
     return out
 
 
-def _bench_node(cfg: ExperimentConfig, served: Node, builder: "_Builder | None") -> Node:
-    """``bench/<arm>`` (``bench`` without arms): ``served``'s model through the engines, on
-    each language of ``bench.languages`` read from the test features the study prepares."""
+def _bench_split(acfg: ExperimentConfig, task: str) -> str:
+    return acfg.evaluate.split if acfg.evaluate.split in get_task(task).splits else "test"
+
+
+def _bench_nodes(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node], builder: "_Builder | None",
+                 notes: list[str]) -> list[Node]:
+    """``bench/<arm>/<task>`` (``bench/<task>`` without arms) for every served (arm, task),
+    each timing the languages of ``bench.languages`` its task has (read from the test features
+    the study prepares). A language no served task has is refused (a typo); with one task, a
+    language it lacks is refused, as before there were several; with several, each task times
+    the listed languages it has, and a task with none of them is left out and noted."""
+    bench = cfg.bench
+    served = _served(cfg, arm_cfgs, nodes, notes)
+    planned: list[tuple[Node, str, list[str], list[str]]] = []  # (served, split, languages, prepared)
+    for node in served:
+        acfg = builder.arms[node.arm] if builder is not None else cfg
+        split = _bench_split(acfg, node.target)
+        prepared = builder.langs(builder.studies[node.arm], node.target, split) if builder is not None else []
+        planned.append((node, split, list(bench.langs(prepared if builder is not None else (), node.arm)), prepared))
+    check = builder is not None and not builder.offline
+    several = len({n.target for n, *_ in planned}) > 1
+    if check and planned:
+        wanted = {l for _, _, langs, _ in planned for l in langs}
+        nowhere = sorted(l for l in wanted if not any(l in prepared for *_, prepared in planned))
+        if nowhere or not several:
+            for node, split, langs, prepared in planned:
+                missing = [l for l in langs if l not in prepared]
+                if missing and (not several or any(l in nowhere for l in missing)):
+                    raise StiltsError(f"bench.languages: {node.target} has no {split} split in "
+                                      f"{', '.join(missing)} here (it has {', '.join(prepared) or 'none'}); list "
+                                      "some of those, or 'all'")
+    out, told = [], set()
+    for node, split, langs, prepared in planned:
+        if builder is not None and several:
+            kept = [l for l in langs if l in prepared]
+            if len(kept) < len(langs) and (node.target, tuple(langs)) not in told:
+                told.add((node.target, tuple(langs)))
+                lacking = [l for l in langs if l not in prepared]
+                notes.append(f"{node.target}: " + (f"not timed: its {split} split has none of {', '.join(langs)}"
+                                                   if not kept else f"{', '.join(lacking)} not timed (no {split} "
+                                                   "split in that language)"))
+            langs = kept
+            if not langs:
+                continue
+        out.append(_bench_node(cfg, node, builder, split, langs))
+    return out
+
+
+def _bench_node(cfg: ExperimentConfig, served: Node, builder: "_Builder | None", split: str,
+                langs: list[str]) -> Node:
+    """``served``'s model through the engines, on each of ``langs``' test features."""
     bench, arm, task = cfg.bench, served.arm, served.target
-    acfg = builder.arms[arm] if builder is not None else cfg
-    split = acfg.evaluate.split if acfg.evaluate.split in get_task(task).splits else "test"
-    deps, feats, data, langs = [served.id], [], {}, list(bench.langs(()))
+    deps, feats, data = [served.id], [], {}
     if builder is not None:
-        study = builder.studies[arm]
-        prepared = builder.langs(study, task, split)
-        langs = list(bench.langs(prepared))
-        missing = [l for l in langs if l not in prepared]
-        if missing and not builder.offline:
-            raise StiltsError(f"bench.languages: {task} has no {split} split in {', '.join(missing)} here "
-                              f"(it has {', '.join(prepared) or 'none'}); list some of those, or 'all'")
-        pdeps, feats, data = builder.inputs(study, [(task, split, l) for l in langs])
+        pdeps, feats, data = builder.inputs(builder.studies[arm], [(task, split, l) for l in langs])
         deps += pdeps
-    # The slice leaves out which other arms are served (bench.arm/arms) and the spelling of the
-    # languages: narrowing the list, or "all" vs the same list, does not make this node stale.
-    slice_ = {k: v for k, v in asdict(bench).items() if k not in ("arm", "arms", "lang", "languages")}
-    return Node(id="bench/" + arm if arm else "bench", kind="bench", arm=arm, deps=tuple(deps),
-                dir=cfg.run_dir / "bench" / (arm or ""), label=f"serving benchmark of {served.label}", task=task,
-                config=flatten({"bench": slice_, "served": served.id, "split": split, "languages": langs}),
+    # The slice leaves out which other arms and tasks are served (bench.arm/arms/task/tasks: the
+    # task is the served node's) and the spelling of the languages: narrowing either list, or
+    # "all" vs the same list, does not make this node stale.
+    slice_ = {k: v for k, v in asdict(bench).items()
+              if k not in ("arm", "arms", "task", "tasks", "lang", "languages", "languages_arms")}
+    return Node(id="bench/" + (f"{arm}/" if arm else "") + task, kind="bench", arm=arm, deps=tuple(deps),
+                dir=cfg.run_dir / "bench" / (arm or "") / task, label=f"serving benchmark of {served.label}",
+                task=task, config=flatten({"bench": slice_, "served": served.id, "split": split, "languages": langs}),
                 data=data, features=tuple(feats))
 
 
-def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node]) -> list[Node]:
-    """The fine-tuned models the bench serves: ``bench.task`` (default: the arm's first
-    pair-classification task) of every arm ``bench.arms`` names (default: every arm)."""
+def bench_tasks(cfg: ExperimentConfig, acfg: ExperimentConfig, arm: str | None = None,
+                notes: list[str] | None = None) -> list[str]:
+    """The tasks whose fine-tuned model the bench serves for an arm (config ``acfg``):
+    ``bench.tasks`` (or ``task``), every XTREME-R task the arm fine-tunes and scores for
+    ``"xtreme-r"``, else its first pair-classification task. A task scored without a head
+    (retrieval) is left out with a line in ``notes``: the engines time an encoder with a task
+    head, and scoring retrieval through them is not there yet. A listed task the arm does not
+    fine-tune is left out with a note too (a study narrowed by --set finetune.tasks keeps its
+    bench list), unless none of the list is fine-tuned: that is refused, naming them."""
+    from stilts_ds.metrics.aggregate import XTREME_R_LANGUAGES
+
+    named = cfg.bench.named_tasks()
+    if named is None:
+        first = next((t for t in acfg.finetune.tasks if format_of(get_task(t)).row_label), None)
+        return [first] if first is not None else []
+    if named == cfg.bench.XTREME_R:
+        candidates = [t for t in acfg.evaluate.tasks if t in XTREME_R_LANGUAGES]
+    else:
+        candidates = [t for t in named if t not in cfg.skip_tasks]
+    out, untrained = [], []
+
+    def note(line: str) -> None:
+        if notes is not None and line not in notes:
+            notes.append(line)
+
+    for task in candidates:
+        if not format_of(get_task(task)).has_head:  # an unknown name is refused here, with the known ones
+            note(f"{task}: not timed: it is scored from encoder embeddings, without a task head; the bench "
+                 "would have to time the encoder alone on its features, without scoring it")
+        elif task not in acfg.finetune.tasks:
+            untrained.append(task)
+        else:
+            out.append(task)
+    if untrained and not out and named != cfg.bench.XTREME_R:
+        # Nothing of the list is served: a mistake, not a narrowing (as bench.task always was).
+        raise StiltsError(f"bench.tasks: {', '.join(map(repr, untrained))} "
+                          f"{'is' if len(untrained) == 1 else 'are'} not fine-tuned in arm {arm!r}: add "
+                          f"{'it' if len(untrained) == 1 else 'them'} to finetune.tasks, or list fine-tuned tasks")
+    for task in untrained:  # the list names more than this study fine-tunes: those are left out
+        note(f"{task}: not timed" + (f" for arm {arm}" if arm else "") + ": not fine-tuned (finetune.tasks)")
+    return out
+
+
+def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node], notes: list[str] | None = None) -> list[Node]:
+    """The fine-tuned models the bench serves: each task of ``bench_tasks`` of every arm
+    ``bench.arms`` names (default: every arm)."""
     bench = cfg.bench
     named = bench.served_arms()
     out = []
@@ -528,14 +629,12 @@ def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node]) -> list[
         if arm not in arm_cfgs:  # an arm left out by --arm (the config checked that it exists)
             continue
         acfg = arm_cfgs[arm]
-        task = bench.task or next((t for t in acfg.finetune.tasks if format_of(get_task(t)).row_label), None)
-        if task is None:
-            continue
-        # With seeds, the first seed's model: the bench times engines, and one model serves as well
-        # as another (its score through each engine is that seed's).
-        seed = f"seed{acfg.seeds[0]}/" if acfg.seeds else ""
-        nid = (f"{arm}/" if arm else "") + f"{seed}phase2/{task}"
-        if nid not in nodes:
-            raise StiltsError(f"bench.task {task!r} is not fine-tuned in arm {arm!r}: add it to finetune.tasks")
-        out.append(nodes[nid])
+        for task in bench_tasks(cfg, acfg, arm, notes):
+            # With seeds, the first seed's model: the bench times engines, and one model serves as
+            # well as another (its score through each engine is that seed's).
+            seed = f"seed{acfg.seeds[0]}/" if acfg.seeds else ""
+            nid = (f"{arm}/" if arm else "") + f"{seed}phase2/{task}"
+            if nid not in nodes:
+                raise StiltsError(f"bench.task {task!r} is not fine-tuned in arm {arm!r}: add it to finetune.tasks")
+            out.append(nodes[nid])
     return out

@@ -149,7 +149,8 @@ class Study:
         dsc.write_merged(ds, run_dir)
         optim = Optim(seed=train.seed, lr=train.lr, weight_decay=train.weight_decay, sampling=train.sampling,
                       temperature=train.temperature, sampling_cap=train.sampling_cap,
-                      weights=tuple(sorted(train.weights.items())), sample_per=train.sample_per)
+                      weights=tuple(sorted(train.weights.items())), sample_per=train.sample_per,
+                      group_by_length=train.group_by_length)
         return TrainJob(
             phase=phase, run_dir=str(run_dir.resolve()), export_dir=str(export_dir.resolve()), encoder=encoder,
             tokenizer=cfg.model.tokenizer_name(), head_dropout=cfg.model.head_dropout, tasks=tuple(tasks),

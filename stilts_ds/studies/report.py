@@ -4,7 +4,7 @@ the tables and plots behind them, as Markdown and as one self-contained HTML pag
     stilts-ds report --study runs/quickstart --output runs/quickstart/report
     stilts-ds report --results english=runs/quickstart/arms/english/results.json \
         --results multilingual=runs/quickstart/arms/multilingual/results.json \
-        --bench runs/quickstart/bench/english/bench.jsonl --output runs/report
+        --bench runs/quickstart/bench/english/xnli/bench.jsonl --output runs/report
 
     from stilts_ds.studies.report import build_report
     paths = build_report({"english": Path(".../results.json"), ...}, [Path(".../bench.jsonl")], out_dir,
@@ -16,17 +16,33 @@ English-only or multilingual (+MLM, +translated data), on XTREME. Sections, in `
 and ``index.html`` alike:
 
 1. **Answers**: one sentence per question (per arm for RQ2), each computed from the inputs;
-   an input that is missing is named in the sentence instead of a number.
+   an input that is missing is named in the sentence instead of a number. With bench rows that
+   carry the task's score through each engine (the study's ``bench/<arm>/<task>`` nodes), one
+   more: per task, which (arm, engine, precision) are on the accuracy / samples/s frontier, the
+   largest change fp16/bf16 made against fp32 on the same engine, and the largest difference
+   from the arm's phase-3 score.
 2. **RQ1**: samples/s and ms/response per arm (or the one served checkpoint, labelled as
    such: its numbers are no arm's), engine and precision, with the range of repeated timings
-   (``serving.png``, ``serving.csv``); with rows that name their language (the study's
-   ``bench/<arm>`` nodes), a per-language table: mean tokens/example, samples/s and
-   ms/response per (arm, language) at the serving batch size. With several languages the
-   answers compare arms on English (else the first language) and give each arm's spread over
-   the languages.
+   (``serving.png``, ``serving.csv``); with several languages timed, this table and plot hold
+   each task's reference language (English, else its first), and a per-(task, language) table
+   gives the mean tokens/example and, per engine and precision, samples/s and ms/response at
+   the serving batch size of one arm's models (the arm without intermediate training where
+   served, else the English-only one), with one sentence on how far the other arms' timings
+   are from those. The answer compares arms on the reference languages and gives each arm's
+   spread over XNLI's languages (else the first task's). Tasks and languages the bench left
+   out (``bench_notes``: retrieval tasks have no head to serve; a task without a listed
+   language) are named.
 3. **RQ2**: XTREME average (error bars: the results' interval, else the seeds' std, else none,
    said so) against training cost (phase-1 + phase-2 worker-seconds, ``training.png``) and
-   against serving cost per engine/precision (``pareto.png``), the Pareto frontier drawn.
+   against serving cost per engine/precision on XNLI's reference language (``pareto.png``),
+   the Pareto frontier drawn; then accuracy through each engine against its serving cost
+   (``engines.png``, one panel per task): one point per (arm, engine, precision), its score
+   the task's headline metric with every forward pass through that engine at that precision,
+   averaged over the languages every point was scored in, against samples/s at the serving
+   batch over the same languages, the frontier drawn, with a table of the points (phase 3's
+   score on the same languages and the difference from fp32 beside each). No error bars on
+   those: the bench scores each engine once and keeps no per-example statistics (rows that
+   carry ``accuracy_low``/``accuracy_high`` get theirs), and the page says so.
 4. **Per-task scores** per arm with intervals (``tasks.png``), then the arms side by side
    (``arms.py``: ``arms.png``).
 5. **Cluster use**: utilization.json and timeline.png of the study's last run.
@@ -37,7 +53,9 @@ outside), ``tradeoff.md`` (the report's text without the figures: what ``stilts-
 prints), ``tradeoff.csv`` (per arm, and per engine/precision where that arm was served),
 ``serving.csv``, and the PNGs. ``comparisons`` are paired differences between arms computed
 elsewhere (``{"a", "b", "method", "xtreme_average": {"a", "b", "difference", "low", "high",
-"p_value"}, ...}``); without them the answers say no significance test was given.
+"p_value"}, ...}``); without them the answers say no significance test was given. An arm
+whose results.json combines seeds (``studies.seeds``) carries intervals of the seeds' mean
+(their method says "pooled over N seeds"), shown like any other interval.
 """
 from __future__ import annotations
 
@@ -61,7 +79,7 @@ MIN_SPAN = 4.0  # points of a 0-100 score: an accuracy axis is never narrower (�
 LEVEL = 0.95    # significance level of a comparison that names none
 # Every file this report may write: one a run did not write is removed, so a stale plot of an
 # earlier run never sits beside the new report.
-PNGS = ("serving.png", "training.png", "pareto.png", "tasks.png", "arms.png", "timeline.png")
+PNGS = ("serving.png", "training.png", "pareto.png", "engines.png", "tasks.png", "arms.png", "timeline.png")
 OWN_FILES = ("report.md", "index.html", "tradeoff.md", "tradeoff.csv", "serving.csv", *PNGS)
 
 
@@ -272,15 +290,33 @@ def on_reference_language(bench: Bench) -> Bench:
                  unavailable=bench.unavailable, checkpoint=bench.checkpoint, files=bench.files)
 
 
+def on_primary_workload(bench: Bench) -> Bench:
+    """``bench`` on one workload per arm: the reference workload (``reference_workloads``) of
+    the primary task (``primary_task``: XNLI where timed), for the plots and tables that set
+    one serving cost per arm against its XTREME average."""
+    view = on_reference_language(bench)
+    refs = sorted({s.workload for s in view.servings if s.workload})
+    tasks = sorted({w.split("/")[0] for w in refs})
+    if len(tasks) <= 1:
+        return view
+    task = "xnli" if "xnli" in tasks else tasks[0]
+    return Bench(servings=[s for s in view.servings if s.workload is None or s.workload.split("/")[0] == task],
+                 unavailable=bench.unavailable, checkpoint=bench.checkpoint, files=bench.files)
+
+
 def rq1_answer(arms: Sequence[ArmScores], bench: Bench) -> str:
     """The RQ1 sentence: with several languages timed, the arms compared on the reference
-    language (``reference_workloads``), then each arm's spread over the languages."""
+    language (``reference_workloads``), then each arm's spread over the languages of the
+    primary task (``primary_task``)."""
     view = on_reference_language(bench)
     if view is bench:
         return _rq1_core(arms, bench, _xtreme_r(arms))
     costs = language_costs(bench)
+    task = primary_task(costs)
+    several = len({c["task"] for c in costs}) > 1
     refs = sorted(reference_workloads(bench))
-    note = f"Arms compared on {', '.join(refs)}; per language, {_language_spread(arms, costs)}. "
+    note = (f"Arms compared on {', '.join(refs)}; per language{f' of {task}' if several else ''}, "
+            f"{_language_spread(arms, [c for c in costs if c['task'] == task])}. ")
     return _rq1_core(arms, view, note + _xtreme_r(arms))
 
 
@@ -570,10 +606,12 @@ def _png_bytes(fig) -> bytes:
 
 # ----------------------------------------------------------------------------- RQ1 per language
 def language_costs(bench: Bench) -> list[dict]:
-    """Per (arm, language, engine, precision), from the cluster rows of every bench file that
-    name their language: samples/s and ms/response (p50) at the serving batch size (the rows'
-    ``serving_batch_size``, else the largest batch timed), each the median of the repeated
-    timings with their range, and the language's mean tokens per example."""
+    """Per (arm, task, language, engine, precision), from the cluster rows of every bench file
+    that name their language: samples/s and ms/response (p50) at the serving batch size (the
+    rows' ``serving_batch_size``, else the largest batch timed), each the median of the
+    repeated timings with their range, the language's mean tokens per example, and the task's
+    score through that engine (``accuracy``: the task's headline metric, ``metric`` names it;
+    ``acc_low``/``acc_high`` where the rows carry an interval, else None)."""
     import statistics
 
     from stilts_ds.studies.tradeoff import _bench_rows
@@ -596,16 +634,30 @@ def language_costs(bench: Bench) -> list[dict]:
         lat = [float(r["latency_ms_p50"]) for r in at if r.get("latency_ms_p50") is not None]
         tokens = next((r.get("tokens_per_example") for r in at if r.get("tokens_per_example") is not None),
                       at[0].get("mean_seq_len"))
+        # The score is measured once per engine and precision (every batch size's row carries it).
+        scored = next((r for r in rows if isinstance(r.get("accuracy"), (int, float))), None)
+        bounds = (scored or {}).get("accuracy_low"), (scored or {}).get("accuracy_high")
         out.append({"arm": arm, "lang": lang, "task": task, "engine": engine, "dtype": dtype, "batch": batch,
                     "tokens": tokens, "thr": statistics.median(thr), "thr_low": min(thr), "thr_high": max(thr),
                     "timings": len(thr), "ms": statistics.median(lat) if lat else None,
                     "ms_low": min(lat) if lat else None, "ms_high": max(lat) if lat else None,
-                    "ms_timings": len(lat)})
+                    "ms_timings": len(lat),
+                    "accuracy": float(scored["accuracy"]) if scored else None,
+                    "metric": (scored or {}).get("metric"),
+                    "acc_low": float(bounds[0]) if isinstance(bounds[0], (int, float)) else None,
+                    "acc_high": float(bounds[1]) if isinstance(bounds[1], (int, float)) else None})
     return out
 
 
+def primary_task(costs: Sequence[dict]) -> str | None:
+    """The task the RQ1 sentence spreads over languages: XNLI where it was timed (the
+    classic one), else the first in name order."""
+    tasks = sorted({c["task"] for c in costs})
+    return None if not tasks else "xnli" if "xnli" in tasks else tasks[0]
+
+
 def _lang_config(costs: Sequence[dict]) -> tuple[str, str] | None:
-    """The (engine, precision) the per-language table shows: one timed for every (arm,
+    """The (engine, precision) the per-language sentence uses: one timed for every (arm,
     language) pair, the fastest of those on English (else the first language); without one
     common to all, the one timed for the most pairs."""
     if not costs:
@@ -629,7 +681,8 @@ def _lang_config(costs: Sequence[dict]) -> tuple[str, str] | None:
 
 def _language_spread(arms: Sequence[ArmScores], costs: Sequence[dict]) -> str:
     """Each arm's samples/s from its fastest to its slowest language, with their tokens per
-    example, at the per-language table's configuration."""
+    example, at one engine/precision (``_lang_config``), on one task's languages (the caller
+    picks the task: languages of different tasks differ in more than their language)."""
     cfg = _lang_config(costs)
     if cfg is None:
         return "no per-language rows (bench rows without `lang`)"
@@ -654,30 +707,273 @@ def _tokens(value) -> str:
     return MISSING if value is None else f"{value:.1f}"
 
 
-def _language_section(arms, bench: Bench) -> list:
-    """RQ1 per language: mean tokens/example, samples/s and ms/response per (arm, language)
-    at the serving batch size, one engine/precision (``_lang_config``) named above the table."""
+def _lang_order(lang: str):
+    return (lang != "en", lang)
+
+
+def _configs(costs: Sequence[dict]) -> list[tuple[str, str]]:
+    """(engine, precision) pairs in the order the bench rows first name them."""
+    return list(dict.fromkeys((c["engine"], c["dtype"]) for c in costs))
+
+
+def _table_arm(arms: Sequence[ArmScores], costs: Sequence[dict]):
+    """The arm whose model the per-(task, language) table shows: the one without intermediate
+    training where it was served, else the English-only one, else the first served (None:
+    rows of one checkpoint that name no arm)."""
+    served = [a for a in arms if any(c["arm"] == a.name for c in costs)]
+    if served:
+        return reference_arm(served, ("none", "English-only")).name
+    named = sorted({str(c["arm"]) for c in costs if c["arm"] is not None})
+    return named[0] if named else None
+
+
+def _language_section(arms, bench: Bench, notes: Sequence[str] = ()) -> list:
+    """RQ1 per task and language: the mean tokens per example, and samples/s and ms/response
+    at the serving batch size per engine and precision (each the median of the repeated
+    timings), of one arm's models (``_table_arm``); how far the other arms' timings are from
+    those, in one computed sentence; and the bench tasks and languages not timed (``notes``)."""
     costs = language_costs(bench)
-    cfg = _lang_config(costs)
-    if cfg is None:
-        return []
-    mine = [c for c in costs if (c["engine"], c["dtype"]) == cfg]
-    names = [a.name for a in arms]
-    mine.sort(key=lambda c: (names.index(c["arm"]) if c["arm"] in names else len(names), str(c["arm"]),
-                             c["lang"] != "en", c["lang"]))
-    rows = [[c["arm"] if c["arm"] is not None else f"checkpoint {bench.checkpoint or '(not named)'} (not per arm)",
-             f"{c['task']}/{c['lang']}" if c["task"] else c["lang"], _tokens(c["tokens"]),
-             fmt_number(c["thr"], ",.1f"), _range(c["thr_low"], c["thr_high"], ",.1f", c["timings"]), c["timings"],
-             fmt_number(c["ms"], ".2f"),
-             _range(c["ms_low"], c["ms_high"], ".2f", c["ms_timings"]) if c["ms"] is not None else MISSING]
-            for c in mine]
-    batches = sorted({c["batch"] for c in mine})
-    return [("p", f"**Per language**, at {cfg[0]} {cfg[1]} and the serving batch size "
-                  f"({', '.join(map(str, batches))}): each language's own test set, so its own tokenized length "
-                  "(the tokenizer cuts some scripts into more pieces than English). Median of the repeated timings, "
-                  "with their range; ms/response is the p50 at the serving batch."),
-            ("table", ["served", "language", "tokens/example", "samples/s (median)", "range", "timings",
-                       "ms/response (p50)", "range"], rows, "llrrrrrr")]
+    blocks = []
+    if costs:
+        shown = _table_arm(arms, costs)
+        mine = [c for c in costs if c["arm"] == shown]
+        configs = _configs(mine)
+        by = {(c["task"], c["lang"], c["engine"], c["dtype"]): c for c in mine}
+        cells = sorted({(c["task"], c["lang"]) for c in mine}, key=lambda tl: (tl[0], _lang_order(tl[1])))
+        rows = []
+        for task, lang in cells:
+            tokens = next((by[(task, lang, *cfg)]["tokens"] for cfg in configs if (task, lang, *cfg) in by), None)
+            row = [task or MISSING, lang, _tokens(tokens)]
+            for cfg in configs:
+                c = by.get((task, lang, *cfg))
+                row += [fmt_number(c and c["thr"], ",.1f"), fmt_number(c and c["ms"], ".2f")]
+            rows.append(row)
+        header = ["task", "language", "tokens/example"]
+        for engine, dtype in configs:
+            header += [f"{engine} {dtype} samples/s", f"{engine} {dtype} ms/response"]
+        batches = sorted({c["batch"] for c in mine})
+        timings = sorted({c["timings"] for c in mine})
+        who = f"arm {shown}'s models" if shown is not None else f"checkpoint {bench.checkpoint or '(not named)'}"
+        blocks.append(("p", f"**Per task and language** ({who}, at the serving batch size "
+                            f"{', '.join(map(str, batches))}; median of {'/'.join(map(str, timings))} timing"
+                            f"{'s' if timings != [1] else ''}): each language's own test set, so its own tokenized "
+                            "length (the tokenizer cuts some scripts into more pieces than English). ms/response is "
+                            "the p50 of one request of the serving batch. Ranges of the repeats: serving.csv and "
+                            "the table above."))
+        blocks.append(("table", header, rows, "ll" + "r" * (len(header) - 2)))
+        others = _arms_gap(shown, costs)
+        if others:
+            blocks.append(("p", others))
+    if notes:
+        blocks.append(("p", "Not timed: " + "; ".join(notes) + "."))
+    return blocks
+
+
+def _arms_gap(shown, costs: Sequence[dict]) -> str | None:
+    """How far each other arm's samples/s are from ``shown``'s, over every (task, language,
+    engine, precision) both were timed on: the largest relative gap, named."""
+    base = {(c["task"], c["lang"], c["engine"], c["dtype"]): c for c in costs if c["arm"] == shown}
+    parts = []
+    for arm in sorted({str(c["arm"]) for c in costs if c["arm"] is not None and c["arm"] != shown}):
+        pairs = [(c, base[k]) for c in costs if str(c["arm"]) == arm
+                 for k in [(c["task"], c["lang"], c["engine"], c["dtype"])] if k in base]
+        if not pairs:
+            parts.append(f"{arm}: no (task, language, engine) in common with {shown}")
+            continue
+        c, b = max(pairs, key=lambda p: abs(p[0]["thr"] / p[1]["thr"] - 1))
+        gap = abs(c["thr"] / b["thr"] - 1)
+        parts.append(f"{arm} within {gap:.0%} over {len(pairs)} (largest: {c['task']}/{c['lang']} {c['engine']} "
+                     f"{c['dtype']}, {c['thr']:,.1f} vs {b['thr']:,.1f})")
+    if not parts:
+        return None
+    return f"The other arms' samples/s against {shown}'s, same task, language, engine and precision: " + \
+        "; ".join(parts) + "."
+
+
+# ----------------------------------------------------------------------------- RQ2 through each engine
+def engine_points(arms: Sequence[ArmScores], bench: Bench) -> dict[str, list[dict]]:
+    """Per task, one point per (arm, engine, precision) that scored it: the task's score
+    through that engine (its headline metric, the mean over the languages every point of the
+    task was scored in), and samples/s and ms/response at the serving batch size over the
+    same languages; ``phase3``: the arm's phase-3 score on those languages (results.json);
+    ``fp32``: the same arm and engine's score at fp32 where that was timed; ``front``: on the
+    task's accuracy / samples/s Pareto frontier. An interval only where the rows carry one
+    (``accuracy_low``/``accuracy_high``): the bench scores each engine once and writes no
+    per-example statistics."""
+    known = {a.name: a for a in arms}
+    costs = [c for c in language_costs(bench) if c["accuracy"] is not None and c["arm"] in known]
+    out: dict[str, list[dict]] = {}
+    for task in sorted({c["task"] for c in costs}):
+        mine = [c for c in costs if c["task"] == task]
+        keys = list(dict.fromkeys((c["arm"], c["engine"], c["dtype"]) for c in mine))
+        langs = None
+        for key in keys:
+            have = {c["lang"] for c in mine if (c["arm"], c["engine"], c["dtype"]) == key}
+            langs = have if langs is None else langs & have
+        langs = sorted(langs or (), key=_lang_order)
+        if not langs:
+            continue
+        points = []
+        for arm, engine, dtype in keys:
+            rows = {c["lang"]: c for c in mine if (c["arm"], c["engine"], c["dtype"]) == (arm, engine, dtype)}
+            at = [rows[l] for l in langs]
+            ms = [c["ms"] for c in at if c["ms"] is not None]
+            lows, highs = [c["acc_low"] for c in at], [c["acc_high"] for c in at]
+            ref = known[arm].per_lang.get(task, {})
+            phase3 = sum(ref[l] for l in langs) / len(langs) if all(l in ref for l in langs) else None
+            points.append({"task": task, "arm": arm, "engine": engine, "dtype": dtype, "langs": langs,
+                           "accuracy": sum(c["accuracy"] for c in at) / len(at), "metric": at[0]["metric"],
+                           "low": sum(lows) / len(lows) if None not in lows else None,
+                           "high": sum(highs) / len(highs) if None not in highs else None,
+                           "thr": sum(c["thr"] for c in at) / len(at),
+                           "ms": sum(ms) / len(ms) if len(ms) == len(at) else None,
+                           "batch": max(c["batch"] for c in at), "phase3": phase3, "fp32": None})
+        for p in points:
+            same = next((q for q in points if (q["arm"], q["engine"], q["dtype"]) == (p["arm"], p["engine"], "fp32")),
+                        None)
+            if same is not None and p["dtype"] != "fp32":
+                p["fp32"] = same["accuracy"]
+        front = set(pareto_front([(p["thr"], p["accuracy"]) for p in points]))
+        for i, p in enumerate(points):
+            p["front"] = i in front
+        out[task] = points
+    return out
+
+
+def _pct(value) -> str:
+    return f"{value:+.2f}"
+
+
+def engines_answer(arms: Sequence[ArmScores], bench: Bench) -> str | None:
+    """The sentence on accuracy through each engine and precision against its serving cost,
+    per task: the frontier's points, the accuracy moved by fp16/bf16 against fp32 on the same
+    engine (else, without fp32 timed, against phase 3's score), computed from the points.
+    None without any point (no bench row carries a score of an arm of this report)."""
+    per_task = engine_points(arms, bench)
+    if not per_task:
+        return None
+    parts = []
+    for task, points in per_task.items():
+        front = sorted((p for p in points if p["front"]), key=lambda p: p["thr"])
+        where = (f"{task} ({len(points[0]['langs'])} language{'s' if len(points[0]['langs']) != 1 else ''}, "
+                 f"{points[0]['metric'] or 'headline metric'})")
+        text = f"{where}: on the accuracy/samples/s frontier " + ", ".join(
+            f"{p['arm']} {p['engine']} {p['dtype']} ({p['accuracy']:.1f} at {p['thr']:,.1f} samples/s)" for p in front)
+        halves = [p for p in points if p["fp32"] is not None]
+        if halves:
+            worst = max(halves, key=lambda p: abs(p["accuracy"] - p["fp32"]))
+            moved = worst["accuracy"] - worst["fp32"]
+            text += ("; fp16/bf16 left every score as fp32 on the same engine had it" if moved == 0 else
+                     f"; the largest change from fp32 to {worst['dtype']} on the same engine is {_pct(moved)} points "
+                     f"({worst['arm']} {worst['engine']})")
+        elif any(p["dtype"] != "fp32" for p in points):
+            text += "; no fp32 timed to set fp16/bf16 against"
+        against = [p for p in points if p["phase3"] is not None]
+        if against:
+            worst = max(against, key=lambda p: abs(p["accuracy"] - p["phase3"]))
+            moved = worst["accuracy"] - worst["phase3"]
+            text += ("; every engine gives phase 3's score exactly" if moved == 0 else
+                     f"; the largest difference from phase 3's score is {_pct(moved)} points ({worst['arm']} "
+                     f"{worst['engine']} {worst['dtype']})")
+        parts.append(text)
+    intervals = any(p["low"] is not None for ps in per_task.values() for p in ps)
+    tail = "" if intervals else (" No interval on these scores: the bench scores each engine once and keeps no "
+                                 "per-example statistics (phase 3's intervals are in the per-task table).")
+    return ("**RQ2 through the engines (accuracy against serving cost):** " + "; ".join(parts) + "." + tail)
+
+
+def engines_figure(arms: Sequence[ArmScores], bench: Bench):
+    """One panel per task: the task's score through each (arm, engine, precision) against its
+    samples/s at the serving batch (mean over the languages every point was scored in), the
+    Pareto frontier drawn; error bars only where the rows carry an interval. None without a
+    point."""
+    from stilts_ds.figures import panels
+
+    per_task = engine_points(arms, bench)
+    if not per_task:
+        return None
+    style = _style(arms)
+    data = {a.name: _data(a) for a in arms}
+    fig, axes = panels(len(per_task), panel_w=5.6, panel_h=4.4, max_cols=2)
+    placements = []
+    seen: set[str] = set()
+    for ax, (task, points) in zip(axes, per_task.items()):
+        xs = [p["thr"] for p in points]
+        ys = [p["accuracy"] for p in points]
+        bars = []
+        for p, x, y in zip(points, xs, ys):
+            err = None
+            if p["low"] is not None and p["high"] is not None:
+                err = [[max(0.0, y - p["low"])], [max(0.0, p["high"] - y)]]
+            bars.append(ax.errorbar([x], [y], yerr=err, fmt=style[p["arm"]]["marker"],
+                                    color=style[p["arm"]]["color"], capsize=3, markersize=6, zorder=3,
+                                    label=None if p["arm"] in seen else f"{p['arm']} ({data[p['arm']]})"))
+            seen.add(p["arm"])
+        lows = [p["low"] for p in points if p["low"] is not None]
+        highs = [p["high"] for p in points if p["high"] is not None]
+        ax.set_ylim(*value_limits(ys, lows, highs, min_span=MIN_SPAN, bounds=(0, 100)))
+        ax.set_xlim(0, max(xs) * 1.25)
+        line = frontier_line(ax, xs, ys, [i for i, p in enumerate(points) if p["front"]], x_better="higher")
+        langs = points[0]["langs"]
+        ax.set_title(f"{task}: {points[0]['metric'] or 'score'} over {', '.join(langs[:6])}"
+                     f"{' …' if len(langs) > 6 else ''}", fontsize=8)
+        ax.set_xlabel(f"samples/s at the serving batch ({max(p['batch'] for p in points)})", fontsize=8)
+        ax.set_ylabel("score through the engine", fontsize=8)
+        ax.grid(alpha=0.3)
+        placements.append((ax, xs, ys, [f"{p['engine']} {p['dtype']}" for p in points], [line, *bars],
+                           [style[p["arm"]]["color"] for p in points], [f"{task}: {p['arm']}" for p in points]))
+    intervals = any(p["low"] is not None for ps in per_task.values() for p in ps)
+    fig.suptitle("Accuracy through each engine and precision against serving cost, per arm; "
+                 + ("error bars: the rows' intervals" if intervals else
+                    "no error bars: the bench scores each engine once, without per-example statistics"), fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    unplaced = []
+    for ax, xs, ys, texts, avoid, colors, whose in placements:
+        _, missed = place_labels(ax, xs, ys, texts, avoid=avoid, colors=colors)
+        unplaced += [f"{whose[i]} {texts[i]}" for i in missed]
+    if unplaced:  # never drawn over another: listed under the plot instead
+        fig.text(0.01, 0.005, "labels not placed: " + "; ".join(unplaced), fontsize=6, wrap=True)
+    return fig
+
+
+def _engines_section(arms, bench: Bench, images) -> list:
+    per_task = engine_points(arms, bench)
+    blocks: list = [("h", 3, "Accuracy through each engine against serving cost")]
+    if not per_task:
+        blocks.append(("p", "No bench row carries a task score of an arm of this report (rows of the study's "
+                            "bench nodes do: each engine and precision scores the task it serves), so accuracy "
+                            "through the engines is not plotted."))
+        return blocks
+    rows = []
+    for task, points in per_task.items():
+        for p in points:
+            score = fmt_number(p["accuracy"], ".2f")
+            if p["low"] is not None and p["high"] is not None:
+                score += f" [{p['low']:.2f}, {p['high']:.2f}]"
+            rows.append([task, p["arm"], p["engine"], p["dtype"], ", ".join(p["langs"]), score,
+                         fmt_number(p["phase3"], ".2f"),
+                         _pct(p["accuracy"] - p["phase3"]) if p["phase3"] is not None else MISSING,
+                         _pct(p["accuracy"] - p["fp32"]) if p["fp32"] is not None else MISSING,
+                         fmt_number(p["thr"], ",.1f"), fmt_number(p["ms"], ".2f"), "yes" if p["front"] else ""])
+    blocks.append(("table", ["task", "arm", "engine", "precision", "languages", "score through the engine",
+                             "phase 3", "− phase 3", "− fp32", "samples/s", "ms/response", "on the frontier"],
+                   rows, "llllllrrrrrl"))
+    intervals = any(p["low"] is not None for ps in per_task.values() for p in ps)
+    blocks.append(("p", "Score: the task's headline metric ((EM + F1) / 2 for QA, else F1 or accuracy) with every "
+                        "forward pass through that engine at that precision, the mean over the languages listed "
+                        "(those every point of the task was scored in); phase 3: the arm's own evaluation of the "
+                        "same model on the same languages (with seeds, the first seed's: the model the bench "
+                        "serves); − fp32: against the same engine at fp32, where timed. samples/s and "
+                        "ms/response at the serving batch size, the mean over the same languages. Frontier: no "
+                        "other point of the task is both faster and more accurate. "
+                        + ("Intervals: the rows' own." if intervals else
+                           "No interval: the bench scores each engine once and keeps no per-example statistics.")))
+    if "engines.png" in images:
+        blocks.append(("img", "engines.png", "score through each engine and precision against samples/s, per task, "
+                                             "Pareto frontier"))
+    return blocks
 
 
 def _fmt_cost(value) -> str:
@@ -685,18 +981,26 @@ def _fmt_cost(value) -> str:
     return fmt_number(value, ",.0f") if value is None or value >= 100 else fmt_number(value, ",.1f")
 
 
-def _rq1_section(arms, bench: Bench, images) -> list:
+def _rq1_section(arms, bench: Bench, images, notes: Sequence[str] = ()) -> list:
     blocks = []
     if not bench.servings:
         blocks.append(("p", "No serving measurements: no bench rows were given (`bench*/bench.jsonl` of "
                             "`stilts-ds bench`, or `bench:` in the study config), so RQ1 is not answered here."))
+        if notes:
+            blocks.append(("p", "Not timed: " + "; ".join(notes) + "."))
     else:
         if bench.unattributed:
             blocks.append(("p", f"**One checkpoint was served: {bench.checkpoint or 'not named by its rows'}.** "
                                 "Its rows name no arm, so its samples/s and ms/response are that checkpoint's, "
                                 "NOT per arm; they are not copied onto the arms below."))
+        # With several languages timed, the reference one of each task here (the arms are
+        # compared on it); every language is in the per-language table below and serving.csv.
+        view = on_reference_language(bench)
+        if view is not bench:
+            blocks.append(("p", "On each task's reference language ("
+                                + ", ".join(sorted(reference_workloads(bench))) + "); every language below."))
         rows = []
-        for s in bench.servings:
+        for s in view.servings:
             served = s.arm if s.arm is not None else f"checkpoint {bench.checkpoint or '(not named)'} (not per arm)"
             rows.append([served, s.workload or MISSING, s.engine, s.dtype,
                          fmt_number(s.throughput_samples_per_s, ",.1f"),
@@ -713,7 +1017,7 @@ def _rq1_section(arms, bench: Bench, images) -> list:
         if bench.unavailable:
             blocks.append(("p", "Not timed: " + "; ".join(f"{e} {d} ({why or 'no reason given'})"
                                                          for e, d, why in bench.unavailable) + "."))
-        blocks += _language_section(arms, bench)
+        blocks += _language_section(arms, bench, notes)
         if "serving.png" in images:
             blocks.append(("img", "serving.png", "samples/s and ms/response per engine and precision"))
     return blocks
@@ -740,7 +1044,7 @@ def _rq2_section(arms, bench: Bench, images) -> list:
     else:
         blocks.append(("p", "No accuracy-against-training-cost plot: no arm has both an XTREME average and a "
                             "training cost."))
-    points = serving_points(arms, bench)
+    points = serving_points(arms, on_primary_workload(bench))
     blocks.append(("h", 3, "Accuracy against serving cost"))
     if points:
         on = serving_front(points)
@@ -761,7 +1065,7 @@ def _rq2_section(arms, bench: Bench, images) -> list:
         blocks.append(("p", "No bench rows: serving cost was not measured."))
     if "pareto.png" in images:
         blocks.append(("img", "pareto.png", "accuracy or latency against samples/s, Pareto frontier"))
-    return blocks
+    return blocks + _engines_section(arms, bench, images)
 
 
 def _difference(comparisons, a: ArmScores, ref: ArmScores, metric: str, task: str | None = None) -> str:
@@ -923,20 +1227,22 @@ def to_html(title: str, sections, images: Mapping[str, bytes]) -> str:
 # ----------------------------------------------------------------------------- the builder
 def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_dir: Path, *, title: str = TITLE,
                  arm_info: Mapping[str, Mapping] | None = None, schedule_dir: Path | None = None,
-                 comparisons: list[dict] | None = None) -> dict[str, Path]:
+                 comparisons: list[dict] | None = None, bench_notes: Sequence[str] = ()) -> dict[str, Path]:
     """Write the report into ``out_dir``; returns {name: path} ("md" is report.md, "html"
     index.html). ``arm_info``: rows of arms.json (phase-1 data and costs); ``schedule_dir``: a
     study's run dir (utilization.json, timeline.png); ``comparisons``: paired comparisons of
-    arms (module docstring)."""
+    arms (module docstring); ``bench_notes``: bench tasks and languages not timed, and why
+    (``StudyGraph.bench_notes``)."""
     arm_info = dict(arm_info or {})
     arms = [arm_scores(name, Path(p), arm_info.get(name)) for name, p in results.items()]
     bench = read_bench(bench_paths)
     out_dir = Path(out_dir)
 
     images: dict[str, bytes] = {}
-    for name, make in (("serving.png", lambda: serving_figure(arms, bench)),
+    for name, make in (("serving.png", lambda: serving_figure(arms, on_reference_language(bench))),
                        ("training.png", lambda: training_figure(arms)),
-                       ("pareto.png", lambda: pareto_figure(arms, bench)),
+                       ("pareto.png", lambda: pareto_figure(arms, on_primary_workload(bench))),
+                       ("engines.png", lambda: engines_figure(arms, bench)),
                        ("tasks.png", lambda: tasks_figure(arms))):
         fig = make()
         if fig is not None:
@@ -953,9 +1259,11 @@ def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_d
     sections = [
         # RQ2's serving phrases compare arms on the reference language, as RQ1's sentence does.
         ("answers", "Answers", [("ul", [rq1_answer(arms, bench),
-                                        *rq2_answers(arms, on_reference_language(bench), comparisons)]),
+                                        *rq2_answers(arms, on_reference_language(bench), comparisons),
+                                        *filter(None, [engines_answer(arms, bench)])]),
                                 ("p", error_bars_note(arms))]),
-        ("rq1", "RQ1: inference efficiency per arm, engine and precision", _rq1_section(arms, bench, images)),
+        ("rq1", "RQ1: inference efficiency per arm, engine and precision",
+         _rq1_section(arms, bench, images, bench_notes)),
         ("rq2", "RQ2: accuracy against training and serving cost", _rq2_section(arms, bench, images)),
         ("tasks", "Per-task scores per arm", _tasks_section(arms, arm_info, images, comparisons)),
         ("cluster", "Cluster use", _cluster_section(schedule_dir, images)),
@@ -967,7 +1275,9 @@ def build_report(results: Mapping[str, Path], bench_paths: Sequence[Path], out_d
     # Figures first, the pages last: a page never names a figure that is not there yet.
     for name, data in images.items():
         paths[name.replace(".", "_")] = write_atomic(out_dir / name, data)
-    rows = tradeoff_rows(arms, bench)
+    # One workload per arm (XNLI on English where timed), as pareto.png: a frontier across tasks
+    # would set one task's throughput against another's; every row is in serving.csv.
+    rows = tradeoff_rows(arms, on_primary_workload(bench))
     paths["csv"] = write_csv(out_dir / "tradeoff.csv", rows, list(rows[0]) if rows else ["arm"])
     serving_cols = ["arm", "checkpoint", "workload", "engine", "dtype", "throughput_samples_per_s", "throughput_low",
                     "throughput_high", "timings", "best_batch_size", "ms_per_response_p50_batch1", "latency_low",

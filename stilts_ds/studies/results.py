@@ -48,7 +48,10 @@ Error bars: given every (task, language)'s per-example statistics (phase 3 write
 every score recomputed from the resampled sums by the same rules as above; counts such as
 SQuAD v2's totals get no interval). The Markdown then shows "score [low, high]" for the task
 scores and the averages. Without per-example files (runs from before they existed) there is
-no "uncertainty" key and nothing else changes.
+no "uncertainty" key and nothing else changes. An arm's combination over its seeds
+(``studies.seeds``) passes ``seed_example_stats=[seed 1's, seed 2's, ...]`` with the seeds'
+mean scores instead: the same block, each interval that of the seeds' mean with one draw of
+examples applied to every seed (``pooled_uncertainty``; its method says "pooled over N seeds").
 
 Both files are written atomically (temporary file in the same directory, fsync,
 ``os.replace``): a crash leaves the previous file or none, never half of one.
@@ -64,7 +67,7 @@ import math
 import numbers
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from stilts_ds.atomic import write_atomic
 from stilts_ds.errors import DataFileError, StiltsError
@@ -128,13 +131,18 @@ def write_results(
     extra: dict | None = None,
     *,
     example_stats: Mapping[str, Mapping[str, ExampleStats]] | None = None,
+    seed_example_stats: Sequence[Mapping[str, Mapping[str, ExampleStats]]] | None = None,
     resamples: int = bootstrap.RESAMPLES,
     seed: int = bootstrap.SEED,
     level: float = bootstrap.LEVEL,
 ) -> dict:
     """Compute task scores and the XTREME average, write them atomically, return the dict.
     With ``example_stats`` ({task: {lang: ExampleStats}} for every scored language) it
-    carries bootstrap intervals too (``"uncertainty"``)."""
+    carries bootstrap intervals too (``"uncertainty"``); with ``seed_example_stats`` (one
+    such mapping per seed, ``results`` being the seeds' mean scores) the intervals of the
+    seeds' mean, pooled over the seeds (``pooled_uncertainty``)."""
+    if example_stats is not None and seed_example_stats is not None:
+        raise ResultsError("give example_stats (one run) or seed_example_stats (several seeds), not both")
     tasks = _clean(results)
     for task, per_lang in tasks.items():
         try:
@@ -145,6 +153,8 @@ def write_results(
                  **benchmark_averages(tasks)}
     if example_stats is not None:
         out["uncertainty"] = uncertainty(out, example_stats, resamples=resamples, seed=seed, level=level)
+    elif seed_example_stats is not None:
+        out["uncertainty"] = pooled_uncertainty(out, seed_example_stats, resamples=resamples, seed=seed, level=level)
     for key, value in (extra or {}).items():
         if key in COMPUTED_KEYS or key in out:  # "uncertainty" too, when computed here
             raise ResultsError(f"extra field {key!r} would overwrite a computed field ({', '.join(COMPUTED_KEYS)})")
@@ -190,6 +200,15 @@ def _bounds(values, level: float) -> dict | None:
     return None if math.isnan(low) else {"low": low, "high": high}
 
 
+def _missing_stats(tasks: Mapping, example_stats: Mapping, what: str = "") -> None:
+    missing = [f"{t}/{lang}" for t, per_lang in tasks.items() for lang in per_lang
+               if lang not in example_stats.get(t, {})]
+    if missing:
+        raise ResultsError(f"no per-example statistics{what} for {', '.join(missing[:5])}"
+                           f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}: every scored "
+                           "language needs them for the intervals")
+
+
 def uncertainty(computed: Mapping, example_stats: Mapping[str, Mapping[str, ExampleStats]], *,
                 resamples: int = bootstrap.RESAMPLES, seed: int = bootstrap.SEED,
                 level: float = bootstrap.LEVEL) -> dict:
@@ -198,19 +217,56 @@ def uncertainty(computed: Mapping, example_stats: Mapping[str, Mapping[str, Exam
     (task, language) resampled on its own stream, the averages recomputed from the resampled
     languages by the very functions that computed them."""
     tasks = computed["tasks"]
-    missing = [f"{t}/{lang}" for t, per_lang in tasks.items() for lang in per_lang
-               if lang not in example_stats.get(t, {})]
-    if missing:
-        raise ResultsError(f"no per-example statistics for {', '.join(missing[:5])}"
-                           f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}: every scored "
-                           "language needs them for the intervals")
+    _missing_stats(tasks, example_stats)
     reps = bootstrap.replicates_of({t: {lang: example_stats[t][lang] for lang in per_lang}
                                     for t, per_lang in tasks.items()}, resamples=resamples, seed=seed)
-    out: dict = {"method": bootstrap.METHOD, "resamples": resamples, "seed": seed, "level": level, "tasks": {}}
+    metrics = {t: {lang: example_stats[t][lang].metric for lang in per_lang} for t, per_lang in tasks.items()}
+    return uncertainty_block(computed, reps, metrics, method=bootstrap.METHOD, resamples=resamples, seed=seed,
+                             level=level)
+
+
+def pooled_method(runs: int) -> str:
+    """The method text of an interval pooled over ``runs`` seeds."""
+    return (f"{bootstrap.METHOD}, pooled over {runs} seed{'s' if runs != 1 else ''} (one draw of examples "
+            "for every seed; the interval of the seeds' mean)")
+
+
+def pooled_uncertainty(computed: Mapping, runs: Sequence[Mapping[str, Mapping[str, ExampleStats]]], *,
+                       resamples: int = bootstrap.RESAMPLES, seed: int = bootstrap.SEED,
+                       level: float = bootstrap.LEVEL) -> dict:
+    """``uncertainty`` of the mean over seeds: ``computed`` holds the seeds' mean scores and
+    ``runs`` each seed's per-example statistics (the same test examples);
+    ``metrics.uncertainty.pooled_replicates`` resamples the examples once per resample for
+    every seed and averages the seeds' resampled scores. Same shape as ``uncertainty``'s,
+    its ``method`` saying how many seeds it pools."""
+    tasks = computed["tasks"]
+    runs = list(runs)
+    if not runs:
+        raise ResultsError("no seed's per-example statistics to pool")
+    for i, run in enumerate(runs, start=1):
+        _missing_stats(tasks, run, f" in run {i}")
+    picked = [{t: {lang: run[t][lang] for lang in per_lang} for t, per_lang in tasks.items()} for run in runs]
+    try:
+        reps = bootstrap.pooled_replicates(picked, resamples=resamples, seed=seed)
+    except ValueError as err:
+        raise ResultsError(f"cannot pool the seeds' intervals: {err}") from None
+    metrics = {t: {lang: runs[0][t][lang].metric for lang in per_lang} for t, per_lang in tasks.items()}
+    return uncertainty_block(computed, reps, metrics, method=pooled_method(len(runs)), resamples=resamples,
+                             seed=seed, level=level)
+
+
+def uncertainty_block(computed: Mapping, reps: Mapping, metrics: Mapping[str, Mapping[str, str]], *, method: str,
+                      resamples: int, seed: int, level: float) -> dict:
+    """The ``"uncertainty"`` dict from resampled scores ``reps`` ({task: {lang: {metric key:
+    [resamples]}}}, ``metrics.uncertainty.replicates_of`` or ``pooled_replicates``) of the
+    tasks, task scores and averages in ``computed``; ``metrics``: each (task, language)'s
+    metric name (its count keys get no interval)."""
+    tasks = computed["tasks"]
+    out: dict = {"method": method, "resamples": resamples, "seed": seed, "level": level, "tasks": {}}
     for task, per_lang in tasks.items():
         out["tasks"][task] = {}
         for lang, scores in per_lang.items():
-            counts = kind_of(example_stats[task][lang].metric).counts
+            counts = kind_of(metrics[task][lang]).counts
             bounds = {m: _bounds(reps[task][lang][m], level) for m in scores if m in reps[task][lang] and m not in counts}
             out["tasks"][task][lang] = {m: b for m, b in bounds.items() if b is not None}
     out["task_scores"] = {task: _bounds(task_score(reps[task])["avg_metric"], level) for task in tasks}

@@ -180,7 +180,8 @@ class Runners:
 
     def _combine(self, node: Node) -> dict:
         """An arm's results over its seeds (``studies.seeds``): each seed's results.json, as its
-        own results node wrote it, into the arm's results.json and results.md."""
+        own results node wrote it, into the arm's results.json and results.md, with intervals
+        of the seeds' mean pooled from every seed's per-example statistics."""
         from stilts_ds.studies.seeds import combine_seeds
 
         cfg = self.graph.config_of(node)
@@ -188,7 +189,8 @@ class Runners:
         for dep in node.deps:
             d = self.graph.nodes[dep]
             runs[d.seed] = self.graph.config_of(d).run_dir
-        out = combine_seeds(runs, cfg.run_dir, extra={"name": cfg.name, "split": cfg.evaluate.split})
+        out = combine_seeds(runs, cfg.run_dir, extra={"name": cfg.name, "split": cfg.evaluate.split},
+                            say=lambda message: self.say(f"{node.id}: {message}"))
         return {"xtreme_average": out.get("xtreme_average"), "seeds": list(runs)}
 
     def _arms(self, node: Node) -> dict:
@@ -197,8 +199,9 @@ class Runners:
         return {"files": [str(p) for p in write_comparison(self.graph.root).values()]}
 
     def _bench(self, node: Node) -> dict:
-        """One arm's checkpoint through the engines, on each language's cached test features,
-        every configuration ``bench.repeats`` times; every row names the arm (and language)."""
+        """One arm's checkpoint of one task through the engines, on each language's cached test
+        features, every configuration ``bench.repeats`` times; every row names the arm (and
+        the task and language)."""
         from stilts_ds.inference.bench import BenchSpec, run_bench
 
         served = self.graph.nodes[node.deps[0]]
@@ -225,7 +228,13 @@ class Runners:
         from stilts_ds.studies.significance import arm_comparisons
 
         root = self.graph.root
-        results, benches, info = study_inputs(root.run_dir)
+        results, _, info = study_inputs(root.run_dir)
+        # The bench rows of this graph's bench nodes (a bench/ file an earlier config left, of
+        # an arm or task no longer served, is not this study's), and any `stilts-ds bench
+        # --output <run dir>/bench-...` run by hand.
+        benches = [n.dir / "bench.jsonl" for n in self.graph.nodes.values()
+                   if n.kind == "bench" and (n.dir / "bench.jsonl").is_file()]
+        benches += sorted(root.run_dir.glob("bench-*/bench.jsonl"))
         # Paired bootstrap of every arm against the no-intermediate and English-only arms, on
         # the test examples both scored (pooled over seeds): the answers' significance.
         comparisons, notes = arm_comparisons(results, info)
@@ -233,5 +242,6 @@ class Runners:
             self.say(f"report: {note}")
         paths = build_report(results, benches, node.dir, arm_info=info,
                              title=f"{root.name}: intermediate-task training, accuracy against cost",
-                             schedule_dir=root.run_dir, comparisons=comparisons)
+                             schedule_dir=root.run_dir, comparisons=comparisons,
+                             bench_notes=self.graph.bench_notes)
         return {"files": [str(p) for p in paths.values()]}

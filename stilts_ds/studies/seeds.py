@@ -25,7 +25,17 @@ like any results file (``load_results``, the arms comparison, the report), with:
   "xtreme_average": [...], "xtreme_r_average": [...]}}``. The std is the sample standard
   deviation (ddof=1); with a single seed it is undefined and written as null, never 0 (one run
   says nothing about the spread). An average a seed does not have (null: XTREME-R before all
-  ten of its tasks are scored) is null in the mean and the std too.
+  ten of its tasks are scored) is null in the mean and the std too;
+- ``uncertainty``: 95% percentile-bootstrap intervals of the seeds' mean, in the shape of a
+  single run's (``studies.results``: per task, language and metric, per task score, for the
+  XTREME and XTREME-R averages), its ``method`` saying "pooled over N seeds". Each resample
+  draws the test examples of a (task, language) once and applies that draw to every seed (the
+  seeds were scored on the same test set: ``metrics.uncertainty.pooled_replicates``), then
+  averages the seeds' resampled scores. So the interval is the test-set sampling error of the
+  mean; the seeds' own spread is the std above, reported beside it, not folded in. It needs
+  every seed's per-example statistics (``<seed run>/phase3/<task>/examples/<lang>.json``);
+  without them (runs from before they were written) there is no ``uncertainty`` and the node
+  says why. Two identical seeds give the interval of one run, bit for bit.
 
 ``results.md`` is ``write_markdown``'s table of the means, then one table of each task score
 and benchmark average as mean ± std with every seed's value. Seeds whose results do not cover
@@ -34,10 +44,11 @@ over different sets of languages would be no seed's score.
 """
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from stilts_ds.atomic import write_atomic
 from stilts_ds.errors import StiltsError
@@ -129,16 +140,60 @@ def _check_means(out: Mapping, record: Mapping) -> None:
                               "state a number no seed supports (studies/seeds.py assumes linear averages)")
 
 
-def combine_seeds(runs: Mapping[int, Path], out_dir: Path, *, extra: Mapping | None = None) -> dict:
+def seed_example_stats(run: Path, tasks: Mapping[str, Mapping]) -> tuple[dict | None, str | None]:
+    """One seed's per-example statistics of every (task, language) of ``tasks`` (its
+    ``phase3/<task>/examples/``, checked against the ``scores.json`` beside them):
+    ``(stats, None)``, or ``(None, why not)``."""
+    stats: dict = {}
+    for task, per_lang in tasks.items():
+        task_dir = Path(run) / "phase3" / task
+        try:
+            scores = json.loads((task_dir / "scores.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            return None, f"{task_dir / 'scores.json'} cannot be read ({err})"
+        if task not in scores:
+            return None, f"{task_dir / 'scores.json'} does not score {task}"
+        found, why = results_io.example_stats_of(task_dir, {task: scores[task]})
+        if found is None:
+            return None, why
+        missing = [lang for lang in per_lang if lang not in found.get(task, {})]
+        if missing:
+            return None, f"{task_dir} has no per-example statistics for {task} {', '.join(missing)}"
+        stats[task] = found[task]
+    return stats, None
+
+
+def combine_seeds(runs: Mapping[int, Path], out_dir: Path, *, extra: Mapping | None = None,
+                  say: Callable[[str], None] | None = None) -> dict:
     """Read ``<run>/results.json`` of every seed ({seed: its run dir}), write the combination
-    to ``out_dir``/results.json and results.md (see the module docstring); returns the dict."""
+    to ``out_dir``/results.json and results.md (see the module docstring); returns the dict.
+    The 95% intervals come from every seed's per-example statistics (``phase3/<task>/
+    examples/``); a seed without them means no intervals, and ``say`` is told why."""
     out_dir = Path(out_dir)
     per_seed = {int(s): results_io.load_results(Path(run) / RESULTS) for s, run in runs.items()}
     mean, record = combine(per_seed)
     record = {"values": record["values"], "runs": [str(Path(runs[s])) for s in record["values"]],
               "std": record["std"], "per_seed": record["per_seed"]}
+    stats: list | None = []
+    for s in record["values"]:
+        found, why = seed_example_stats(Path(runs[s]), mean)
+        if found is None:
+            if say is not None:
+                say(f"no intervals over the seeds: seed {s}: {why}")
+            stats = None
+            break
+        stats.append(found)
     path = out_dir / RESULTS
-    out = results_io.write_results(path, mean, extra={**(extra or {}), "seeds": record})
+    try:
+        out = results_io.write_results(path, mean, extra={**(extra or {}), "seeds": record}, seed_example_stats=stats)
+    except results_io.ResultsError as err:
+        if stats is None:
+            raise
+        # Statistics that cannot be pooled (seeds scored on different test examples): the
+        # means and spreads still hold; the intervals are left out, and said so.
+        if say is not None:
+            say(f"no intervals over the seeds: {err}")
+        out = results_io.write_results(path, mean, extra={**(extra or {}), "seeds": record})
     try:
         _check_means(out, record)
     except StiltsError:
@@ -161,7 +216,11 @@ def seeds_markdown(res: Mapping) -> str:
         if key in res:
             rows.append([f"**{label}**", f"**{fmt_number(res.get(key))}**", fmt_number(std.get(key)),
                          ", ".join(fmt_number(v) for v in per_seed.get(key, []))])
+    bars = res.get("uncertainty")
+    interval = (f" The {bars['level']:.0%} intervals in the table above are of the mean from resampling the test "
+                "examples (one draw for every seed), not of the seeds' spread." if bars else "")
     lines = [f"**Mean over {n} seed{'s' if n != 1 else ''}** ({', '.join(map(str, seeds))}); ± is the sample "
-             "standard deviation across seeds (ddof=1)" + (", undefined for one seed" if n == 1 else "") + ".", "",
+             "standard deviation across seeds (ddof=1)" + (", undefined for one seed" if n == 1 else "") + "."
+             + interval, "",
              *markdown_table(["", "mean", "± std", f"per seed ({', '.join(map(str, seeds))})"], rows, align="lrrl")]
     return "\n".join(lines) + "\n"

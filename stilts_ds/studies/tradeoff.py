@@ -112,6 +112,10 @@ class ArmScores:
     uncertainty: Uncertainty
     cost: TrainCost
     description: str | None = None
+    # {task: {lang: headline score}} of phase 3 (results.json's tasks, (EM + F1) / 2 for QA; with
+    # seeds the first seed's, whose model the bench serves): what the bench's accuracy through
+    # each engine is set against.
+    per_lang: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _interval(block) -> tuple[float | None, float | None]:
@@ -154,7 +158,33 @@ def arm_scores(name: str, results_path: Path, info: Mapping | None = None) -> Ar
         xtreme=_estimate(res.get("xtreme_average"), iv.get("xtreme_average"), std.get("xtreme_average")),
         xtreme_r=_estimate(res.get("xtreme_r_average"), iv.get("xtreme_r_average"), std.get("xtreme_r_average")),
         tasks=tasks, uncertainty=kind, cost=training_cost(Path(results_path).parent, info),
+        per_lang=_served_scores(res, seeds),
     )
+
+
+def _served_scores(res: Mapping, seeds: Mapping | None) -> dict[str, dict[str, float]]:
+    """Phase 3's per-language headline scores of the model the bench serves: the arm's own,
+    or with seeds the first seed's (the one its bench nodes serve), not the seeds' mean."""
+    runs = (seeds or {}).get("runs")
+    if runs:
+        try:
+            return _headlines(load_results(Path(runs[0]) / "results.json").get("tasks", {}))
+        except DataFileError:
+            return {}
+    return _headlines(res.get("tasks", {}))
+
+
+def _headlines(tasks: Mapping) -> dict[str, dict[str, float]]:
+    from stilts_ds.tasks.scoring import primary_score
+
+    out: dict[str, dict[str, float]] = {}
+    for task, per_lang in tasks.items():
+        for lang, scores in per_lang.items():
+            try:
+                out.setdefault(task, {})[lang] = float(primary_score(scores))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
 
 
 def _done_worker_seconds(stage_dir: Path) -> float | None:
@@ -394,8 +424,9 @@ def tradeoff_rows(arms: Sequence[ArmScores], bench: Bench) -> list[dict]:
 def study_inputs(study_dir: Path) -> tuple[dict[str, Path], list[Path], dict[str, dict]]:
     """(results per arm, bench files, arm info) found in a study's run dir: the arms of
     ``arms.json`` (or the single ``results.json``), ``bench*/bench.jsonl`` (one served model,
-    or `stilts-ds bench --output <run dir>/bench-...`) and ``bench/<arm>/bench.jsonl`` (the
-    study's bench node of each arm)."""
+    or `stilts-ds bench --output <run dir>/bench-...`), ``bench/<arm>/<task>/bench.jsonl``
+    (the study's bench node of each arm and task) and ``bench/<arm>/bench.jsonl`` (one node per
+    arm, before bench.tasks)."""
     from stilts_ds.studies.arms import COMPARISON, load_comparison
 
     study_dir = Path(study_dir)
@@ -407,5 +438,6 @@ def study_inputs(study_dir: Path) -> tuple[dict[str, Path], list[Path], dict[str
     else:
         raise DataFileError(study_dir, f"holds neither {COMPARISON} nor results.json: run `stilts-ds pipeline` "
                                        "with this output_dir first")
-    benches = sorted({*study_dir.glob("bench*/bench.jsonl"), *study_dir.glob("bench/*/bench.jsonl")})
+    benches = sorted({*study_dir.glob("bench*/bench.jsonl"), *study_dir.glob("bench/*/bench.jsonl"),
+                      *study_dir.glob("bench/*/*/bench.jsonl")})
     return results, benches, info

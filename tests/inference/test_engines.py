@@ -92,10 +92,11 @@ def test_config_contradicting_its_name_is_refused(tmp_path):
 @CPU_ONLY
 def test_cpu_availability_matrix():
     m = E.availability_matrix("cpu")
-    assert set(m) == {"ds-kernel", "ds", "torch-eager", "torch-sdpa", "torch-compile"}
+    assert set(m) == {"ds-kernel", "ds", "torch-eager", "torch-sdpa", "torch-compile", "torch-compile-static",
+                      "unpadded"}
     for p in ("fp32", "fp16", "bf16"):
         assert m["ds-kernel"][p] == ki.KERNELS_NEED_CUDA
-        for name in ("torch-eager", "torch-sdpa", "torch-compile"):
+        for name in ("torch-eager", "torch-sdpa", "torch-compile", "torch-compile-static", "unpadded"):
             assert m[name][p] is None
     assert m["ds"]["fp32"] is None and m["ds"]["bf16"] is None
     assert "does not support fp16" in m["ds"]["fp16"]
@@ -175,6 +176,64 @@ def test_torch_compile_agrees_with_reference(model, batches, reference_out):
     assert report.passed, report.reason
     assert report.hidden_max_abs_diff < 1e-4
     engine.close()
+
+
+def _ragged_batch(vocab, lengths, width, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.full((len(lengths), width), 1, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(5, vocab, (n,), generator=gen)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_torch_compile_static_buckets(model, tokenizer, batches, reference_out):
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    # The eager backend keeps the test fast; shapes, guards and recompiles are dynamo's
+    # whatever the backend.
+    counter = CompileCounterWithBackend("eager")
+    engine = E.build_engine("torch-compile", model, "fp32", "cpu", static_buckets=[16, 32, 64],
+                            compile_options={"backend": counter})
+    assert engine.status == "ok", engine.reason
+    assert any("dynamic=False" in n for n in engine.notes)
+    assert any("padded up to 16, 32, 64" in n and "next power of two" in n for n in engine.notes)
+    sdpa = E.build_engine("torch-sdpa", model, "fp32", "cpu")
+    tol = P.TOLERANCES["fp32"]
+    seen = []
+    # rows 3 and 4 -> 4, lengths 17 and 20 -> 32: one compiled shape; then (2, 40) -> (2, 64)
+    for lengths, width in (([17, 5, 9], 17), ([20, 3, 12, 1], 20), ([40, 2], 40)):
+        b = _ragged_batch(len(tokenizer), lengths, width, seed=width)
+        got, want = engine.forward(b, task="xnli"), sdpa.forward(b, task="xnli")
+        assert got["last_hidden_state"].shape == want["last_hidden_state"].shape == (len(lengths), width, 64)
+        keep = b["attention_mask"].bool()
+        res = P.compare_outputs(want, got, keep, tol)
+        assert not res["problems"], res["problems"]
+        assert res["hidden_max_abs_diff"] < 1e-5
+        seen.append(counter.frame_count)
+    assert seen[0] >= 1
+    assert seen[1] == seen[0]  # a second length in the same bucket compiled nothing
+    assert seen[2] > seen[1]  # another bucket does compile (the counter sees recompiles)
+    assert P.gate(engine, reference_out, batches, task="xnli").passed
+    with pytest.raises(StiltsError, match="largest static bucket"):
+        engine.forward({"input_ids": torch.full((1, 65), 7)})
+    engine.close()
+
+
+def test_static_bucket_options(model, config):
+    assert E.default_static_buckets(config) == (16, 32, 64, 128, 256, 512)
+    engine = E.build_engine("torch-compile", model, "fp32", "cpu", static_buckets=True,
+                            compile_options={"backend": "eager"})
+    assert any("16, 32, 64, 128, 256, 512" in n for n in engine.notes)
+    plain = E.build_engine("torch-compile", model, "fp32", "cpu", compile_options={"backend": "eager"})
+    assert plain.notes == ("torch.compile(backend='eager') of the SDPA model",)  # the default is unchanged
+    with pytest.raises(StiltsError, match="static_buckets"):
+        E.build_engine("torch-compile", model, "fp32", "cpu", static_buckets=[0, 16])
+    with pytest.raises(StiltsError, match="static_buckets"):
+        E.build_engine("torch-compile", model, "fp32", "cpu", static_buckets=["x"])
+    # other engines ignore the option
+    assert E.build_engine("torch-sdpa", model, "fp32", "cpu", static_buckets=True).notes == ()
 
 
 def test_caller_model_is_not_touched(config, batches):
@@ -424,6 +483,39 @@ def test_ds_kernel_cuda_graph_pads_to_the_captured_shape(stand_in_kernels, confi
         engine.forward({"input_ids": torch.full((2, 20), 7)})
 
 
+@CPU_ONLY  # "ds" on the CPU needs DeepSpeed's CPU accelerator
+def test_building_ds_closes_the_live_ds_kernel_engine(model, batches):
+    # ds-kernel cannot be built on the CPU: register a stand-in engine as the live one.
+    released = []
+    kernel = E.Engine("ds-kernel", "fp16", torch.device("cpu"), encode=lambda inputs: None,
+                      on_close=lambda: released.append("workspace"))
+    E._register_live_kernel_engine(kernel)
+    engine = E.build_engine("ds", model, "fp32", "cpu")
+    assert engine.status == "ok", engine.reason
+    assert released == ["workspace"]  # closed (its on_close ran) before init_inference
+    assert "ds engine was built" in kernel.reason and "kernel workspace" in kernel.reason
+    with pytest.raises(E.EngineUnavailableError, match="closed.*ds engine was built"):
+        kernel.forward(batches["padded"])
+    E.build_engine("ds", model, "fp32", "cpu").close()
+    assert released == ["workspace"]  # closed once; nothing live any more
+    engine.close()
+
+
+@CPU_ONLY
+def test_building_ds_after_a_stand_in_ds_kernel_engine(stand_in_kernels, config4x, batches):
+    model = _model(config4x)
+    first = E.build_engine("ds-kernel", model, "fp32", "cpu")
+    assert first.status == "ok", first.reason
+    second = E.build_engine("ds-kernel", model, "fp32", "cpu")
+    assert "another ds-kernel engine" in first.reason
+    with pytest.raises(E.EngineUnavailableError, match="closed"):
+        first.forward(batches["padded"])
+    E.build_engine("ds", model, "fp32", "cpu").close()
+    assert "ds engine was built" in second.reason
+    with pytest.raises(E.EngineUnavailableError, match="closed"):
+        second.forward(batches["padded"])
+
+
 def test_injection_that_replaces_nothing_fails_the_engine(monkeypatch, config4x):
     real = ki.inject_kernels
     monkeypatch.setitem(E.ENGINES, "ds-kernel", E.EngineSpec("ds-kernel", "stand-in", lambda p, d: None))
@@ -474,7 +566,23 @@ def test_stock_deepspeed_replaces_nothing_on_gpu(gpu_config):
 
 
 @GPU
-@pytest.mark.parametrize("name", ["torch-eager", "torch-sdpa", "torch-compile", "ds"])
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_torch_compile_static_buckets_on_gpu(gpu_config, tokenizer, precision):
+    model = _model(gpu_config)
+    engine = E.build_engine("torch-compile", model, precision, "cuda", static_buckets=[32, 64])
+    assert engine.status == "ok", engine.reason
+    assert any("reduce-overhead" in n for n in engine.notes)
+    batches = P.synthetic_parity_batches(len(tokenizer), batch_size=8, seq_len=64, seed=12)
+    report = P.gate(engine, P.reference_engine(model, "cuda"), batches, task="xnli")
+    assert report.passed, report.reason
+    a = engine.forward(batches["padded"])["last_hidden_state"].clone()
+    engine.forward(batches["unpadded"])  # a CUDA-graph replay must not overwrite what was returned
+    assert torch.equal(engine.forward(batches["padded"])["last_hidden_state"], a)
+    engine.close()
+
+
+@GPU
+@pytest.mark.parametrize("name", ["torch-eager", "torch-sdpa", "torch-compile", "ds", "unpadded"])
 @pytest.mark.parametrize("precision", ["fp16", "bf16", "fp32"])
 def test_engines_on_gpu(gpu_config, tokenizer, name, precision):
     model = _model(gpu_config)

@@ -5,7 +5,9 @@ shrink like 1/sqrt(n); task and XTREME averages resample each language on its ow
 systems differ by 0 with p = 1; 60 more right answers in 1,000 give p < 0.01 around +6
 points; seeds pool; examples missing from a run are dropped and counted; a corpus-level
 metric (seqeval F1) compares; the sign-flip test equals brute-force enumeration; the same
-seed gives byte-identical results.
+seed gives byte-identical results. Seeds' means: one seed, or identical seeds, give one
+run's resamples bit for bit; the draw is paired (seeds that err on complementary examples have
+a mean that no resample moves); independent seeds' mean is about 1/sqrt(2) as uncertain.
 
     .venv/bin/python -m pytest -q tests/metrics/test_uncertainty.py
 """
@@ -29,7 +31,9 @@ from stilts_ds.metrics.uncertainty import (
     paired_permutation,
     percentile_interval,
     permutation_test,
+    pooled_replicates,
     replicates,
+    replicates_of,
 )
 
 Z95 = 1.959963984540054
@@ -217,3 +221,59 @@ def test_permutation_test_matches_exact_enumeration():
     assert not approx["exact"] and approx["p_value"] == pytest.approx(brute, abs=0.01)
     with pytest.raises(ValueError, match="equally long"):
         permutation_test(a, b[:3])
+
+
+# ----------------------------------------------------------------------------- seeds' mean
+def _qa_stats(n, p, seed):
+    rng = np.random.default_rng(seed)
+    em = (rng.random(n) < p).astype(float)
+    f1 = np.clip(em + 0.4 * rng.random(n), 0, 1)  # continuous: the per-example path, not the grouped one
+    return ExampleStats("squad_v1", [f"q{i}" for i in range(n)], np.column_stack([em, f1, np.ones(n)]))
+
+
+def test_pooled_replicates_of_one_or_two_identical_runs_are_one_runs_bit_for_bit():
+    run = {"xnli": {"en": _bernoulli(700, 0.7, 20), "de": _bernoulli(500, 0.6, 21)},
+           "xquad": {"en": _qa_stats(300, 0.6, 22)}}
+    single = replicates_of(run, resamples=300, seed=3)
+    for runs in ([run], [run, run], [run, run, run]):
+        pooled = pooled_replicates(runs, resamples=300, seed=3)
+        for task, per_lang in single.items():
+            for lang, reps in per_lang.items():
+                assert set(pooled[task][lang]) == set(reps)
+                for metric, values in reps.items():
+                    # x + x halves exactly; three of them may round in the last bit.
+                    same = np.array_equal if len(runs) < 3 else lambda a, b: np.allclose(a, b, rtol=1e-12, atol=0)
+                    assert same(pooled[task][lang][metric], values), (len(runs), task, lang, metric)
+    # The examples' order does not matter: they are matched by id.
+    shuffled = {"xnli": {"en": run["xnli"]["en"].select(list(reversed(run["xnli"]["en"].guids)))}}
+    assert np.array_equal(pooled_replicates([{"xnli": {"en": run["xnli"]["en"]}}, shuffled],
+                                            resamples=100)["xnli"]["en"]["accuracy"],
+                          replicates_of({"xnli": {"en": run["xnli"]["en"]}}, resamples=100)["xnli"]["en"]["accuracy"])
+
+
+def test_pooled_replicates_draw_the_same_examples_for_every_seed():
+    correct = (np.random.default_rng(23).random(1000) < 0.6).astype(float)
+    one, other = _acc(correct), _acc(1.0 - correct)  # each example right in exactly one seed
+    assert bootstrap_interval(one)["accuracy"][1] - bootstrap_interval(one)["accuracy"][0] > 4
+    # Paired: on every resample the two seeds' accuracies sum to 100, so their mean is 50.
+    reps = pooled_replicates([{"xnli": {"en": one}}, {"xnli": {"en": other}}])["xnli"]["en"]["accuracy"]
+    assert np.allclose(reps, 50.0) and percentile_interval(reps) == pytest.approx((50.0, 50.0))
+
+
+def test_the_mean_of_independent_seeds_is_about_one_over_sqrt_two_as_uncertain():
+    seeds = [{"xnli": {"en": _bernoulli(4000, 0.7, s)}} for s in (24, 25)]
+    widths = [np.subtract(*percentile_interval(replicates_of(r, resamples=2000)["xnli"]["en"]["accuracy"])[::-1])
+              for r in seeds]
+    pooled = pooled_replicates(seeds, resamples=2000)["xnli"]["en"]["accuracy"]
+    low, high = percentile_interval(pooled)
+    mean = (seeds[0]["xnli"]["en"].score()["accuracy"] + seeds[1]["xnli"]["en"].score()["accuracy"]) / 2
+    assert low < mean < high
+    assert (high - low) / np.mean(widths) == pytest.approx(1 / math.sqrt(2), rel=0.12)
+
+
+def test_pooled_replicates_refuse_runs_on_other_examples():
+    a = _bernoulli(100, 0.7, 26)
+    with pytest.raises(ValueError, match="xnli en: runs 1 and 2 were scored on different test examples"):
+        pooled_replicates([{"xnli": {"en": a}}, {"xnli": {"en": a.select(a.guids[5:])}}])
+    with pytest.raises(ValueError, match="runs 1 and 2 score xnli in different languages"):
+        pooled_replicates([{"xnli": {"en": a}}, {"xnli": {"en": a, "de": a}}])

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from stilts_ds.cli import main
 from stilts_ds.figures import FRONTIER, POINT_LABEL, text_box, value_limits
-from stilts_ds.studies.report import build_report, pareto_figure, training_figure
+from stilts_ds.studies.report import build_report, engines_figure, pareto_figure, training_figure
 from stilts_ds.studies.results import write_results
 from stilts_ds.studies.tradeoff import arm_scores, read_bench
 
@@ -328,3 +328,36 @@ def test_a_serving_gap_beyond_the_repeats_spread_is_called_real(tmp_path):
     answers = _answers(build_report(results, [bench], tmp_path / "out", arm_info=INFO)["md"].read_text())
     assert "serving cost equal within 20% in samples/s" in answers
     assert "repeated timings spread up to 6%, so the gap is larger than measurement noise" in answers
+
+
+def test_accuracy_through_each_engine_follows_the_plot_rules(tmp_path):
+    """engines.png: one point per (arm, engine, precision) with its score through that engine;
+    labels that overlap nothing, a score axis no narrower than 4 points, the frontier through
+    the fastest of the most accurate."""
+    arms, rows = [], []
+    for k in range(3):
+        name = f"arm{k}"
+        arms.append(arm_scores(name, _results(tmp_path / f"{name}.json", 80.0 + k * 0.05, 70.0),
+                               {"data": "English-only" if k == 0 else "multilingual +MLM"}))
+        for j, engine in enumerate(("torch-eager", "torch-sdpa", "ds", "ds-kernel")):
+            for bs in (1, 8):
+                rows.append(_row(engine, "fp16", bs, (1000.0 + 3 * j + k) * (1 if bs == 8 else 0.25), 2.0,
+                                 arm=name, serving_batch_size=8, accuracy=80.0 + 0.01 * (j + k), metric="accuracy"))
+    bench = read_bench([_bench(tmp_path / "engines.jsonl", rows)])
+    fig = engines_figure(arms, bench)
+    fig.canvas.draw()
+    labels, boxes, frame = _labels(fig)
+    for (i, a), (j, b) in itertools.combinations(enumerate(boxes), 2):
+        assert not a.overlaps(b), f"labels {labels[i].get_text()!r} and {labels[j].get_text()!r} overlap"
+    # Every point is labelled on the plot, or listed under it: none silently dropped.
+    unplaced = [t.get_text().split(": ", 1)[1].split("; ") for t in fig.texts
+                if t.get_text().startswith("labels not placed")]
+    assert len(labels) + sum(map(len, unplaced)) == 12 and len(labels) >= 8
+    lo, hi = fig.axes[0].get_ylim()
+    assert hi - lo >= 4.0 and lo <= 80.0 and hi >= 80.05
+    line, verts = _frontier(fig)
+    assert (1011.0, pytest.approx(80.05)) in verts  # arm2 through ds-kernel: fastest and most accurate
+    assert "no error bars" in fig._suptitle.get_text()
+    # Rows without a score (timing alone): no figure, and the report says why.
+    plain = read_bench([_bench(tmp_path / "plain.jsonl", [_row("ds", "fp16", 8, 1000.0, arm="arm0")])])
+    assert engines_figure(arms, plain) is None

@@ -80,9 +80,29 @@ def _inputs(tmp_path):
     return results, [bench], info
 
 
-def test_every_plot_loads_and_the_answers_are_there(tmp_path):
+def _per_arm_bench(tmp_path):
+    """The study's bench nodes' rows: per arm, task and language, each engine's score through it."""
+    out = []
+    for arm, score in (("english", 80.0), ("multilingual", 81.0)):
+        rows = [{"engine": e, "dtype": d, "batch_size": b, "throughput_samples_per_s": thr * (1.7 if d == "fp16" else 1),
+                 "latency_ms_p50": 2.0, "node_id": "cluster", "status": "ok", "task": "xnli", "lang": lang,
+                 "arm": arm, "serving_batch_size": 8, "tokens_per_example": 20.0, "metric": "accuracy",
+                 "accuracy": score - (0.2 if d == "fp16" else 0.0)}
+                for e, thr in (("ds", 1000.0), ("torch-sdpa", 900.0)) for d in ("fp32", "fp16") for b in (1, 8)
+                for lang in ("en", "hi")]
+        path = tmp_path / "bench" / arm / "xnli" / "bench.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("per_arm", [False, True], ids=["one-checkpoint", "per-arm-with-scores"])
+def test_every_plot_loads_and_the_answers_are_there(tmp_path, per_arm):
     _need_chromium()
     results, benches, info = _inputs(tmp_path)
+    if per_arm:
+        benches = _per_arm_bench(tmp_path)
     paths = build_report(results, benches, tmp_path / "report", arm_info=info)
     page = paths["html"].read_text(encoding="utf-8")
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
@@ -105,4 +125,8 @@ def test_every_plot_loads_and_the_answers_are_there(tmp_path):
     assert all(w > 0 for w in widths.values()), f"images that did not load: {widths}"
     answers = seen["answers"] or ""
     assert "RQ1 (inference efficiency)" in answers and "RQ2 (accuracy vs cost, XTREME)" in answers
-    assert "one checkpoint was served (english/phase2/xnli)" in answers
+    if per_arm:  # accuracy through each engine against its serving cost: engines.png loaded above
+        assert "engines.png" in widths and "RQ2 through the engines" in answers
+        assert "the largest change from fp32 to fp16 on the same engine is -0.20 points" in answers
+    else:
+        assert "one checkpoint was served (english/phase2/xnli)" in answers

@@ -111,9 +111,13 @@ SEEDLESS_KEYS = {
     "multilingual/phase3/bucc": "b591ebed6c276067", "multilingual/phase3/tatoeba": "f8f070121a5d5f8e",
     "multilingual/phase3/xcopa": "dad7d3df34e98f4b", "multilingual/phase3/mewslix": "f59b2bb24ce6e705",
     "multilingual/phase3/lareqa": "624607ce62b29af2", "multilingual/results": "b38a177ee661fc68",
-    # One bench node per arm since bc92402 (RQ1 per arm); the report depends on them.
-    "arms": "aa5a7d3a7149b8cf", "bench/english": "3f4796a2e1f59936", "bench/multilingual": "bb3d00ca1fe92e56",
-    "report": "cf576bd6c2caa13f",
+    # One bench node per arm and bench task (bench.tasks: xnli, udpos, xquad) since bench.tasks
+    # (one per arm since bc92402); the report depends on them. Nothing above moved with them.
+    "arms": "aa5a7d3a7149b8cf",
+    "bench/english/xnli": "3078e948520ce807", "bench/english/udpos": "6ea799176dbf4794",
+    "bench/english/xquad": "a46c0fd5af23b8b0", "bench/multilingual/xnli": "a2d6cc71b529fcb8",
+    "bench/multilingual/udpos": "d4ff4ae417e08f9b", "bench/multilingual/xquad": "dd5c29b8fc1a62a3",
+    "report": "09fb9cf158827034",
 }
 
 
@@ -195,8 +199,11 @@ def test_the_seeded_graph_runs_each_arm_once_per_seed_and_combines_them(tmp_path
     assert not [d for d in nodes["arms"].deps if d.endswith("/results") and "/seed" in d]
     assert "english/seed2/phase1" in nodes["arms"].deps
     for arm in ("english", "multilingual"):  # each arm serves its own checkpoint: the first seed's
-        assert f"{arm}/seed1/phase2/xnli" in nodes[f"bench/{arm}"].deps
-        assert not [d for d in nodes[f"bench/{arm}"].deps if "/seed2/" in d]
+        assert f"{arm}/seed1/phase2/xnli" in nodes[f"bench/{arm}/xnli"].deps
+        assert not [d for d in nodes[f"bench/{arm}/xnli"].deps if "/seed2/" in d]
+        # udpos, a bench task the seeded config does not fine-tune, is left out (and noted).
+        assert f"bench/{arm}/udpos" not in nodes and f"bench/{arm}/xquad" not in nodes
+    assert "udpos: not timed for arm english: not fine-tuned (finetune.tasks)" in graph.bench_notes
     # An id without its seed (what `stilts-ds train` targets) names every seed's.
     assert graph.resolve(["english/phase1", "english/results"]) == \
         ["english/seed1/phase1", "english/seed2/phase1", "english/results"]
@@ -261,6 +268,105 @@ def test_the_combination_is_the_mean_with_the_sample_std(tmp_path):
     assert single["seeds"]["std"]["tasks"]["xnli"]["en"]["accuracy"] is None
 
 
+def _seed_with_examples(run: Path, stats: dict) -> dict:
+    """A seed's run dir as its nodes leave it: phase3/<task>/scores.json and
+    examples/<lang>.json per task, and results.json with its own intervals."""
+    for task, per_lang in stats.items():
+        task_dir = run / "phase3" / task
+        (task_dir / "examples").mkdir(parents=True, exist_ok=True)
+        (task_dir / "scores.json").write_text(json.dumps({task: {l: s.score() for l, s in per_lang.items()}}))
+        for lang, s in per_lang.items():
+            (task_dir / "examples" / f"{lang}.json").write_text(json.dumps({"task": task, "lang": lang,
+                                                                             **s.to_json()}))
+    scores = {t: {l: s.score() for l, s in per_lang.items()} for t, per_lang in stats.items()}
+    return write_results(run / "results.json", scores, example_stats=stats)
+
+
+def _stats(seed: int, p: float = 0.7) -> dict:
+    import numpy as np
+
+    from stilts_ds.metrics import ExampleStats
+
+    rng = np.random.default_rng(seed)
+
+    def acc(n, q):
+        correct = (rng.random(n) < q).astype(float)
+        return ExampleStats("accuracy", [f"x{i}" for i in range(n)], np.column_stack([correct, np.ones(n)]))
+
+    em = (rng.random(300) < p - 0.1).astype(float)
+    f1 = np.clip(em + 0.4 * rng.random(300), 0, 1)
+    qa = ExampleStats("squad_v1", [f"q{i}" for i in range(300)], np.column_stack([em, f1, np.ones(300)]))
+    return {"xnli": {"en": acc(800, p), "de": acc(600, p - 0.1)}, "xquad": {"en": qa}}
+
+
+def test_the_combination_carries_intervals_of_the_seeds_mean(tmp_path):
+    from stilts_ds.studies.tradeoff import arm_scores
+
+    one = _seed_with_examples(tmp_path / "seeds" / "1", _stats(1))
+    _seed_with_examples(tmp_path / "seeds" / "2", _stats(1))  # the same predictions again
+    # Two identical seeds: the interval of one run, bit for bit; the method says it pools.
+    twin = combine_seeds({1: tmp_path / "seeds" / "1", 2: tmp_path / "seeds" / "2"}, tmp_path / "twin")
+    bars = twin["uncertainty"]
+    assert bars["method"].startswith("percentile bootstrap over test examples, pooled over 2 seeds")
+    assert {k: v for k, v in bars.items() if k != "method"} == \
+        {k: v for k, v in one["uncertainty"].items() if k != "method"}
+    assert load_results(tmp_path / "twin" / "results.json")["uncertainty"] == bars
+    # One seed: its own results' intervals (pooled over 1 seed).
+    single = combine_seeds({1: tmp_path / "seeds" / "1"}, tmp_path / "single")
+    assert single["uncertainty"]["tasks"] == one["uncertainty"]["tasks"]
+    assert "pooled over 1 seed " in single["uncertainty"]["method"]
+
+    # Three different seeds: every interval lies around the mean it belongs to, and the
+    # average's interval is narrower than any one seed's (test noise averages over seeds).
+    runs = {s: tmp_path / "seeds" / str(s) for s in (3, 4, 5)}
+    own = {s: _seed_with_examples(runs[s], _stats(s)) for s in runs}
+    out = combine_seeds(runs, tmp_path / "arm", extra={"name": "arm"})
+    bars = out["uncertainty"]
+    assert list(bars) == ["method", "resamples", "seed", "level", "tasks", "task_scores", "xtreme_average"]
+    assert "pooled over 3 seeds" in bars["method"]
+    for task, per_lang in out["tasks"].items():
+        for lang, metrics in per_lang.items():
+            assert set(bars["tasks"][task][lang]) == set(metrics)
+            for metric, value in metrics.items():
+                assert bars["tasks"][task][lang][metric]["low"] <= value <= bars["tasks"][task][lang][metric]["high"]
+        assert bars["task_scores"][task]["low"] < out["task_scores"][task] < bars["task_scores"][task]["high"]
+    width = bars["xtreme_average"]["high"] - bars["xtreme_average"]["low"]
+    assert bars["xtreme_average"]["low"] < out["xtreme_average"] < bars["xtreme_average"]["high"]
+    assert all(width < r["uncertainty"]["xtreme_average"]["high"] - r["uncertainty"]["xtreme_average"]["low"]
+               for r in own.values())
+    # The report reads it as any interval, naming the pooling; results.md shows it.
+    scored = arm_scores("arm", tmp_path / "arm" / "results.json")
+    assert scored.uncertainty.kind == "interval" and "pooled over 3 seeds" in scored.uncertainty.describe()
+    assert scored.xtreme.low == bars["xtreme_average"]["low"]
+    # What the bench's scores through each engine are set against: the first seed's own phase 3
+    # (its model is the one served), not the seeds' mean.
+    assert scored.per_lang["xnli"]["de"] == own[3]["tasks"]["xnli"]["de"]["accuracy"]
+    xquad_en = own[3]["tasks"]["xquad"]["en"]
+    assert scored.per_lang["xquad"]["en"] == (xquad_en["exact_match"] + xquad_en["f1"]) / 2
+    md = (tmp_path / "arm" / "results.md").read_text()
+    assert "score [95% CI]" in md and "pooled over 3 seeds" in md and "not of the seeds' spread" in md
+
+
+def test_a_seed_without_per_example_files_gives_means_without_intervals(tmp_path):
+    _seed_with_examples(tmp_path / "1", _stats(1))
+    _seed_with_examples(tmp_path / "2", _stats(2))
+    (tmp_path / "2" / "phase3" / "xquad" / "examples" / "en.json").unlink()
+    said = []
+    out = combine_seeds({1: tmp_path / "1", 2: tmp_path / "2"}, tmp_path / "arm", say=said.append)
+    assert "uncertainty" not in out and out["seeds"]["std"]["xtreme_average"] is not None
+    assert said == [f"no intervals over the seeds: seed 2: {tmp_path / '2' / 'phase3' / 'xquad' / 'examples'} has "
+                    "no per-example statistics for xquad en"]
+    # Seeds scored on other test examples cannot be paired: no intervals, said so.
+    other = _stats(2)
+    other["xnli"]["de"] = other["xnli"]["de"].select(other["xnli"]["de"].guids[1:])
+    _seed_with_examples(tmp_path / "3", other)
+    said.clear()
+    out = combine_seeds({1: tmp_path / "1", 3: tmp_path / "3"}, tmp_path / "arm2", say=said.append)
+    assert "uncertainty" not in out and out["tasks"]["xnli"]["de"]["accuracy"] is not None
+    assert len(said) == 1 and "cannot pool the seeds' intervals: xnli de: runs 1 and 2 were scored on different " \
+        "test examples (600 and 599, 1 not in both)" in said[0]
+
+
 def test_seeds_scored_on_different_languages_are_refused(tmp_path):
     _write_seed(tmp_path / "a", {"en": 80.0, "de": 70.0}, {"en": (60.0, 70.0)})
     _write_seed(tmp_path / "b", {"en": 80.0}, {"en": (60.0, 70.0)})
@@ -312,12 +418,14 @@ def test_plan_counts_every_seeds_jobs(monkeypatch):
             out[job["kind"]] = out.get(job["kind"], 0) + 1
         return out
 
-    # 13 arms, 12 with a phase 1; 9 phase-2 runs (xcopa's SIQA stage too) and 10 evaluations each.
+    # 13 arms, 12 with a phase 1; 9 phase-2 runs (xcopa's SIQA stage too) and 10 evaluations each;
+    # a bench node per arm and XTREME-R task with a head (xnli, udpos, panx, xquad, mlqa, tydiqa, xcopa).
     assert kinds(single) == {"prepare": 35, "phase1": 12, "phase2": 13 * 9, "phase3": 13 * 10, "results": 13,
-                             "arms": 1, "bench": 13, "report": 1}
+                             "arms": 1, "bench": 13 * 7, "report": 1}
     assert kinds(seeded) == {"prepare": 35, "phase1": 3 * 12, "phase2": 3 * 13 * 9, "phase3": 3 * 13 * 10,
-                             "results": 3 * 13, "combine": 13, "arms": 1, "bench": 13, "report": 1}
+                             "results": 3 * 13, "combine": 13, "arms": 1, "bench": 13 * 7, "report": 1}
     assert math.isclose(seeded["gpu_hours"], 3 * single["gpu_hours"], rel_tol=1e-9)
     # The seeds' chains run side by side: on 64 GPUs the wall clock barely moves.
     assert seeded["scheduled_wall_h"] < 1.1 * single["scheduled_wall_h"]
+    assert seeded["gpu_hours"] > 0
     assert json.dumps(seeded)  # plain JSON

@@ -91,6 +91,11 @@ def test_two_seeds_run_side_by_side_and_the_arm_reports_their_mean_and_spread(ra
     assert math.isclose(combined["xtreme_average"], statistics.fmean(values), abs_tol=1e-9)
     assert math.isclose(record["std"]["xtreme_average"], statistics.stdev(values), abs_tol=1e-9)
     assert "**Mean over 2 seeds** (1, 2)" in (arm / "results.md").read_text()
+    # 95% intervals of the mean, from both seeds' per-example statistics (one draw for both).
+    assert "pooled over 2 seeds" in combined["uncertainty"]["method"]
+    for task in ("xnli", "tatoeba"):
+        bars = combined["uncertainty"]["task_scores"][task]
+        assert bars["low"] <= combined["task_scores"][task] <= bars["high"]
 
     # The comparison reads the combination and shows the spread; costs over both seeds.
     (row,) = json.loads((tmp_path / "run" / "arms.json").read_text())["arms"]
