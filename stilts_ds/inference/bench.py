@@ -13,7 +13,8 @@ score the task's eval split through that same engine, so precision or kernel dri
 as an accuracy figure. Reports (JSON lines, CSV, Markdown, TensorBoard, PNG) go to
 ``--output`` (``report.write_reports``).
 
-The study's bench nodes (``bench/<arm>``, ``studies.runners``) use the same ``run_bench``
+The study's bench nodes (``bench/<arm>/<task>``, ``studies.runners``; a task scored without a
+head, retrieval, serves the phase-1 encoder and is timed without a score) use the same ``run_bench``
 with ``BenchSpec.lang_features`` (each language's cached test features, timed one after
 another by one model load: rows carry ``lang`` and ``tokens_per_example``), ``repeats``
 (each configuration timed that many times, rows carry ``repeat``) and ``extra`` (fields put
@@ -115,8 +116,26 @@ def _accuracy(engine, spec: BenchSpec, feats) -> dict:
         for k in fmt.output_keys:
             chunks[k].append(fmt.pad_output(k, out[k].float().cpu().numpy(), width))
     outputs = {k: np.concatenate(v) for k, v in chunks.items()}
-    scores = fmt.score(task, feats, fmt.decode(task, feats, outputs), spec.lang)
-    return {"task": spec.task, "lang": spec.lang, "metric": task.metric, "accuracy": primary_score(scores)}
+    predictions = fmt.decode(task, feats, outputs)
+    scores = fmt.score(task, feats, predictions, spec.lang)
+    low, high = _accuracy_interval(fmt, task, feats, predictions, spec.lang)
+    return {"task": spec.task, "lang": spec.lang, "metric": task.metric, "accuracy": primary_score(scores),
+            "accuracy_low": low, "accuracy_high": high}
+
+
+def _accuracy_interval(fmt, task, feats, predictions, lang) -> tuple[float | None, float | None]:
+    """The 95% percentile-bootstrap interval of the primary score through this engine, over
+    the test examples (as phase 3's intervals: ``metrics.uncertainty``, same seed and stream);
+    (None, None) for a format without per-example statistics."""
+    from stilts_ds.metrics.uncertainty import percentile_interval, replicates
+    from stilts_ds.tasks.scoring import primary_score
+
+    try:
+        stats = fmt.example_stats(task, feats, predictions, lang)
+    except NotImplementedError:
+        return None, None
+    reps = replicates(stats, key=(task.name, lang or ""))
+    return percentile_interval(primary_score(reps))
 
 
 def measure(spec: BenchSpec, rows_log: Path | None = None) -> list[dict]:
@@ -137,6 +156,16 @@ def measure(spec: BenchSpec, rows_log: Path | None = None) -> list[dict]:
 def _row(result, spec: BenchSpec, tokens: float, real: bool) -> dict:
     return {**result.to_dict(), "tokens_per_example": tokens, "serving_batch_size": spec.serving(),
             **({"task": spec.task, "lang": spec.lang} if real else {})}
+
+
+def _scored(spec: BenchSpec) -> bool:
+    """Whether the bench scores ``spec.task`` through each engine: a task with a head."""
+    if not spec.task:
+        return False
+    from stilts_ds.tasks.formats import format_of
+    from stilts_ds.tasks.registry import get_task
+
+    return format_of(get_task(spec.task)).has_head
 
 
 def real_lengths(lengths: str) -> tuple[str, str] | None:
@@ -171,7 +200,9 @@ def _measure(spec: BenchSpec, model, device: str, rows_log: Path | None = None) 
                 os.fsync(f.fileno())
     if feats is not None:
         name = f"{spec.task}/{spec.lang}" if spec.task else spec.length_distribution
-        workload = Workload.from_features(feats, name=name, task=spec.task)
+        # A task scored without a head (retrieval: phase 3 embeds it with the encoder) is timed
+        # on the encoder alone, and not scored: the engines return no embedding layer.
+        workload = Workload.from_features(feats, name=name, task=spec.task if _scored(spec) else None)
     else:
         vocab = model.config.vocab_size
         workload = Workload.synthetic(spec.synthetic_rows, vocab, spec.seq_len, seed=spec.seed,
@@ -183,7 +214,7 @@ def _measure(spec: BenchSpec, model, device: str, rows_log: Path | None = None) 
     # into more pieces than English), per example (all choices of a multiple-choice one).
     tokens = float(workload.lengths.sum()) / len(workload)
     rows = [_row(r, spec, tokens, feats is not None) for r in results]
-    if feats is not None and spec.task:
+    if feats is not None and _scored(spec):
         # Accuracy through each engine that passed parity (a fresh build: timing closed it).
         for engine_name in spec.engines:
             for precision in spec.precisions:

@@ -355,7 +355,9 @@ def paired_bootstrap(a: Sequence[Mapping[str, Mapping[str, ExampleStats]]],
             for arm, drawn in zip(("a", "b"), draws):
                 resampled[arm].setdefault(task, {})[lang] = drawn
 
-    out: dict[str, Any] = {"method": PAIRED_METHOD, "resamples": resamples, "seed": seed, "level": level,
+    # "pooled over seeds" only when there is more than one run to pool.
+    method = PAIRED_METHOD if max(len(a), len(b)) > 1 else PAIRED_METHOD.removesuffix(", pooled over seeds")
+    out: dict[str, Any] = {"method": method, "resamples": resamples, "seed": seed, "level": level,
                            "runs": {"a": len(a), "b": len(b)},
                            "examples": {"compared": sum(len(g) for p in common.values() for g in p.values()),
                                         "dropped": sum(dropped.values())}}

@@ -21,8 +21,10 @@ Nodes (``<arm>/`` is left out for a config without arms):
   pair-classification task) and per arm (every arm, or those ``bench.arms`` names; with seeds,
   the first seed's model; ``bench/<task>`` for a config without arms), on each language of
   ``bench.languages`` the task has (read from the prepared test features: a dependency on
-  ``prepare/<task>``). Tasks scored without a head (tatoeba, lareqa, mewslix) get no node:
-  ``graph.bench_notes`` says so, and the report repeats it. A node's key leaves out which
+  ``prepare/<task>``; ``bench.languages_arms``: every language on those arms, English on the
+  others). A task scored without a head (tatoeba, lareqa, mewslix, bucc) serves the phase-1
+  encoder phase 3 embeds it with, timed without a score (an arm without phase 1 is left out);
+  what is not timed, and why, is in ``graph.bench_notes`` and the report. A node's key leaves out which
   other arms and tasks are served, so changing ``bench.tasks`` adds or removes bench nodes and
   reruns the report, nothing else; ``report``: accuracy vs cost.
 
@@ -522,45 +524,48 @@ def _bench_nodes(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node], bui
     the listed languages it has, and a task with none of them is left out and noted."""
     bench = cfg.bench
     served = _served(cfg, arm_cfgs, nodes, notes)
-    planned: list[tuple[Node, str, list[str], list[str]]] = []  # (served, split, languages, prepared)
-    for node in served:
+    # (served, task, split, languages, prepared)
+    planned: list[tuple[Node, str, str, list[str], list[str]]] = []
+    for node, task in served:
         acfg = builder.arms[node.arm] if builder is not None else cfg
-        split = _bench_split(acfg, node.target)
-        prepared = builder.langs(builder.studies[node.arm], node.target, split) if builder is not None else []
-        planned.append((node, split, list(bench.langs(prepared if builder is not None else (), node.arm)), prepared))
+        split = _bench_split(acfg, task)
+        prepared = builder.langs(builder.studies[node.arm], task, split) if builder is not None else []
+        planned.append((node, task, split, list(bench.langs(prepared if builder is not None else (), node.arm)),
+                        prepared))
     check = builder is not None and not builder.offline
-    several = len({n.target for n, *_ in planned}) > 1
+    several = len({task for _, task, *_ in planned}) > 1
     if check and planned:
-        wanted = {l for _, _, langs, _ in planned for l in langs}
+        wanted = {l for *_, langs, _ in planned for l in langs}
         nowhere = sorted(l for l in wanted if not any(l in prepared for *_, prepared in planned))
         if nowhere or not several:
-            for node, split, langs, prepared in planned:
+            for node, task, split, langs, prepared in planned:
                 missing = [l for l in langs if l not in prepared]
                 if missing and (not several or any(l in nowhere for l in missing)):
-                    raise StiltsError(f"bench.languages: {node.target} has no {split} split in "
+                    raise StiltsError(f"bench.languages: {task} has no {split} split in "
                                       f"{', '.join(missing)} here (it has {', '.join(prepared) or 'none'}); list "
                                       "some of those, or 'all'")
     out, told = [], set()
-    for node, split, langs, prepared in planned:
+    for node, task, split, langs, prepared in planned:
         if builder is not None and several:
             kept = [l for l in langs if l in prepared]
-            if len(kept) < len(langs) and (node.target, tuple(langs)) not in told:
-                told.add((node.target, tuple(langs)))
+            if len(kept) < len(langs) and (task, tuple(langs)) not in told:
+                told.add((task, tuple(langs)))
                 lacking = [l for l in langs if l not in prepared]
-                notes.append(f"{node.target}: " + (f"not timed: its {split} split has none of {', '.join(langs)}"
-                                                   if not kept else f"{', '.join(lacking)} not timed (no {split} "
-                                                   "split in that language)"))
+                notes.append(f"{task}: " + (f"not timed: its {split} split has none of {', '.join(langs)}"
+                                            if not kept else f"{', '.join(lacking)} not timed (no {split} "
+                                            "split in that language)"))
             langs = kept
             if not langs:
                 continue
-        out.append(_bench_node(cfg, node, builder, split, langs))
+        out.append(_bench_node(cfg, node, task, builder, split, langs))
     return out
 
 
-def _bench_node(cfg: ExperimentConfig, served: Node, builder: "_Builder | None", split: str,
+def _bench_node(cfg: ExperimentConfig, served: Node, task: str, builder: "_Builder | None", split: str,
                 langs: list[str]) -> Node:
-    """``served``'s model through the engines, on each of ``langs``' test features."""
-    bench, arm, task = cfg.bench, served.arm, served.target
+    """``served``'s model (its phase-2 model of ``task``, or for a task scored without a head
+    its phase-1 encoder) through the engines, on each of ``langs``' test features."""
+    bench, arm = cfg.bench, served.arm
     deps, feats, data = [served.id], [], {}
     if builder is not None:
         pdeps, feats, data = builder.inputs(builder.studies[arm], [(task, split, l) for l in langs])
@@ -571,7 +576,8 @@ def _bench_node(cfg: ExperimentConfig, served: Node, builder: "_Builder | None",
     slice_ = {k: v for k, v in asdict(bench).items()
               if k not in ("arm", "arms", "task", "tasks", "lang", "languages", "languages_arms")}
     return Node(id="bench/" + (f"{arm}/" if arm else "") + task, kind="bench", arm=arm, deps=tuple(deps),
-                dir=cfg.run_dir / "bench" / (arm or "") / task, label=f"serving benchmark of {served.label}",
+                dir=cfg.run_dir / "bench" / (arm or "") / task,
+                label=f"serving benchmark of {served.label}" + (f" on {task}" if served.kind == "phase1" else ""),
                 task=task, config=flatten({"bench": slice_, "served": served.id, "split": split, "languages": langs}),
                 data=data, features=tuple(feats))
 
@@ -581,10 +587,10 @@ def bench_tasks(cfg: ExperimentConfig, acfg: ExperimentConfig, arm: str | None =
     """The tasks whose fine-tuned model the bench serves for an arm (config ``acfg``):
     ``bench.tasks`` (or ``task``), every XTREME-R task the arm fine-tunes and scores for
     ``"xtreme-r"``, else its first pair-classification task. A task scored without a head
-    (retrieval) is left out with a line in ``notes``: the engines time an encoder with a task
-    head, and scoring retrieval through them is not there yet. A listed task the arm does not
-    fine-tune is left out with a note too (a study narrowed by --set finetune.tasks keeps its
-    bench list), unless none of the list is fine-tuned: that is refused, naming them."""
+    (retrieval, from phase 1's encoder) is served as that encoder, timed without a score. A
+    listed task the arm does not fine-tune is left out with a note too (a study narrowed by
+    --set finetune.tasks keeps its bench list), unless none of the list is fine-tuned: that is
+    refused, naming them."""
     from stilts_ds.metrics.aggregate import XTREME_R_LANGUAGES
 
     named = cfg.bench.named_tasks()
@@ -603,8 +609,12 @@ def bench_tasks(cfg: ExperimentConfig, acfg: ExperimentConfig, arm: str | None =
 
     for task in candidates:
         if not format_of(get_task(task)).has_head:  # an unknown name is refused here, with the known ones
-            note(f"{task}: not timed: it is scored from encoder embeddings, without a task head; the bench "
-                 "would have to time the encoder alone on its features, without scoring it")
+            # Scored from phase 1's encoder embeddings: the bench times that encoder alone on the
+            # task's features (serving cost, no score: the engines return no embedding layer).
+            if task in acfg.evaluate.tasks:
+                out.append(task)
+            else:
+                note(f"{task}: not timed" + (f" for arm {arm}" if arm else "") + ": not evaluated (evaluate.tasks)")
         elif task not in acfg.finetune.tasks:
             untrained.append(task)
         else:
@@ -619,9 +629,12 @@ def bench_tasks(cfg: ExperimentConfig, acfg: ExperimentConfig, arm: str | None =
     return out
 
 
-def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node], notes: list[str] | None = None) -> list[Node]:
-    """The fine-tuned models the bench serves: each task of ``bench_tasks`` of every arm
-    ``bench.arms`` names (default: every arm)."""
+def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node],
+            notes: list[str] | None = None) -> list[tuple[Node, str]]:
+    """(the node whose model the bench serves, the task) for each task of ``bench_tasks`` of
+    every arm ``bench.arms`` names (default: every arm): the arm's phase-2 model of the task,
+    or, for a task scored without a head, the phase-1 encoder phase 3 embeds it with (an arm
+    without phase 1 is left out with a note: it embeds with the pretrained encoder)."""
     bench = cfg.bench
     named = bench.served_arms()
     out = []
@@ -633,8 +646,17 @@ def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node], notes: l
             # With seeds, the first seed's model: the bench times engines, and one model serves as
             # well as another (its score through each engine is that seed's).
             seed = f"seed{acfg.seeds[0]}/" if acfg.seeds else ""
-            nid = (f"{arm}/" if arm else "") + f"{seed}phase2/{task}"
+            prefix = (f"{arm}/" if arm else "") + seed
+            if not format_of(get_task(task)).has_head:
+                if prefix + "phase1" not in nodes:
+                    if notes is not None:
+                        notes.append(f"{task}: not timed" + (f" for arm {arm}" if arm else "") + ": it has no "
+                                     "phase 1, and phase 3 embeds the task with the pretrained encoder")
+                    continue
+                out.append((nodes[prefix + "phase1"], task))
+                continue
+            nid = prefix + f"phase2/{task}"
             if nid not in nodes:
                 raise StiltsError(f"bench.task {task!r} is not fine-tuned in arm {arm!r}: add it to finetune.tasks")
-            out.append(nodes[nid])
+            out.append((nodes[nid], task))
     return out

@@ -40,9 +40,11 @@ and ``index.html`` alike:
    the task's headline metric with every forward pass through that engine at that precision,
    averaged over the languages every point was scored in, against samples/s at the serving
    batch over the same languages, the frontier drawn, with a table of the points (phase 3's
-   score on the same languages and the difference from fp32 beside each). No error bars on
-   those: the bench scores each engine once and keeps no per-example statistics (rows that
-   carry ``accuracy_low``/``accuracy_high`` get theirs), and the page says so.
+   score on the same languages and the difference from fp32 beside each). Error bars: each
+   bench row's 95% bootstrap interval over the test examples (``accuracy_low``/``_high``,
+   phase 3's method), the mean of the languages' bounds (an approximation of the interval of
+   the mean, on the wide side); rows without them (older bench files) get none, and the page
+   says so.
 4. **Per-task scores** per arm with intervals (``tasks.png``), then the arms side by side
    (``arms.py``: ``arms.png``).
 5. **Cluster use**: utilization.json and timeline.png of the study's last run.
@@ -799,7 +801,7 @@ def engine_points(arms: Sequence[ArmScores], bench: Bench) -> dict[str, list[dic
     ``fp32``: the same arm and engine's score at fp32 where that was timed; ``front``: on the
     task's accuracy / samples/s Pareto frontier. An interval only where the rows carry one
     (``accuracy_low``/``accuracy_high``): the bench scores each engine once and writes no
-    per-example statistics."""
+    per-example statistics (older bench files)."""
     known = {a.name: a for a in arms}
     costs = [c for c in language_costs(bench) if c["accuracy"] is not None and c["arm"] in known]
     out: dict[str, list[dict]] = {}
@@ -877,8 +879,8 @@ def engines_answer(arms: Sequence[ArmScores], bench: Bench) -> str | None:
                      f"{worst['engine']} {worst['dtype']})")
         parts.append(text)
     intervals = any(p["low"] is not None for ps in per_task.values() for p in ps)
-    tail = "" if intervals else (" No interval on these scores: the bench scores each engine once and keeps no "
-                                 "per-example statistics (phase 3's intervals are in the per-task table).")
+    tail = "" if intervals else (" No interval on these scores: these bench rows carry no bootstrap interval "
+                                 "(an older bench file; phase 3's intervals are in the per-task table).")
     return ("**RQ2 through the engines (accuracy against serving cost):** " + "; ".join(parts) + "." + tail)
 
 
@@ -924,8 +926,8 @@ def engines_figure(arms: Sequence[ArmScores], bench: Bench):
                            [style[p["arm"]]["color"] for p in points], [f"{task}: {p['arm']}" for p in points]))
     intervals = any(p["low"] is not None for ps in per_task.values() for p in ps)
     fig.suptitle("Accuracy through each engine and precision against serving cost, per arm; "
-                 + ("error bars: the rows' intervals" if intervals else
-                    "no error bars: the bench scores each engine once, without per-example statistics"), fontsize=9)
+                 + ("error bars: 95% bootstrap intervals over the test examples" if intervals else
+                    "no error bars: these bench rows carry no interval"), fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
@@ -968,8 +970,9 @@ def _engines_section(arms, bench: Bench, images) -> list:
                         "serves); − fp32: against the same engine at fp32, where timed. samples/s and "
                         "ms/response at the serving batch size, the mean over the same languages. Frontier: no "
                         "other point of the task is both faster and more accurate. "
-                        + ("Intervals: the rows' own." if intervals else
-                           "No interval: the bench scores each engine once and keeps no per-example statistics.")))
+                        + ("Intervals: 95% bootstrap over the test examples through that engine (phase 3's "
+                           "method), the mean of the languages' bounds." if intervals else
+                           "No interval: these bench rows carry none (an older bench file).")))
     if "engines.png" in images:
         blocks.append(("img", "engines.png", "score through each engine and precision against samples/s, per task, "
                                              "Pareto frontier"))

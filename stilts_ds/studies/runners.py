@@ -207,16 +207,19 @@ class Runners:
         served = self.graph.nodes[node.deps[0]]
         study = self.study(served)
         cfg, bench = study.cfg, self.graph.root.bench
-        task = get_task(served.target)
+        task = get_task(node.task)
         split, langs = node.config["split"], list(node.config["languages"])
-        features = tuple((lang, str(study.features(served.target, split, lang))) for lang in langs)
-        self.say(f"bench: serving {served.dir / 'model'} ({served.target}; {', '.join(langs)}) through "
+        features = tuple((lang, str(study.features(node.task, split, lang))) for lang in langs)
+        # A phase-2 model with the task's head, or (a task scored without a head) the phase-1
+        # encoder phase 3 embeds it with, timed on the task's rows without a score.
+        model = served.dir / ("encoder" if served.kind == "phase1" else "model")
+        self.say(f"bench: serving {model} ({node.task}; {', '.join(langs)}) through "
                  f"{', '.join(bench.engines)}, {bench.repeats} timing{'s' if bench.repeats != 1 else ''} each")
         spec = BenchSpec(engines=bench.engines, precisions=bench.precisions, batch_sizes=bench.batch_sizes,
-                         seq_len=study._max_length(task), checkpoint=str((served.dir / "model").resolve()),
-                         task=served.target, lang_features=features, repeats=bench.repeats,
+                         seq_len=study._max_length(task), checkpoint=str(model.resolve()),
+                         task=node.task, lang_features=features, repeats=bench.repeats,
                          extra={"arm": node.arm} if node.arm else {})
-        title = f"serving benchmark of {served.label}"
+        title = node.label
         rows, _ = run_bench(spec, node.dir, use_ray=not self.in_process, address=cfg.cluster.ray_address,
                             title=title)
         return {"rows": len(rows)}

@@ -2,6 +2,8 @@
 through the same engine, reported."""
 import json
 
+import pytest
+import torch
 from click.testing import CliRunner
 
 from stilts_ds.cli import main
@@ -48,6 +50,11 @@ def test_accuracy_through_the_engine_with_a_checkpoint(tmp_path):
     assert {r["engine"] for r in scored} >= {"torch-eager", "torch-sdpa"}
     # Same fp32 weights through two attention implementations: the same predictions.
     assert len({round(r["accuracy"], 6) for r in scored}) == 1
+    # Each score has its 95% bootstrap interval over the test examples (phase 3's method and
+    # stream): the same predictions give the same interval, around the score.
+    assert len({(r["accuracy_low"], r["accuracy_high"]) for r in scored}) == 1
+    assert all(r["accuracy_low"] <= r["accuracy"] <= r["accuracy_high"] for r in scored)
+    assert scored[0]["accuracy_high"] - scored[0]["accuracy_low"] > 0  # 24 rows: a real spread
     # bench.md shows the score beside the speed, and TensorBoard has it per engine and batch.
     md = (tmp_path / "out" / "bench.md").read_text()
     assert "| xnli/zh accuracy |" in md.splitlines()[md.splitlines().index("## Results") + 2]
@@ -79,3 +86,26 @@ def test_bench_rejects_bad_options(tmp_path):
     assert r.exit_code == 2 and "unknown engine" in r.output
     r = runner.invoke(main, ["bench", "--output", str(tmp_path)])
     assert r.exit_code == 2 and "exactly one of --preset" in r.output
+
+
+@pytest.mark.parametrize("task, lang", [("tatoeba", "de"), ("lareqa", "zh")])
+def test_a_task_scored_from_embeddings_is_timed_on_the_encoder_without_a_score(tmp_path, task, lang):
+    """The study serves a retrieval task's phase-1 encoder (phase 3 embeds it; no head): its
+    rows are timed encoder-only and labelled with the task and language, with no score."""
+    from transformers import AutoModel
+
+    from stilts_ds.inference.bench import eval_features
+
+    tok = load_tokenizer("bundled")
+    torch.manual_seed(0)
+    AutoModel.from_config(model_config("tiny", vocab_size=len(tok))).save_pretrained(tmp_path / "encoder")
+    tok.save_pretrained(tmp_path / "encoder")
+    feats = eval_features(task, tmp_path / "encoder", split="test", lang=lang, max_length=64,
+                          cache_dir=tmp_path / "cache")
+    spec = BenchSpec(engines=("torch-sdpa",), batch_sizes=(4,), checkpoint=str(tmp_path / "encoder"), task=task,
+                     lang_features=((lang, feats),), extra={"arm": "english"})
+    rows, _ = run_bench(spec, tmp_path / "out", use_ray=False)
+    local = [r for r in rows if r["node_id"] == "local"]
+    assert {(r["task"], r["lang"], r["workload"], r["arm"]) for r in local} == {(task, lang, f"{task}/{lang}", "english")}
+    assert all(r["status"] == "ok" and r["throughput_samples_per_s"] > 0 and r["tokens_per_example"] > 0 for r in local)
+    assert all(r.get("accuracy") is None for r in local)

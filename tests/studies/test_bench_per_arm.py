@@ -100,8 +100,9 @@ def test_languages_arms_times_every_language_on_one_arm_and_english_on_the_other
     assert one["bench/english/xnli"].key == every["bench/english/xnli"].key
     assert one["bench/multilingual/xnli"].key != every["bench/multilingual/xnli"].key
     paper = load_config(ROOT / "configs" / "paper.yaml", {"data.local_tasks": {}})
-    assert paper.bench.languages_arms == ("baseline",)
-    assert paper.bench.langs(["en", "th"], "baseline") == ("en", "th") and paper.bench.langs(["en", "th"], "mnli") == ("en",)
+    assert paper.bench.languages_arms == ("multi-task",)
+    assert paper.bench.langs(["en", "th"], "multi-task") == ("en", "th")
+    assert paper.bench.langs(["en", "th"], "mnli") == ("en",)
 
 
 def test_a_language_the_task_does_not_have_is_named(tmp_path):
@@ -114,8 +115,8 @@ def test_a_language_the_task_does_not_have_is_named(tmp_path):
 
 def test_several_tasks_a_node_each_time_the_languages_each_task_has(tmp_path):
     """bench.tasks: one node per (arm, task), each timing the listed languages its task has;
-    "xtreme-r" serves every XTREME-R task the arm fine-tunes, notes the retrieval ones (no
-    head: not timed yet) and the languages a task lacks; changing the task list adds or drops
+    "xtreme-r" serves every XTREME-R task the arm fine-tunes or (retrieval, no head) scores from
+    phase 1's encoder, and notes the languages a task lacks; changing the task list adds or drops
     bench nodes and leaves every other key, the other bench nodes' included, alone."""
     one = _graph(tmp_path, **{"bench.tasks": ["xnli"]})
     graph = _graph(tmp_path, **{"bench.tasks": ["xnli", "udpos", "tydiqa"]})
@@ -135,17 +136,26 @@ def test_several_tasks_a_node_each_time_the_languages_each_task_has(tmp_path):
     assert graph.nodes["report"].key != one.nodes["report"].key
 
     xr = _graph(tmp_path, **{"bench.tasks": "xtreme-r"})
-    # The quick start's XTREME-R tasks with a head; pawsx and bucc are XTREME's only.
-    assert sorted(n.task for n in _benches(xr).values() if n.arm == "english") == \
-        ["mlqa", "panx", "tydiqa", "udpos", "xcopa", "xnli", "xquad"]
-    assert [n for n in xr.bench_notes if "encoder embeddings" in n] == [
-        f"{t}: not timed: it is scored from encoder embeddings, without a task head; the bench would have to time "
-        "the encoder alone on its features, without scoring it" for t in ("tatoeba", "mewslix", "lareqa")]
+    # Every XTREME-R task of the quick start (pawsx and bucc are XTREME's only): the ones with a
+    # head serve the phase-2 model; the retrieval ones (scored from phase 1's embeddings) serve
+    # the phase-1 encoder, timed on their rows without a score.
+    xr_benches = _benches(xr)
+    assert sorted(n.task for n in xr_benches.values() if n.arm == "english") == \
+        ["lareqa", "mewslix", "mlqa", "panx", "tatoeba", "tydiqa", "udpos", "xcopa", "xnli", "xquad"]
+    for t in ("tatoeba", "mewslix", "lareqa"):
+        node = xr_benches[f"bench/english/{t}"]
+        assert node.deps[0] == "english/phase1" and node.config["served"] == "english/phase1"
+        assert node.label.endswith(f"on {t}") and f"prepare/{t}" in node.deps
+    assert not [n for n in xr.bench_notes if n.split(":")[0] in ("tatoeba", "mewslix", "lareqa")
+                and "not timed:" in n and "split" not in n]
     assert any(n.startswith("xcopa: ") for n in xr.bench_notes)  # XCOPA has no English test split
-    # A retrieval task named in the list is noted, not timed; a task the arms do not fine-tune is refused.
+    # A retrieval task named in the list is timed on phase 1's encoder when the arm scores it.
     listed = _graph(tmp_path, **{"bench.tasks": ["xnli", "bucc"]})
-    assert sorted(_benches(listed)) == ["bench/english/xnli", "bench/multilingual/xnli"]
-    assert [n.split(":")[0] for n in listed.bench_notes] == ["bucc"]
+    assert sorted(_benches(listed)) == ["bench/english/bucc", "bench/english/xnli", "bench/multilingual/bucc",
+                                        "bench/multilingual/xnli"]
+    unscored = _graph(tmp_path, **{"bench.tasks": ["xnli", "bucc"], "evaluate.tasks": ["xnli"]})
+    assert sorted(_benches(unscored)) == ["bench/english/xnli", "bench/multilingual/xnli"]
+    assert "bucc: not timed for arm english: not evaluated (evaluate.tasks)" in unscored.bench_notes
     with pytest.raises(Exception, match="bench.tasks: 'xnli' is not fine-tuned in arm 'english'"):
         _graph(tmp_path, **{"bench.tasks": ["xnli"], "finetune.tasks": ["pawsx"], "evaluate.tasks": ["pawsx"]})
 

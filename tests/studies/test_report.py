@@ -361,3 +361,23 @@ def test_accuracy_through_each_engine_follows_the_plot_rules(tmp_path):
     # Rows without a score (timing alone): no figure, and the report says why.
     plain = read_bench([_bench(tmp_path / "plain.jsonl", [_row("ds", "fp16", 8, 1000.0, arm="arm0")])])
     assert engines_figure(arms, plain) is None
+
+
+def test_accuracy_through_each_engine_gets_the_rows_intervals(tmp_path):
+    """Bench rows carry a bootstrap interval of the score through each engine
+    (``accuracy_low``/``_high``, stilts_ds.inference.bench): engines.png draws it as error bars
+    and says so."""
+    arms = [arm_scores("arm0", _results(tmp_path / "arm0.json", 80.0, 70.0), {"data": "English-only"})]
+    rows = []
+    for j, engine in enumerate(("torch-sdpa", "ds")):
+        for bs in (1, 8):
+            rows.append(_row(engine, "fp16", bs, (1000.0 + 50 * j) * (1 if bs == 8 else 0.25), 2.0, arm="arm0",
+                             serving_batch_size=8, accuracy=80.0 + j, metric="accuracy",
+                             accuracy_low=77.0 + j, accuracy_high=83.0 + j))
+    fig = engines_figure(arms, read_bench([_bench(tmp_path / "engines.jsonl", rows)]))
+    fig.canvas.draw()
+    assert "error bars: 95% bootstrap intervals" in fig._suptitle.get_text()
+    ax = fig.axes[0]
+    spans = sorted(tuple(round(float(y), 3) for y in seg[:, 1]) for coll in ax.collections
+                   for seg in getattr(coll, "get_segments", lambda: [])() if len(seg) == 2 and seg[0][0] == seg[1][0])
+    assert (77.0, 83.0) in spans and (78.0, 84.0) in spans

@@ -106,7 +106,8 @@ def test_averages_are_results_json_averages_and_the_gap_is_significant(runs, tmp
         row = out["tasks"][task]
         assert row["a"] == pytest.approx(ra["task_scores"][task], abs=1e-9)
         assert row["dropped"] == 0 and row["examples"] > 0
-    assert out["method"] == "paired bootstrap over test examples, pooled over seeds"
+    # One run a side: nothing is pooled, and the method says so; several: "pooled over seeds".
+    assert out["method"] == "paired bootstrap over test examples"
     assert "a" not in out and compare_runs([a], [b], names=("english", "none"))["a"] == "english"
     assert (out["resamples"], out["seed"], out["level"]) == (1000, 0, 0.95)
     assert out["examples"]["dropped"] == 0
@@ -123,6 +124,7 @@ def test_seeds_pool_and_results_repeat(runs):
     (a1, s1), (a2, s2) = runs["strong1"], runs["strong2"]
     (b1, _), (b2, _) = runs["weak1"], runs["weak2"]
     out = compare_runs([a1, a2], [b1, b2])
+    assert out["method"] == "paired bootstrap over test examples, pooled over seeds"
     mean_a = (write_results(a1 / "r.json", s1)["xtreme_average"] + write_results(a2 / "r.json", s2)["xtreme_average"]) / 2
     assert out["xtreme_average"]["a"] == pytest.approx(mean_a, abs=1e-9)
     assert out["runs"] == {"a": 2, "b": 2}
