@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from stilts_ds.data import cache
 from stilts_ds.engine import ds_config as dsc
 from stilts_ds.engine.job import Head, Optim, TaskInput, TrainJob
 from stilts_ds.engine.launch import launch
+from stilts_ds.inference.timing import Workload
 from stilts_ds.tasks.features import Features
 
 VOCAB = 3001  # the bundled tokenizer's size: ids below it fit the tiny preset's embeddings (and XLM-R's)
@@ -52,23 +52,13 @@ VOCAB = 3001  # the bundled tokenizer's size: ids below it fit the tiny preset's
 
 def long_tailed_features(n_rows: int, *, max_length: int, median: int, sigma: float, min_length: int,
                          seed: int = 0) -> Features:
-    """Pair-classification rows of random tokens with log-normal lengths and random labels."""
-    rng = np.random.default_rng(seed)
-    lengths = np.clip(np.exp(rng.normal(math.log(median), sigma, n_rows)).round(), min_length, max_length)
-    lengths = lengths.astype(np.int32)
-    ids = np.full((n_rows, max_length), 1, dtype=np.int32)  # <pad>
-    mask = np.zeros((n_rows, max_length), dtype=np.int8)
-    for i, n in enumerate(lengths):
-        ids[i, :n] = rng.integers(5, VOCAB, n)
-        ids[i, 0], ids[i, n - 1] = 0, 2  # <s> ... </s>
-        mask[i, :n] = 1
-    return Features(
-        format="pair_classification",
-        columns={"input_ids": ids, "attention_mask": mask, "labels": rng.integers(0, 3, n_rows).astype(np.int64),
-                 "lengths": lengths},
-        guids=np.array([f"row-{i}" for i in range(n_rows)], dtype=object),
-        extras={"label_names": ("a", "b", "c"), "references": {}},
-    )
+    """Pair-classification rows of random tokens with log-normal lengths (the bench's
+    ``Workload.synthetic`` rows) and random labels."""
+    rows = Workload.synthetic(n_rows, VOCAB, max_length, seed=seed, distribution="lognormal", median_length=median,
+                              sigma=sigma, min_length=min_length).features
+    labels = np.random.default_rng(seed).integers(0, 3, n_rows).astype(np.int64)
+    return Features(format=rows.format, columns={**rows.columns, "labels": labels}, guids=rows.guids,
+                    extras={"label_names": ("a", "b", "c"), "references": {}})
 
 
 def per_step(metrics_jsonl: Path) -> dict[int, dict[str, float]]:

@@ -189,15 +189,6 @@ def _measure(spec: BenchSpec, model, device: str, rows_log: Path | None = None) 
     from stilts_ds.inference.timing import Workload, benchmark_engines
 
     feats = cache.read(Path(spec.features)) if spec.features else None
-    on_row = None
-    if rows_log is not None:
-        def on_row(result):
-            # Appended and flushed as measured: a run stopped by a time limit keeps these rows.
-            tokens = float(np.asarray(feats.columns["lengths"]).sum()) / len(feats) if feats is not None else None
-            with open(rows_log, "a", encoding="utf-8") as f:
-                f.write(json.dumps({**_row(result, spec, tokens, feats is not None), **spec.extra}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
     if feats is not None:
         name = f"{spec.task}/{spec.lang}" if spec.task else spec.length_distribution
         # A task scored without a head (retrieval: phase 3 embeds it with the encoder) is timed
@@ -207,12 +198,20 @@ def _measure(spec: BenchSpec, model, device: str, rows_log: Path | None = None) 
         vocab = model.config.vocab_size
         workload = Workload.synthetic(spec.synthetic_rows, vocab, spec.seq_len, seed=spec.seed,
                                       distribution=spec.length_distribution)
+    # What a language costs: its own tokenized length (the bundled tokenizer cuts Thai or Hindi
+    # into more pieces than English), per example (all choices of a multiple-choice one).
+    tokens = workload.tokens_per_sample
+    on_row = None
+    if rows_log is not None:
+        def on_row(result):
+            # Appended and flushed as measured: a run stopped by a time limit keeps these rows.
+            with open(rows_log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({**_row(result, spec, tokens, feats is not None), **spec.extra}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
     results = benchmark_engines(model, spec.engines, spec.precisions, device=device, workload=workload,
                                 batch_sizes=spec.batch_sizes, serving_batch_size=spec.serving(),
                                 latency_requests=spec.latency_requests, repeats=spec.repeats, on_row=on_row)
-    # What a language costs: its own tokenized length (the bundled tokenizer cuts Thai or Hindi
-    # into more pieces than English), per example (all choices of a multiple-choice one).
-    tokens = float(workload.lengths.sum()) / len(workload)
     rows = [_row(r, spec, tokens, feats is not None) for r in results]
     if feats is not None and _scored(spec):
         # Accuracy through each engine that passed parity (a fresh build: timing closed it).

@@ -232,6 +232,25 @@ def availability_matrix(device="cpu") -> dict[str, dict[str, str | None]]:
 _LIVE_KERNEL_ENGINE: "weakref.ref[Engine] | None" = None
 
 
+def pad_batch(inputs: Mapping[str, torch.Tensor], shape: tuple[int, int], pad_token_id: int, *,
+              unmask_added_rows: bool = False) -> dict[str, torch.Tensor]:
+    """Encoder inputs ``[n, l]`` padded up to ``shape`` (rows, tokens): pad tokens, mask and
+    token types 0 (a mask of ones is added first when there is none, so the padding added
+    here is masked). ``unmask_added_rows``: each added row keeps its first token unmasked, so
+    no row is fully masked. For engines that run fixed shapes (a CUDA graph's, static buckets)."""
+    if "attention_mask" not in inputs:
+        inputs = dict(inputs, attention_mask=torch.ones_like(inputs["input_ids"]))
+    rows, cols = inputs["input_ids"].shape
+    padded = {}
+    for k, v in inputs.items():
+        full = torch.full(shape, pad_token_id if k == "input_ids" else 0, dtype=v.dtype, device=v.device)
+        full[:rows, :cols] = v
+        if unmask_added_rows and k == "attention_mask":
+            full[rows:, 0] = 1
+        padded[k] = full
+    return padded
+
+
 class Engine:
     """One encoder behind one inference engine at one precision on one device.
 
@@ -349,18 +368,9 @@ class Engine:
                 "call warmup() at the largest shape first")
 
     def _encode_padded(self, inputs: dict, shape: tuple[int, int]) -> torch.Tensor:
-        # CUDA graphs replay one captured shape: pad rows and columns up to it (padding
-        # tokens, mask 0), run, cut the result back.
-        rows, cols = self.max_shape
-        if "attention_mask" not in inputs:  # the padding added here must be masked
-            inputs = dict(inputs, attention_mask=torch.ones_like(inputs["input_ids"]))
-        padded = {}
-        for k, v in inputs.items():
-            fill = self._pad_token_id if k == "input_ids" else 0
-            full = torch.full((rows, cols), fill, dtype=v.dtype, device=v.device)
-            full[: shape[0], : shape[1]] = v
-            padded[k] = full
-        return self._encode_fn(padded)[: shape[0], : shape[1]]
+        # CUDA graphs replay one captured shape: pad rows and columns up to it, run, cut the
+        # result back.
+        return self._encode_fn(pad_batch(inputs, self.max_shape, self._pad_token_id))[: shape[0], : shape[1]]
 
     def forward(self, tensors, task: str | None = None) -> dict[str, torch.Tensor]:
         """Run a batch: ``tensors`` is ``Batch.tensors`` (or a ``Batch``). Returns
@@ -539,33 +549,20 @@ def _row_bucket(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def _bucket_padded(encode: Callable[[dict], torch.Tensor], buckets: tuple[int, ...], pad_token_id: int,
-                   copy_out: bool) -> Callable[[dict], torch.Tensor]:
+def _bucket_padded(encode: Callable[[dict], torch.Tensor], buckets: tuple[int, ...],
+                   pad_token_id: int) -> Callable[[dict], torch.Tensor]:
     """``encode`` fed only bucket shapes: rows padded to the next power of two, tokens to the
-    next length bucket (pad tokens, mask 0; added rows keep one token unmasked so no row is
-    fully masked), the result cut back (and copied: CUDA graphs reuse their output buffer)."""
+    next length bucket (``pad_batch``; added rows keep one token unmasked so no row is fully
+    masked), the result cut back and copied (CUDA graphs reuse their output buffer)."""
 
     def encode_bucketed(inputs: dict) -> torch.Tensor:
         rows, cols = inputs["input_ids"].shape
         length = _next_bucket(cols, buckets)
         if length is None:
             raise StiltsError(f"torch-compile: {cols} tokens exceed the largest static bucket ({buckets[-1]})")
-        n = _row_bucket(rows)
-        if "attention_mask" not in inputs:  # the padding added here must be masked
-            inputs = dict(inputs, attention_mask=torch.ones_like(inputs["input_ids"]))
-        if (n, length) == (rows, cols):
-            padded = inputs
-        else:
-            padded = {}
-            for k, v in inputs.items():
-                fill = pad_token_id if k == "input_ids" else 0
-                full = torch.full((n, length), fill, dtype=v.dtype, device=v.device)
-                full[:rows, :cols] = v
-                if k == "attention_mask":
-                    full[rows:, 0] = 1
-                padded[k] = full
-        out = encode(padded)[:rows, :cols]
-        return out.clone() if copy_out else out
+        shape = (_row_bucket(rows), length)
+        padded = inputs if shape == (rows, cols) else pad_batch(inputs, shape, pad_token_id, unmask_added_rows=True)
+        return encode(padded)[:rows, :cols].clone()
 
     return encode_bucketed
 
@@ -596,7 +593,7 @@ def _build_compile(encoder, precision, dtype, dev, heads, common, *, compile_opt
     compiled = torch.compile(encoder, **options)
     inner = _hf_encode(compiled)
     if static_buckets:
-        inner = _bucket_padded(inner, static_buckets, common["pad_token_id"], copy_out=True)
+        inner = _bucket_padded(inner, static_buckets, common["pad_token_id"])
 
     def encode(inputs: dict) -> torch.Tensor:
         # Past the recompile limit dynamo would quietly run eager code: raise instead.

@@ -127,6 +127,11 @@ class Workload:
         return np.asarray(self.features.columns["lengths"])
 
     @property
+    def tokens_per_sample(self) -> float:
+        """Mean real (non-padding) tokens per sample, all choices of a multiple-choice one."""
+        return float(self.lengths.sum()) / len(self)
+
+    @property
     def rows_per_sample(self) -> int:
         """Encoder rows per sample: the number of choices for multiple choice, else 1."""
         ids = self.features.columns["input_ids"]
@@ -319,14 +324,13 @@ def time_engine(engine: Engine, workload: Workload, batch_sizes: Sequence[int], 
     sizes = sorted(set(int(b) for b in batch_sizes) | {1, int(serving_batch_size)})
     engine.warmup(*largest_shape(workload, sizes), iters=warmup_iters)
     base = _base_result(engine, workload, parity)
-    real_tokens = float(workload.lengths.sum()) / len(workload)  # per sample (all its choices)
     results = []
     for repeat in range(repeats):
         for bs in sizes:
             row = BenchmarkResult(**base, batch_size=bs, repeat=repeat)
             # The untimed pass is needed once per shape: later repeats find it warm.
             row.throughput_samples_per_s = measure_throughput(engine, workload, bs, warm_pass=warm_pass and repeat == 0)
-            row.useful_tokens_per_s = row.throughput_samples_per_s * real_tokens
+            row.useful_tokens_per_s = row.throughput_samples_per_s * workload.tokens_per_sample
             row.padding_share = 0.0 if engine.computes_no_padding else workload.padding_share(bs, engine.computed_shape)
             if bs in (1, serving_batch_size):
                 ms = measure_latency(engine, workload, bs, latency_requests)

@@ -80,7 +80,7 @@ from stilts_ds.metrics.aggregate import task_score, xtreme_score
 from stilts_ds.metrics.example_stats import ExampleStats, combine, kind_of
 
 METHOD = "percentile bootstrap over test examples"
-PAIRED_METHOD = "paired bootstrap over test examples, pooled over seeds"
+PAIRED_METHOD = "paired bootstrap over test examples"  # ", pooled over seeds" with several runs a side
 PERMUTATION_METHOD = "paired sign-flip permutation test"
 RESAMPLES = 1000
 SEED = 0
@@ -355,8 +355,7 @@ def paired_bootstrap(a: Sequence[Mapping[str, Mapping[str, ExampleStats]]],
             for arm, drawn in zip(("a", "b"), draws):
                 resampled[arm].setdefault(task, {})[lang] = drawn
 
-    # "pooled over seeds" only when there is more than one run to pool.
-    method = PAIRED_METHOD if max(len(a), len(b)) > 1 else PAIRED_METHOD.removesuffix(", pooled over seeds")
+    method = PAIRED_METHOD + (", pooled over seeds" if max(len(a), len(b)) > 1 else "")
     out: dict[str, Any] = {"method": method, "resamples": resamples, "seed": seed, "level": level,
                            "runs": {"a": len(a), "b": len(b)},
                            "examples": {"compared": sum(len(g) for p in common.values() for g in p.values()),

@@ -603,9 +603,8 @@ def bench_tasks(cfg: ExperimentConfig, acfg: ExperimentConfig, arm: str | None =
         candidates = [t for t in named if t not in cfg.skip_tasks]
     out, untrained = [], []
 
-    def note(line: str) -> None:
-        if notes is not None and line not in notes:
-            notes.append(line)
+    def note(task: str, why: str) -> None:
+        _note_not_timed(notes, task, arm, why)
 
     for task in candidates:
         if not format_of(get_task(task)).has_head:  # an unknown name is refused here, with the known ones
@@ -614,7 +613,7 @@ def bench_tasks(cfg: ExperimentConfig, acfg: ExperimentConfig, arm: str | None =
             if task in acfg.evaluate.tasks:
                 out.append(task)
             else:
-                note(f"{task}: not timed" + (f" for arm {arm}" if arm else "") + ": not evaluated (evaluate.tasks)")
+                note(task, "not evaluated (evaluate.tasks)")
         elif task not in acfg.finetune.tasks:
             untrained.append(task)
         else:
@@ -625,8 +624,15 @@ def bench_tasks(cfg: ExperimentConfig, acfg: ExperimentConfig, arm: str | None =
                           f"{'is' if len(untrained) == 1 else 'are'} not fine-tuned in arm {arm!r}: add "
                           f"{'it' if len(untrained) == 1 else 'them'} to finetune.tasks, or list fine-tuned tasks")
     for task in untrained:  # the list names more than this study fine-tunes: those are left out
-        note(f"{task}: not timed" + (f" for arm {arm}" if arm else "") + ": not fine-tuned (finetune.tasks)")
+        note(task, "not fine-tuned (finetune.tasks)")
     return out
+
+
+def _note_not_timed(notes: list[str] | None, task: str, arm: str | None, why: str) -> None:
+    """Add "<task>: not timed[ for arm <arm>]: <why>" to ``notes`` (once)."""
+    line = f"{task}: not timed" + (f" for arm {arm}" if arm else "") + f": {why}"
+    if notes is not None and line not in notes:
+        notes.append(line)
 
 
 def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node],
@@ -649,9 +655,8 @@ def _served(cfg: ExperimentConfig, arm_cfgs, nodes: Mapping[str, Node],
             prefix = (f"{arm}/" if arm else "") + seed
             if not format_of(get_task(task)).has_head:
                 if prefix + "phase1" not in nodes:
-                    if notes is not None:
-                        notes.append(f"{task}: not timed" + (f" for arm {arm}" if arm else "") + ": it has no "
-                                     "phase 1, and phase 3 embeds the task with the pretrained encoder")
+                    _note_not_timed(notes, task, arm, "it has no phase 1, and phase 3 embeds the task with the "
+                                                      "pretrained encoder")
                     continue
                 out.append((nodes[prefix + "phase1"], task))
                 continue

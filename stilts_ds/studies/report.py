@@ -846,6 +846,16 @@ def _pct(value) -> str:
     return f"{value:+.2f}"
 
 
+def _largest_move(points: Sequence[dict], against: str) -> tuple[dict, float] | None:
+    """(the point whose score moved most from its ``against`` score, accuracy - that score),
+    over the points that have one; None if none has."""
+    have = [p for p in points if p[against] is not None]
+    if not have:
+        return None
+    worst = max(have, key=lambda p: abs(p["accuracy"] - p[against]))
+    return worst, worst["accuracy"] - worst[against]
+
+
 def engines_answer(arms: Sequence[ArmScores], bench: Bench) -> str | None:
     """The sentence on accuracy through each engine and precision against its serving cost,
     per task: the frontier's points, the accuracy moved by fp16/bf16 against fp32 on the same
@@ -861,19 +871,17 @@ def engines_answer(arms: Sequence[ArmScores], bench: Bench) -> str | None:
                  f"{points[0]['metric'] or 'headline metric'})")
         text = f"{where}: on the accuracy/samples/s frontier " + ", ".join(
             f"{p['arm']} {p['engine']} {p['dtype']} ({p['accuracy']:.1f} at {p['thr']:,.1f} samples/s)" for p in front)
-        halves = [p for p in points if p["fp32"] is not None]
-        if halves:
-            worst = max(halves, key=lambda p: abs(p["accuracy"] - p["fp32"]))
-            moved = worst["accuracy"] - worst["fp32"]
+        largest = _largest_move(points, "fp32")
+        if largest:
+            worst, moved = largest
             text += ("; fp16/bf16 left every score as fp32 on the same engine had it" if moved == 0 else
                      f"; the largest change from fp32 to {worst['dtype']} on the same engine is {_pct(moved)} points "
                      f"({worst['arm']} {worst['engine']})")
         elif any(p["dtype"] != "fp32" for p in points):
             text += "; no fp32 timed to set fp16/bf16 against"
-        against = [p for p in points if p["phase3"] is not None]
-        if against:
-            worst = max(against, key=lambda p: abs(p["accuracy"] - p["phase3"]))
-            moved = worst["accuracy"] - worst["phase3"]
+        largest = _largest_move(points, "phase3")
+        if largest:
+            worst, moved = largest
             text += ("; every engine gives phase 3's score exactly" if moved == 0 else
                      f"; the largest difference from phase 3's score is {_pct(moved)} points ({worst['arm']} "
                      f"{worst['engine']} {worst['dtype']})")

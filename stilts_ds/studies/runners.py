@@ -219,9 +219,8 @@ class Runners:
                          seq_len=study._max_length(task), checkpoint=str(model.resolve()),
                          task=node.task, lang_features=features, repeats=bench.repeats,
                          extra={"arm": node.arm} if node.arm else {})
-        title = node.label
         rows, _ = run_bench(spec, node.dir, use_ray=not self.in_process, address=cfg.cluster.ray_address,
-                            title=title)
+                            title=node.label)
         return {"rows": len(rows)}
 
     def _report(self, node: Node) -> dict:
